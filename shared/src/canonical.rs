@@ -1,0 +1,214 @@
+//! RFC 8785 (JSON Canonicalization Scheme) serialization.
+//!
+//! The stored form of an event is its JCS text, and the event `hash` is the SHA-256 of
+//! exactly these bytes, so that an auditor with any JCS library can recompute it.
+
+use serde_json::{Number, Value};
+use sha2::{Digest, Sha256};
+
+/// Largest integer an IEEE-754 double holds exactly; RFC 8785 numbers are doubles.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A JSON number that RFC 8785 (I-JSON) cannot represent without changing its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("number {0} cannot be represented exactly as an IEEE-754 double")]
+pub struct InexactNumber(pub String);
+
+/// Checks that every number in `value` survives the trip through a double unchanged.
+///
+/// # Errors
+/// The first number that would be rounded.
+pub fn check_numbers(value: &Value) -> Result<(), InexactNumber> {
+    match value {
+        Value::Number(n) => {
+            if exact(n) {
+                Ok(())
+            } else {
+                Err(InexactNumber(n.to_string()))
+            }
+        }
+        Value::Array(items) => items.iter().try_for_each(check_numbers),
+        Value::Object(map) => map.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}
+
+fn exact(n: &Number) -> bool {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    if let Some(u) = n.as_u64() {
+        // `as` saturates, so compare below 2^64 to keep u64::MAX from passing.
+        let f = u as f64;
+        u <= MAX_SAFE_INTEGER || (f < TWO_POW_64 && f as u64 == u)
+    } else if let Some(i) = n.as_i64() {
+        let f = i as f64;
+        i.unsigned_abs() <= MAX_SAFE_INTEGER || (f >= -TWO_POW_64 / 2.0 && f as i64 == i)
+    } else {
+        true
+    }
+}
+
+/// Returns `value` as reading back its canonical text would: a float with an integral
+/// value becomes an integer, `-0.0` becomes `0`. Stored events are held in this form so
+/// that what is returned equals what was hashed.
+#[must_use]
+pub fn normalize(value: Value) -> Value {
+    if has_float(&value) {
+        serde_json::from_str(&to_canonical(&value)).unwrap_or(value)
+    } else {
+        value
+    }
+}
+
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// Serializes `value` in canonical form (sorted keys by UTF-16 code units, ECMAScript
+/// number formatting, minimal string escapes).
+#[must_use]
+pub fn to_canonical(value: &Value) -> String {
+    let mut out = String::with_capacity(512);
+    write_value(&mut out, value);
+    out
+}
+
+/// Lowercase hex SHA-256 of the canonical form.
+#[must_use]
+pub fn sha256_hex(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                write_value(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_number(out: &mut String, n: &Number) {
+    if let Some(i) = n.as_i64() {
+        out.push_str(&i.to_string());
+    } else if let Some(u) = n.as_u64() {
+        out.push_str(&u.to_string());
+    } else {
+        let f = n.as_f64().unwrap_or(0.0);
+        if f == 0.0 {
+            // ECMAScript prints negative zero as "0".
+            out.push('0');
+        } else {
+            let mut buf = ryu_js::Buffer::new();
+            out.push_str(buf.format_finite(f));
+        }
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{0C}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_keys_by_utf16_code_units_not_bytes() {
+        // U+1F600 (surrogates D83D DE00) sorts before U+E000 in UTF-16, after it in UTF-8.
+        let v = json!({"\u{E000}": 2, "\u{1F600}": 1, "b": 3, "a": {"z": 1, "y": [1, "x"]}});
+        assert_eq!(
+            to_canonical(&v),
+            "{\"a\":{\"y\":[1,\"x\"],\"z\":1},\"b\":3,\"\u{1F600}\":1,\"\u{E000}\":2}"
+        );
+    }
+
+    #[test]
+    fn formats_numbers_as_ecmascript_does() {
+        let v: Value = serde_json::from_str("[1.0, -0.0, 1e21, 1e-7, 0.1, 123456789012, 1.5e300]")
+            .unwrap_or_default();
+        assert_eq!(
+            to_canonical(&v),
+            "[1,0,1e+21,1e-7,0.1,123456789012,1.5e+300]"
+        );
+    }
+
+    #[test]
+    fn normalizes_like_a_canonical_round_trip() {
+        let v: Value =
+            serde_json::from_str(r#"{"a": [1.0, -0.0, 1e18, 2.5, 3]}"#).unwrap_or_default();
+        assert_eq!(
+            normalize(v),
+            json!({"a": [1, 0, 1_000_000_000_000_000_000_u64, 2.5, 3]})
+        );
+    }
+
+    #[test]
+    fn escapes_control_characters_minimally() {
+        let v = json!("a\"b\\c\u{1}\n\u{7f}é");
+        assert_eq!(to_canonical(&v), "\"a\\\"b\\\\c\\u0001\\n\u{7f}é\"");
+    }
+
+    #[test]
+    fn refuses_integers_beyond_double_precision() {
+        assert!(check_numbers(&json!({"a": [9007199254740991_u64]})).is_ok());
+        assert!(check_numbers(&json!({"a": [9007199254740993_u64]})).is_err());
+        assert!(check_numbers(&json!(-9007199254740993_i64)).is_err());
+        assert!(check_numbers(&json!(1_000_000_000_000_000_000_u64)).is_ok());
+        assert!(check_numbers(&json!(u64::MAX)).is_err());
+        assert!(check_numbers(&json!(i64::MIN)).is_ok());
+    }
+
+    #[test]
+    fn rfc8785_sample_hashes_stably() {
+        let v = json!({"numbers": [333333333.3333333, 1e30, 4.5, 0.002, 1e-27],
+                       "string": "\u{20ac}$\u{000F}\nA'B\"\\\\\"/", "literals": [null, true, false]});
+        assert_eq!(
+            to_canonical(&v),
+            "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,1e-27],\"string\":\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The audit log's model crate: the event and its rules, the storage keys, and the
+//! adapters every function shares. Domain rules live here once, with their tests.
+
+pub mod api;
+pub mod auth;
+pub mod aws;
+pub mod canonical;
+pub mod config;
+pub mod error;
+pub mod event;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod ingest;
+pub mod item;
+pub mod keys;
+pub mod queue;
+pub mod retry;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+pub mod timestamp;

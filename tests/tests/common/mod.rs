@@ -1,0 +1,126 @@
+//! What the black-box tests share: the local stack's settings, an in-process API on a
+//! free port, tokens, and a DynamoDB proxy that injects faults.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod proxy;
+
+use audit::auth::{Verifier, issue_hs256};
+use audit::store::Store;
+use audit::tenant::TenantId;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reads a variable that `./infra/local/test` exports.
+pub fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is unset: run the tests with ./infra/local/test"))
+}
+
+pub fn secret() -> String {
+    env("AUDIT_JWT_SECRET")
+}
+
+/// A tenant of this test alone, so tests run side by side on one table.
+pub fn new_tenant() -> TenantId {
+    let t = format!("t-{}", uuid::Uuid::now_v7().simple());
+    TenantId::parse(&t).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn token(tenant: &TenantId, scope: &str) -> String {
+    issue_hs256(&secret(), tenant, "tester", scope, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn sdk() -> aws_config::SdkConfig {
+    audit::aws::sdk_config().await
+}
+
+/// A DynamoDB client for the local table, or for `endpoint` (a fault proxy) if given.
+pub async fn dynamodb(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let sdk = sdk().await;
+    let client = audit::aws::dynamodb(&sdk);
+    match endpoint {
+        None => client,
+        Some(url) => {
+            let conf = client.config().to_builder().endpoint_url(url).build();
+            aws_sdk_dynamodb::Client::from_conf(conf)
+        }
+    }
+}
+
+pub async fn store(endpoint: Option<&str>) -> Store {
+    Store::new(dynamodb(endpoint).await, env("AUDIT_TABLE"))
+}
+
+/// Serves the ingest router on a free loopback port; returns its base URL.
+pub async fn serve(store: Store) -> String {
+    let state = Arc::new(ingest::AppState {
+        store,
+        verifier: Verifier::new(Some(&secret()), None),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, ingest::app(state)).await });
+    format!("http://{addr}")
+}
+
+/// How many event items the tenant has online (a Query of its time index, never a Scan).
+pub async fn count_events(tenant: &TenantId) -> i32 {
+    let client = dynamodb(None).await;
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(env("AUDIT_TABLE"))
+            .index_name(audit::keys::BY_TIME.name)
+            .key_condition_expression("gt_pk = :p")
+            .expression_attribute_values(":p", AttributeValue::S(audit::keys::time_pk(tenant, 0)))
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        total += out.count();
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return total;
+        }
+    }
+}
+
+/// POSTs `body` to `/v1/events`; returns the status and the JSON answer.
+pub async fn post(
+    base: &str,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+pub fn event(id: &str, action: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "occurred_at": "2026-11-01T10:00:00.123456Z",
+        "action": action,
+        "actor": {"type": "member", "id": "u-1", "name": "Ada", "email": "Ada@Example.com"},
+        "resource": {"type": "channel", "id": "c-1", "name": "general"},
+        "workspace": {"id": "w-1"},
+        "source": {"ip": "203.0.113.7", "user_agent": "tests"},
+        "description": "created a channel, \"general\"",
+        "metadata": {"n": 1.5, "nested": {"k": [1, 2]}}
+    })
+}
