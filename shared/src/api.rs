@@ -33,10 +33,7 @@ impl From<ErrorBody> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Forbidden(scope) => Self::new(
-                Code::Forbidden,
-                format!("this token lacks the {scope} scope"),
-            ),
+            AuthError::Forbidden(scope) => Self::new(Code::Forbidden, format!("this token lacks the {scope} scope")),
             AuthError::KeysUnavailable(cause) => {
                 tracing::error!(%cause, "JWKS unavailable");
                 Self::new(Code::Throttled, "signing keys temporarily unavailable")
@@ -52,14 +49,10 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(json!({ "error": self.0 }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -69,13 +62,7 @@ impl IntoResponse for ApiError {
 ///
 /// # Errors
 /// 401 or 403 as an [`ApiError`].
-pub async fn caller(
-    verifier: &Verifier,
-    headers: &HeaderMap,
-    scope: Scope,
-) -> Result<Caller, ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+pub async fn caller(verifier: &Verifier, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
+    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     Ok(verifier.authorize(header, scope).await?)
 }

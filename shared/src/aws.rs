@@ -23,17 +23,14 @@ pub async fn sdk_config() -> SdkConfig {
 /// call means (see there).
 #[must_use]
 pub fn dynamodb(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::config::Builder::from(conf)
-        .retry_config(RetryConfig::disabled())
-        .build();
+    let conf = aws_sdk_dynamodb::config::Builder::from(conf).retry_config(RetryConfig::disabled()).build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 /// An SQS client with the SDK's standard retries.
 #[must_use]
 pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
-    let conf = aws_sdk_sqs::config::Builder::from(conf)
-        .retry_config(RetryConfig::standard().with_max_attempts(6))
-        .build();
+    let conf =
+        aws_sdk_sqs::config::Builder::from(conf).retry_config(RetryConfig::standard().with_max_attempts(6)).build();
     aws_sdk_sqs::Client::from_conf(conf)
 }

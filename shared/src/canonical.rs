@@ -52,11 +52,7 @@ fn exact(n: &Number) -> bool {
 /// that what is returned equals what was hashed.
 #[must_use]
 pub fn normalize(value: Value) -> Value {
-    if has_float(&value) {
-        serde_json::from_str(&to_canonical(&value)).unwrap_or(value)
-    } else {
-        value
-    }
+    if has_float(&value) { serde_json::from_str(&to_canonical(&value)).unwrap_or(value) } else { value }
 }
 
 fn has_float(value: &Value) -> bool {
@@ -160,30 +156,19 @@ mod tests {
     fn sorts_keys_by_utf16_code_units_not_bytes() {
         // U+1F600 (surrogates D83D DE00) sorts before U+E000 in UTF-16, after it in UTF-8.
         let v = json!({"\u{E000}": 2, "\u{1F600}": 1, "b": 3, "a": {"z": 1, "y": [1, "x"]}});
-        assert_eq!(
-            to_canonical(&v),
-            "{\"a\":{\"y\":[1,\"x\"],\"z\":1},\"b\":3,\"\u{1F600}\":1,\"\u{E000}\":2}"
-        );
+        assert_eq!(to_canonical(&v), "{\"a\":{\"y\":[1,\"x\"],\"z\":1},\"b\":3,\"\u{1F600}\":1,\"\u{E000}\":2}");
     }
 
     #[test]
     fn formats_numbers_as_ecmascript_does() {
-        let v: Value = serde_json::from_str("[1.0, -0.0, 1e21, 1e-7, 0.1, 123456789012, 1.5e300]")
-            .unwrap_or_default();
-        assert_eq!(
-            to_canonical(&v),
-            "[1,0,1e+21,1e-7,0.1,123456789012,1.5e+300]"
-        );
+        let v: Value = serde_json::from_str("[1.0, -0.0, 1e21, 1e-7, 0.1, 123456789012, 1.5e300]").unwrap_or_default();
+        assert_eq!(to_canonical(&v), "[1,0,1e+21,1e-7,0.1,123456789012,1.5e+300]");
     }
 
     #[test]
     fn normalizes_like_a_canonical_round_trip() {
-        let v: Value =
-            serde_json::from_str(r#"{"a": [1.0, -0.0, 1e18, 2.5, 3]}"#).unwrap_or_default();
-        assert_eq!(
-            normalize(v),
-            json!({"a": [1, 0, 1_000_000_000_000_000_000_u64, 2.5, 3]})
-        );
+        let v: Value = serde_json::from_str(r#"{"a": [1.0, -0.0, 1e18, 2.5, 3]}"#).unwrap_or_default();
+        assert_eq!(normalize(v), json!({"a": [1, 0, 1_000_000_000_000_000_000_u64, 2.5, 3]}));
     }
 
     #[test]

@@ -50,8 +50,7 @@ impl Config {
         let opt = |name: &'static str| env::var(name).ok().filter(|v| !v.is_empty());
         let parsed = |name: &'static str, default: &str| -> Result<u64, ConfigError> {
             let raw = opt(name).unwrap_or_else(|| default.to_owned());
-            raw.parse::<u64>()
-                .map_err(|e| ConfigError::Invalid(name, e.to_string()))
+            raw.parse::<u64>().map_err(|e| ConfigError::Invalid(name, e.to_string()))
         };
         let cfg = Self {
             table: opt(TABLE).ok_or(ConfigError::Missing(TABLE))?,
@@ -64,8 +63,7 @@ impl Config {
             jwks_url: opt(JWKS_URL),
             hot_days: u32::try_from(parsed(HOT_DAYS, "90")?)
                 .map_err(|e| ConfigError::Invalid(HOT_DAYS, e.to_string()))?,
-            port: u16::try_from(parsed(PORT, "3000")?)
-                .map_err(|e| ConfigError::Invalid(PORT, e.to_string()))?,
+            port: u16::try_from(parsed(PORT, "3000")?).map_err(|e| ConfigError::Invalid(PORT, e.to_string()))?,
         };
         if cfg.hot_days == 0 {
             return Err(ConfigError::Invalid(HOT_DAYS, "must be at least 1".into()));
@@ -77,11 +75,7 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError::Missing`] when it is unset.
-    pub fn require<'a>(
-        &self,
-        value: &'a Option<String>,
-        name: &'static str,
-    ) -> Result<&'a str, ConfigError> {
+    pub fn require<'a>(&self, value: &'a Option<String>, name: &'static str) -> Result<&'a str, ConfigError> {
         value.as_deref().ok_or(ConfigError::Missing(name))
     }
 }

@@ -56,19 +56,12 @@ pub struct ErrorBody {
 impl ErrorBody {
     #[must_use]
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Self { code, message: message.into(), details: Vec::new() }
     }
 
     #[must_use]
     pub fn with_details<T: Serialize>(mut self, details: &[T]) -> Self {
-        self.details = details
-            .iter()
-            .filter_map(|d| serde_json::to_value(d).ok())
-            .collect();
+        self.details = details.iter().filter_map(|d| serde_json::to_value(d).ok()).collect();
         self
     }
 }

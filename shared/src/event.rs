@@ -64,11 +64,7 @@ pub struct Violation {
 
 impl Violation {
     fn new(field: &str, reason: Reason, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            reason,
-            message: message.into(),
-        }
+        Self { field: field.to_owned(), reason, message: message.into() }
     }
 }
 
@@ -225,57 +221,30 @@ impl Event {
     ///
     /// # Errors
     /// Every violated rule.
-    pub fn validate(
-        raw: &Value,
-        tenant: &TenantId,
-        now: Timestamp,
-    ) -> Result<Accepted, Vec<Violation>> {
+    pub fn validate(raw: &Value, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
         let mut v = Vec::new();
         let Some(obj) = raw.as_object() else {
-            return Err(vec![Violation::new(
-                "",
-                Reason::NotAnObject,
-                "an event must be a JSON object",
-            )]);
+            return Err(vec![Violation::new("", Reason::NotAnObject, "an event must be a JSON object")]);
         };
-        let mut f = Fields {
-            obj,
-            path: "",
-            out: &mut v,
-        };
+        let mut f = Fields { obj, path: "", out: &mut v };
         f.reject_unknown(TOP_FIELDS);
-        let id = f
-            .string("id", 1, 128)
-            .filter(|id| f.pattern_ok("id", id, is_id_char));
+        let id = f.string("id", 1, 128).filter(|id| f.pattern_ok("id", id, is_id_char));
         let occurred_text = f.string("occurred_at", 1, 64);
         let action = f.required_string("action", 1, 128);
         let outcome = f.string("outcome", 1, 16).and_then(|o| match o.as_str() {
             "success" => Some(Outcome::Success),
             "failure" => Some(Outcome::Failure),
             _ => {
-                f.push(
-                    "outcome",
-                    Reason::InvalidValue,
-                    "must be \"success\" or \"failure\"",
-                );
+                f.push("outcome", Reason::InvalidValue, "must be \"success\" or \"failure\"");
                 None
             }
         });
         let actor = f.object("actor", true).and_then(|o| parse_actor(o, f.out));
-        let resource = f
-            .object("resource", false)
-            .map(|o| parse_resource(o, f.out));
+        let resource = f.object("resource", false).map(|o| parse_resource(o, f.out));
         let workspace = f.object("workspace", false).map(|o| {
-            let mut w = Fields {
-                obj: o,
-                path: "workspace",
-                out: f.out,
-            };
+            let mut w = Fields { obj: o, path: "workspace", out: f.out };
             w.reject_unknown(&["id", "name"]);
-            Workspace {
-                id: w.string("id", 1, 256),
-                name: w.string("name", 1, 256),
-            }
+            Workspace { id: w.string("id", 1, 256), name: w.string("name", 1, 256) }
         });
         let source = f.object("source", false).map(|o| parse_source(o, f.out));
         let request_id = f.string("request_id", 1, 256);
@@ -284,22 +253,16 @@ impl Event {
         let metadata = f.object("metadata", false).cloned();
         let changes = changes.map(|cs| {
             cs.into_iter()
-                .map(|c| Change {
-                    field: c.field,
-                    old: c.old.map(normalize),
-                    new: c.new.map(normalize),
-                })
+                .map(|c| Change { field: c.field, old: c.old.map(normalize), new: c.new.map(normalize) })
                 .collect::<Vec<_>>()
         });
 
-        if let Some(a) = &action {
-            if !is_action(a) {
-                v.push(Violation::new(
-                    "action",
-                    Reason::InvalidFormat,
-                    "lowercase a-z 0-9 _ - segments separated by dots, such as channel.create",
-                ));
-            }
+        if action.as_deref().is_some_and(|a| !is_action(a)) {
+            v.push(Violation::new(
+                "action",
+                Reason::InvalidFormat,
+                "lowercase a-z 0-9 _ - segments separated by dots, such as channel.create",
+            ));
         }
         let occurred_at = match &occurred_text {
             None => None,
@@ -313,11 +276,7 @@ impl Event {
                     None
                 }
                 Ok(t) if t > now.plus_seconds(MAX_FUTURE_SECONDS) => {
-                    v.push(Violation::new(
-                        "occurred_at",
-                        Reason::FutureTimestamp,
-                        "more than 5 minutes in the future",
-                    ));
+                    v.push(Violation::new("occurred_at", Reason::FutureTimestamp, "more than 5 minutes in the future"));
                     None
                 }
                 Ok(t) => Some(t),
@@ -326,17 +285,9 @@ impl Event {
         if let Some(m) = &metadata {
             let value = Value::Object(m.clone());
             if let Err(e) = check_numbers(&value) {
-                v.push(Violation::new(
-                    "metadata",
-                    Reason::NumberPrecision,
-                    e.to_string(),
-                ));
+                v.push(Violation::new("metadata", Reason::NumberPrecision, e.to_string()));
             } else if to_canonical(&value).len() > MAX_METADATA_BYTES {
-                v.push(Violation::new(
-                    "metadata",
-                    Reason::TooLarge,
-                    "at most 32 KiB serialized",
-                ));
+                v.push(Violation::new("metadata", Reason::TooLarge, "at most 32 KiB serialized"));
             }
         }
         let metadata = metadata.map(|m| match normalize(Value::Object(m)) {
@@ -348,11 +299,7 @@ impl Event {
             return Err(v);
         }
         let (Some(action), Some(actor)) = (action, actor) else {
-            return Err(vec![Violation::new(
-                "",
-                Reason::MissingField,
-                "action and actor are required",
-            )]);
+            return Err(vec![Violation::new("", Reason::MissingField, "action and actor are required")]);
         };
         let event = Event {
             tenant_id: tenant.clone(),
@@ -370,16 +317,9 @@ impl Event {
             metadata,
         };
         if event.canonical().len() > MAX_EVENT_BYTES {
-            return Err(vec![Violation::new(
-                "",
-                Reason::TooLarge,
-                "one event is at most 64 KiB serialized",
-            )]);
+            return Err(vec![Violation::new("", Reason::TooLarge, "one event is at most 64 KiB serialized")]);
         }
-        Ok(Accepted {
-            event,
-            occurred_at_given: occurred_at.is_some(),
-        })
+        Ok(Accepted { event, occurred_at_given: occurred_at.is_some() })
     }
 
     /// The event as the contract's JSON object, without `received_at` and `hash`.
@@ -400,10 +340,7 @@ impl Event {
         if let Some(r) = &self.resource {
             let mut o = ref_json(&r.kind, &r.id, &r.name);
             if let Some(p) = &r.parent {
-                o.insert(
-                    "parent".into(),
-                    Value::Object(ref_json(&p.kind, &p.id, &p.name)),
-                );
+                o.insert("parent".into(), Value::Object(ref_json(&p.kind, &p.id, &p.name)));
             }
             m.insert("resource".into(), Value::Object(o));
         }
@@ -424,10 +361,7 @@ impl Event {
         put(&mut m, "request_id", &self.request_id);
         put(&mut m, "description", &self.description);
         if let Some(changes) = &self.changes {
-            m.insert(
-                "changes".into(),
-                Value::Array(changes.iter().map(Change::to_json).collect()),
-            );
+            m.insert("changes".into(), Value::Array(changes.iter().map(Change::to_json).collect()));
         }
         if let Some(md) = &self.metadata {
             m.insert("metadata".into(), Value::Object(md.clone()));
@@ -450,13 +384,7 @@ impl Event {
         let tenant = body
             .remove("tenant_id")
             .and_then(|t| t.as_str().and_then(|t| TenantId::parse(t).ok()))
-            .ok_or_else(|| {
-                vec![Violation::new(
-                    "tenant_id",
-                    Reason::MissingField,
-                    "stored event without tenant",
-                )]
-            })?;
+            .ok_or_else(|| vec![Violation::new("tenant_id", Reason::MissingField, "stored event without tenant")])?;
         Event::validate(&Value::Object(body), &tenant, Timestamp::MAX).map(|a| a.event)
     }
 
@@ -464,11 +392,7 @@ impl Event {
     #[must_use]
     pub fn stamp(self, received_at: Timestamp) -> StoredEvent {
         let hash = sha256_hex(&self.canonical());
-        StoredEvent {
-            event: self,
-            received_at,
-            hash,
-        }
+        StoredEvent { event: self, received_at, hash }
     }
 
     /// The category: the action up to its first dot.
@@ -511,11 +435,7 @@ fn put(m: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     }
 }
 
-fn ref_json(
-    kind: &Option<String>,
-    id: &Option<String>,
-    name: &Option<String>,
-) -> Map<String, Value> {
+fn ref_json(kind: &Option<String>, id: &Option<String>, name: &Option<String>) -> Map<String, Value> {
     let mut o = Map::new();
     put(&mut o, "type", kind);
     put(&mut o, "id", id);
@@ -524,84 +444,48 @@ fn ref_json(
 }
 
 fn parse_actor(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Option<Actor> {
-    let mut f = Fields {
-        obj: o,
-        path: "actor",
-        out,
-    };
+    let mut f = Fields { obj: o, path: "actor", out };
     f.reject_unknown(&["type", "id", "name", "email"]);
     let kind = f.required_string("type", 1, 32).and_then(|t| {
         let parsed = ActorType::parse(&t);
         if parsed.is_none() {
-            f.push(
-                "type",
-                Reason::InvalidValue,
-                "one of member, system_user, api_key, service",
-            );
+            f.push("type", Reason::InvalidValue, "one of member, system_user, api_key, service");
         }
         parsed
     });
     let id = f.required_string("id", 1, 256);
     let name = f.string("name", 1, 256);
     let email = f.string("email", 1, 320);
-    Some(Actor {
-        kind: kind?,
-        id: id?,
-        name,
-        email,
-    })
+    Some(Actor { kind: kind?, id: id?, name, email })
 }
 
 fn parse_ref(f: &mut Fields<'_, '_>) -> (Option<String>, Option<String>, Option<String>) {
-    (
-        f.string("type", 1, 128),
-        f.string("id", 1, 256),
-        f.string("name", 1, 512),
-    )
+    (f.string("type", 1, 128), f.string("id", 1, 256), f.string("name", 1, 512))
 }
 
 fn parse_resource(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Resource {
-    let mut f = Fields {
-        obj: o,
-        path: "resource",
-        out,
-    };
+    let mut f = Fields { obj: o, path: "resource", out };
     f.reject_unknown(&["type", "id", "name", "parent"]);
     let (kind, id, name) = parse_ref(&mut f);
     let parent = f.object("parent", false).map(|p| {
-        let mut pf = Fields {
-            obj: p,
-            path: "resource.parent",
-            out: f.out,
-        };
+        let mut pf = Fields { obj: p, path: "resource.parent", out: f.out };
         pf.reject_unknown(&["type", "id", "name"]);
         let (kind, id, name) = parse_ref(&mut pf);
         Ref { kind, id, name }
     });
-    Resource {
-        kind,
-        id,
-        name,
-        parent,
-    }
+    Resource { kind, id, name, parent }
 }
 
 fn parse_source(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Source {
-    let mut f = Fields {
-        obj: o,
-        path: "source",
-        out,
-    };
+    let mut f = Fields { obj: o, path: "source", out };
     f.reject_unknown(&["ip", "user_agent", "platform", "location"]);
-    let ip = f
-        .string("ip", 1, 64)
-        .and_then(|text| match text.parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                f.push("ip", Reason::InvalidIp, "an IPv4 or IPv6 address");
-                None
-            }
-        });
+    let ip = f.string("ip", 1, 64).and_then(|text| match text.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            f.push("ip", Reason::InvalidIp, "an IPv4 or IPv6 address");
+            None
+        }
+    });
     Source {
         ip,
         user_agent: f.string("user_agent", 1, 1024),
@@ -612,29 +496,17 @@ fn parse_source(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Source {
 
 fn parse_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<Change> {
     if items.len() > MAX_CHANGES {
-        out.push(Violation::new(
-            "changes",
-            Reason::TooMany,
-            "at most 100 entries",
-        ));
+        out.push(Violation::new("changes", Reason::TooMany, "at most 100 entries"));
         return Vec::new();
     }
     let mut changes = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("changes[{i}]");
         let Some(o) = item.as_object() else {
-            out.push(Violation::new(
-                &path,
-                Reason::InvalidType,
-                "an object {field, old, new}",
-            ));
+            out.push(Violation::new(&path, Reason::InvalidType, "an object {field, old, new}"));
             continue;
         };
-        let mut f = Fields {
-            obj: o,
-            path: &path,
-            out,
-        };
+        let mut f = Fields { obj: o, path: &path, out };
         f.reject_unknown(&["field", "old", "new"]);
         let field = f.required_string("field", 1, 256);
         let (old, new) = (o.get("old").cloned(), o.get("new").cloned());
@@ -658,9 +530,7 @@ fn is_action(a: &str) -> bool {
     let mut segments = 0;
     for seg in a.split('.') {
         if seg.is_empty()
-            || !seg
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            || !seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
             return false;
         }
@@ -673,11 +543,7 @@ fn is_action(a: &str) -> bool {
 fn check_nul(value: &Value, path: &str, out: &mut Vec<Violation>) {
     match value {
         Value::String(s) if s.contains('\0') => {
-            out.push(Violation::new(
-                path,
-                Reason::NulCharacter,
-                "strings must not contain U+0000",
-            ));
+            out.push(Violation::new(path, Reason::NulCharacter, "strings must not contain U+0000"));
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -686,17 +552,9 @@ fn check_nul(value: &Value, path: &str, out: &mut Vec<Violation>) {
         }
         Value::Object(map) => {
             for (k, v) in map {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 if k.contains('\0') {
-                    out.push(Violation::new(
-                        &child,
-                        Reason::NulCharacter,
-                        "keys must not contain U+0000",
-                    ));
+                    out.push(Violation::new(&child, Reason::NulCharacter, "keys must not contain U+0000"));
                 }
                 check_nul(v, &child, out);
             }
@@ -714,11 +572,7 @@ struct Fields<'a, 'o> {
 
 impl<'a> Fields<'a, '_> {
     fn full(&self, name: &str) -> String {
-        if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        }
+        if self.path.is_empty() { name.to_owned() } else { format!("{}.{name}", self.path) }
     }
 
     fn push(&mut self, name: &str, reason: Reason, message: impl Into<String>) {
@@ -727,12 +581,7 @@ impl<'a> Fields<'a, '_> {
     }
 
     fn reject_unknown(&mut self, known: &[&str]) {
-        let unknown: Vec<String> = self
-            .obj
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> = self.obj.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
         for k in unknown {
             self.push(&k, Reason::UnknownField, "not a field of the event");
         }
@@ -745,11 +594,7 @@ impl<'a> Fields<'a, '_> {
             Some(Value::String(s)) => {
                 let len = s.chars().count();
                 if len < min {
-                    self.push(
-                        name,
-                        Reason::TooShort,
-                        format!("at least {min} character(s)"),
-                    );
+                    self.push(name, Reason::TooShort, format!("at least {min} character(s)"));
                     None
                 } else if len > max {
                     self.push(name, Reason::TooLong, format!("at most {max} characters"));

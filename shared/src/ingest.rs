@@ -39,12 +39,7 @@ pub struct ItemResult {
 
 impl ItemResult {
     fn rejected(index: usize, id: Option<String>, error: ErrorBody) -> Self {
-        Self {
-            index,
-            id,
-            status: Status::Rejected,
-            error: Some(error),
-        }
+        Self { index, id, status: Status::Rejected, error: Some(error) }
     }
 
     /// Whether the event is now stored (by this write or an earlier one).
@@ -71,19 +66,16 @@ pub struct BodyError(pub ErrorBody);
 /// `payload_too_large` past 500 events, 5 MiB, or 64 KiB for a single event.
 pub fn parse_body(body: &[u8]) -> Result<Vec<Value>, BodyError> {
     let bad = |reason: &str, message: String| {
-        BodyError(
-            ErrorBody::new(Code::InvalidRequest, message)
-                .with_details(&[serde_json::json!({"reason": reason})]),
-        )
+        BodyError(ErrorBody::new(Code::InvalidRequest, message).with_details(&[serde_json::json!({"reason": reason})]))
     };
     let too_large = |message: &str| BodyError(ErrorBody::new(Code::PayloadTooLarge, message));
     if body.len() > MAX_BODY_BYTES {
         return Err(too_large("a request body is at most 5 MiB"));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| bad("invalid_utf8", format!("the body is not valid UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| bad("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| bad("invalid_utf8", format!("the body is not valid UTF-8: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad("invalid_json", format!("the body is not valid JSON: {e}")))?;
     match value {
         Value::Object(mut m) if m.contains_key("events") => {
             if m.len() > 1 {
@@ -106,10 +98,7 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Value>, BodyError> {
             }
             Ok(vec![single])
         }
-        _ => Err(bad(
-            "not_an_object",
-            "the body must be an event object or {\"events\": [...]}".into(),
-        )),
+        _ => Err(bad("not_an_object", "the body must be an event object or {\"events\": [...]}".into())),
     }
 }
 
@@ -141,58 +130,34 @@ pub async fn ingest(store: &Store, tenant: &TenantId, events: Vec<Value>) -> Vec
                 let pending: Vec<WriteFuture<'_>> = valid
                     .iter()
                     .map(|(index, a)| -> WriteFuture<'_> {
-                        Box::pin(
-                            async move { (*index, a, write(store, a, now, settings.shards).await) },
-                        )
+                        Box::pin(async move { (*index, a, write(store, a, now, settings.shards).await) })
                     })
                     .collect();
-                let writes = futures::stream::iter(pending)
-                    .buffer_unordered(WRITE_CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await;
+                let writes =
+                    futures::stream::iter(pending).buffer_unordered(WRITE_CONCURRENCY).collect::<Vec<_>>().await;
                 for (index, a, outcome) in writes {
                     let id = Some(a.event.id.clone());
                     results[index] = Some(match outcome {
                         Ok(PutOutcome::Created) => {
                             created.push(&a.event);
-                            ItemResult {
-                                index,
-                                id,
-                                status: Status::Created,
-                                error: None,
-                            }
+                            ItemResult { index, id, status: Status::Created, error: None }
                         }
-                        Ok(PutOutcome::Duplicate) => ItemResult {
-                            index,
-                            id,
-                            status: Status::Duplicate,
-                            error: None,
-                        },
+                        Ok(PutOutcome::Duplicate) => ItemResult { index, id, status: Status::Duplicate, error: None },
                         Ok(PutOutcome::Conflict) => ItemResult::rejected(
                             index,
                             id,
-                            ErrorBody::new(
-                                Code::Conflict,
-                                "this id is already stored with different content",
-                            ),
+                            ErrorBody::new(Code::Conflict, "this id is already stored with different content"),
                         ),
                         Err(e) => ItemResult::rejected(index, id, store_error(&e)),
                     });
                 }
-                if let Err(e) = store
-                    .record_catalog(tenant, settings.shards, &created)
-                    .await
-                {
+                if let Err(e) = store.record_catalog(tenant, settings.shards, &created).await {
                     tracing::error!(%tenant, error = %e, "catalog not updated for a stored batch");
                 }
             }
             Err(body) => {
                 for (index, a) in &valid {
-                    results[*index] = Some(ItemResult::rejected(
-                        *index,
-                        Some(a.event.id.clone()),
-                        body.clone(),
-                    ));
+                    results[*index] = Some(ItemResult::rejected(*index, Some(a.event.id.clone()), body.clone()));
                 }
             }
         }
@@ -201,32 +166,19 @@ pub async fn ingest(store: &Store, tenant: &TenantId, events: Vec<Value>) -> Vec
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            r.unwrap_or_else(|| {
-                ItemResult::rejected(i, None, ErrorBody::new(Code::Internal, "not processed"))
-            })
+            r.unwrap_or_else(|| ItemResult::rejected(i, None, ErrorBody::new(Code::Internal, "not processed")))
         })
         .collect()
 }
 
 type WriteFuture<'a> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = (usize, &'a Accepted, Result<PutOutcome, StoreError>)>
-            + Send
-            + 'a,
-    >,
+    Box<dyn std::future::Future<Output = (usize, &'a Accepted, Result<PutOutcome, StoreError>)> + Send + 'a>,
 >;
 
-async fn write(
-    store: &Store,
-    a: &Accepted,
-    received_at: Timestamp,
-    shards: u16,
-) -> Result<PutOutcome, StoreError> {
+async fn write(store: &Store, a: &Accepted, received_at: Timestamp, shards: u16) -> Result<PutOutcome, StoreError> {
     let stored = a.event.clone().stamp(received_at);
     let dedup = dedup_digest(a, &stored.hash);
-    store
-        .put_event(&stored, shard_of(&a.event.id, shards), &dedup)
-        .await
+    store.put_event(&stored, shard_of(&a.event.id, shards), &dedup).await
 }
 
 /// The digest that decides duplicate or conflict: the hash, except that a defaulted
@@ -248,11 +200,8 @@ fn raw_id(raw: &Value) -> Option<String> {
 }
 
 fn invalid(violations: &[Violation]) -> ErrorBody {
-    let first = violations
-        .first()
-        .map_or_else(String::new, |v| format!(": {} {}", v.field, v.message));
-    ErrorBody::new(Code::InvalidRequest, format!("the event is invalid{first}"))
-        .with_details(violations)
+    let first = violations.first().map_or_else(String::new, |v| format!(": {} {}", v.field, v.message));
+    ErrorBody::new(Code::InvalidRequest, format!("the event is invalid{first}")).with_details(violations)
 }
 
 fn store_error(e: &StoreError) -> ErrorBody {
@@ -273,12 +222,7 @@ mod tests {
     use super::*;
 
     fn reason(e: &BodyError) -> (Code, Option<String>) {
-        let r =
-            e.0.details
-                .first()
-                .and_then(|d| d.get("reason"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+        let r = e.0.details.first().and_then(|d| d.get("reason")).and_then(Value::as_str).map(str::to_owned);
         (e.0.code, r)
     }
 
@@ -291,42 +235,14 @@ mod tests {
     #[test]
     fn refuses_bodies_it_cannot_take() {
         let cases: Vec<(Vec<u8>, Code, Option<&str>)> = vec![
-            (
-                b"{\"action\": \"\xff\"}".to_vec(),
-                Code::InvalidRequest,
-                Some("invalid_utf8"),
-            ),
-            (
-                b"{not json".to_vec(),
-                Code::InvalidRequest,
-                Some("invalid_json"),
-            ),
+            (b"{\"action\": \"\xff\"}".to_vec(), Code::InvalidRequest, Some("invalid_utf8")),
+            (b"{not json".to_vec(), Code::InvalidRequest, Some("invalid_json")),
             (b"[1]".to_vec(), Code::InvalidRequest, Some("not_an_object")),
-            (
-                br#"{"events": {}}"#.to_vec(),
-                Code::InvalidRequest,
-                Some("invalid_type"),
-            ),
-            (
-                br#"{"events": []}"#.to_vec(),
-                Code::InvalidRequest,
-                Some("empty_batch"),
-            ),
-            (
-                br#"{"events": [], "x": 1}"#.to_vec(),
-                Code::InvalidRequest,
-                Some("unknown_field"),
-            ),
-            (
-                format!("{{\"events\": [{}]}}", vec!["{}"; 501].join(",")).into_bytes(),
-                Code::PayloadTooLarge,
-                None,
-            ),
-            (
-                format!("{{\"description\": \"{}\"}}", "x".repeat(70_000)).into_bytes(),
-                Code::PayloadTooLarge,
-                None,
-            ),
+            (br#"{"events": {}}"#.to_vec(), Code::InvalidRequest, Some("invalid_type")),
+            (br#"{"events": []}"#.to_vec(), Code::InvalidRequest, Some("empty_batch")),
+            (br#"{"events": [], "x": 1}"#.to_vec(), Code::InvalidRequest, Some("unknown_field")),
+            (format!("{{\"events\": [{}]}}", vec!["{}"; 501].join(",")).into_bytes(), Code::PayloadTooLarge, None),
+            (format!("{{\"description\": \"{}\"}}", "x".repeat(70_000)).into_bytes(), Code::PayloadTooLarge, None),
             (vec![b' '; MAX_BODY_BYTES + 1], Code::PayloadTooLarge, None),
         ];
         for (body, code, why) in cases {
@@ -347,9 +263,7 @@ mod tests {
         let raw = serde_json::json!({"id": "e1", "action": "a.b", "actor": {"type": "member", "id": "u"}});
         let first = Event::validate(&raw, &tenant, Timestamp::now());
         let second = Event::validate(&raw, &tenant, Timestamp::now().plus_seconds(3));
-        let (Ok(first), Ok(second)) = (first, second) else {
-            panic!()
-        };
+        let (Ok(first), Ok(second)) = (first, second) else { panic!() };
         let digest = |a: &Accepted| dedup_digest(a, &a.event.clone().stamp(Timestamp::now()).hash);
         assert_eq!(digest(&first), digest(&second));
     }

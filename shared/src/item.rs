@@ -60,14 +60,8 @@ pub fn to_item(stored: &StoredEvent, shard: u16, dedup: &str) -> Item {
     item.insert(keys::SK.into(), s(keys::EVENT_SK));
     item.insert(keys::TS.into(), s(&keys::ts(e.occurred_at, &e.id)));
     item.insert(BY_TIME.pk.into(), s(&keys::time_pk(t, shard)));
-    item.insert(
-        BY_ACTOR.pk.into(),
-        s(&keys::actor_pk(t, shard, &e.actor.id)),
-    );
-    item.insert(
-        BY_ACTION.pk.into(),
-        s(&keys::action_pk(t, shard, &e.action)),
-    );
+    item.insert(BY_ACTOR.pk.into(), s(&keys::actor_pk(t, shard, &e.actor.id)));
+    item.insert(BY_ACTION.pk.into(), s(&keys::action_pk(t, shard, &e.action)));
     item.insert(attr::DOC.into(), s(&e.canonical()));
     item.insert(attr::HASH.into(), s(&stored.hash));
     item.insert(attr::DEDUP.into(), s(dedup));
@@ -107,16 +101,11 @@ pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
     if sha256_hex(doc) != *hash {
         return Err(ItemError::HashMismatch);
     }
-    let received_at = Timestamp::parse(string(item, attr::RECEIVED_AT)?)
-        .map_err(|_| ItemError::Attribute(attr::RECEIVED_AT))?;
-    let value: serde_json::Value =
-        serde_json::from_str(doc).map_err(|e| ItemError::Doc(e.to_string()))?;
+    let received_at =
+        Timestamp::parse(string(item, attr::RECEIVED_AT)?).map_err(|_| ItemError::Attribute(attr::RECEIVED_AT))?;
+    let value: serde_json::Value = serde_json::from_str(doc).map_err(|e| ItemError::Doc(e.to_string()))?;
     let event = Event::from_stored(&value).map_err(|v| ItemError::Doc(format!("{v:?}")))?;
-    Ok(StoredEvent {
-        event,
-        received_at,
-        hash: hash.clone(),
-    })
+    Ok(StoredEvent { event, received_at, hash: hash.clone() })
 }
 
 /// Reads a string attribute.
@@ -124,9 +113,7 @@ pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
 /// # Errors
 /// [`ItemError::Attribute`] when it is absent or not a string.
 pub fn string<'a>(item: &'a Item, name: &'static str) -> Result<&'a String, ItemError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .ok_or(ItemError::Attribute(name))
+    item.get(name).and_then(|v| v.as_s().ok()).ok_or(ItemError::Attribute(name))
 }
 
 fn search_text(e: &Event) -> String {

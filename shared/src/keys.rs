@@ -24,30 +24,15 @@ pub struct Index {
 }
 
 /// Every event of a tenant by time: the archive's and the unfiltered console's path.
-pub const BY_TIME: Index = Index {
-    name: "by_time",
-    pk: "gt_pk",
-};
+pub const BY_TIME: Index = Index { name: "by_time", pk: "gt_pk" };
 /// Events of one operator.
-pub const BY_ACTOR: Index = Index {
-    name: "by_actor",
-    pk: "ga_pk",
-};
+pub const BY_ACTOR: Index = Index { name: "by_actor", pk: "ga_pk" };
 /// Events of one action.
-pub const BY_ACTION: Index = Index {
-    name: "by_action",
-    pk: "gc_pk",
-};
+pub const BY_ACTION: Index = Index { name: "by_action", pk: "gc_pk" };
 /// Events on one resource id (sparse: only events with a resource id).
-pub const BY_RESOURCE: Index = Index {
-    name: "by_resource",
-    pk: "gr_pk",
-};
+pub const BY_RESOURCE: Index = Index { name: "by_resource", pk: "gr_pk" };
 /// Actor catalog entries by lowercase email (sparse: only actors with an email).
-pub const BY_EMAIL: Index = Index {
-    name: "by_email",
-    pk: "ge_pk",
-};
+pub const BY_EMAIL: Index = Index { name: "by_email", pk: "ge_pk" };
 
 /// Sort key of every event item (the partition key alone is the identity).
 pub const EVENT_SK: &str = "EV";

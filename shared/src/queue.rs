@@ -38,8 +38,7 @@ pub fn parse_message(body: &str) -> Result<(TenantId, Vec<Value>), BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(BadMessage("message over 256 KiB".into()));
     }
-    let value: Value =
-        serde_json::from_str(body).map_err(|e| BadMessage(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(body).map_err(|e| BadMessage(format!("invalid JSON: {e}")))?;
     let Value::Object(mut m) = value else {
         return Err(BadMessage("the body must be a JSON object".into()));
     };
@@ -52,14 +51,10 @@ pub fn parse_message(body: &str) -> Result<(TenantId, Vec<Value>), BadMessage> {
         return Ok((tenant, vec![Value::Object(m)]));
     }
     if m.len() > 1 {
-        return Err(BadMessage(
-            "a batch message holds only tenant_id and events".into(),
-        ));
+        return Err(BadMessage("a batch message holds only tenant_id and events".into()));
     }
     match m.remove("events") {
-        Some(Value::Array(events)) if !events.is_empty() && events.len() <= MAX_BATCH => {
-            Ok((tenant, events))
-        }
+        Some(Value::Array(events)) if !events.is_empty() && events.len() <= MAX_BATCH => Ok((tenant, events)),
         Some(Value::Array(_)) => Err(BadMessage("events must hold 1 to 500 events".into())),
         _ => Err(BadMessage("events must be an array".into())),
     }
@@ -93,28 +88,18 @@ async fn handle_message(store: &Store, dead: &DeadLetters<'_>, message: &SqsMess
         tracing::warn!(message_id = ?message.message_id, "transient failure; the message goes back to the queue");
         return false;
     }
-    let refused: Vec<(usize, &ErrorBody)> = results
-        .iter()
-        .filter_map(|r| r.error.as_ref().map(|e| (r.index, e)))
-        .collect();
+    let refused: Vec<(usize, &ErrorBody)> =
+        results.iter().filter_map(|r| r.error.as_ref().map(|e| (r.index, e))).collect();
     if refused.is_empty() {
         return true;
     }
     let events: Vec<&Value> = refused.iter().filter_map(|(i, _)| events.get(*i)).collect();
-    let reasons: Vec<Value> = refused
-        .iter()
-        .map(|(i, e)| json!({"index": i, "error": e}))
-        .collect();
+    let reasons: Vec<Value> = refused.iter().map(|(i, e)| json!({"index": i, "error": e})).collect();
     let body = json!({"tenant_id": tenant.as_str(), "events": events}).to_string();
     dead_letter(dead, body, &Value::Array(reasons), message).await
 }
 
-async fn dead_letter(
-    dead: &DeadLetters<'_>,
-    body: String,
-    reasons: &Value,
-    original: &SqsMessage,
-) -> bool {
+async fn dead_letter(dead: &DeadLetters<'_>, body: String, reasons: &Value, original: &SqsMessage) -> bool {
     let mut reason = reasons.to_string();
     if reason.len() > MAX_REASON_BYTES {
         let mut cut = MAX_REASON_BYTES;
@@ -123,16 +108,9 @@ async fn dead_letter(
         }
         reason.truncate(cut);
     }
-    let attr = |v: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-    };
-    let (Ok(reason_attr), Ok(source_attr)) = (
-        attr(&reason),
-        attr(original.message_id.as_deref().unwrap_or("-")),
-    ) else {
+    let attr = |v: &str| MessageAttributeValue::builder().data_type("String").string_value(v).build();
+    let (Ok(reason_attr), Ok(source_attr)) = (attr(&reason), attr(original.message_id.as_deref().unwrap_or("-")))
+    else {
         return false;
     };
     let sent = dead
@@ -193,22 +171,13 @@ pub async fn poll_once(
         event.records.push(record);
     }
     let response = handle(store, dead, event).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     for (id, receipt) in handles {
         if failed.contains(&id.as_deref().unwrap_or_default()) {
             continue;
         }
         if let Some(receipt) = receipt {
-            dead.sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(receipt)
-                .send()
-                .await?;
+            dead.sqs.delete_message().queue_url(queue_url).receipt_handle(receipt).send().await?;
         }
     }
     Ok(count)
@@ -221,10 +190,7 @@ mod tests {
     #[test]
     fn reads_single_and_batch_messages() {
         let one = parse_message(r#"{"tenant_id": "t1", "action": "a.b"}"#);
-        assert_eq!(
-            one.map(|(t, e)| (t.to_string(), e)),
-            Ok(("t1".into(), vec![json!({"action": "a.b"})]))
-        );
+        assert_eq!(one.map(|(t, e)| (t.to_string(), e)), Ok(("t1".into(), vec![json!({"action": "a.b"})])));
         let many = parse_message(r#"{"tenant_id": "t1", "events": [{}, {}]}"#);
         assert_eq!(many.map(|(_, e)| e.len()), Ok(2));
     }
@@ -244,11 +210,7 @@ mod tests {
             assert!(parse_message(body).is_err(), "{body}");
         }
         assert!(
-            parse_message(&format!(
-                "{{\"tenant_id\":\"t\",\"x\":\"{}\"}}",
-                "a".repeat(MAX_MESSAGE_BYTES)
-            ))
-            .is_err()
+            parse_message(&format!("{{\"tenant_id\":\"t\",\"x\":\"{}\"}}", "a".repeat(MAX_MESSAGE_BYTES))).is_err()
         );
     }
 }

@@ -19,11 +19,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self {
-            attempts: 8,
-            base: Duration::from_millis(25),
-            cap: Duration::from_secs(2),
-        }
+        Self { attempts: 8, base: Duration::from_millis(25), cap: Duration::from_secs(2) }
     }
 }
 
@@ -72,9 +68,7 @@ pub fn classify<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> 
                 Class::Permanent
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Class::Ambiguous
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Class::Ambiguous,
         _ => Class::Permanent,
     }
 }
@@ -98,11 +92,7 @@ pub struct Retried<T, E> {
 }
 
 /// Runs `op` until it succeeds, fails permanently, or `backoff.attempts` are spent.
-pub async fn retry<T, E, R, F, Fut>(
-    backoff: &Backoff,
-    what: &str,
-    mut op: F,
-) -> Retried<T, SdkError<E, R>>
+pub async fn retry<T, E, R, F, Fut>(backoff: &Backoff, what: &str, mut op: F) -> Retried<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata + std::fmt::Debug,
     R: HasStatus + std::fmt::Debug,
@@ -114,20 +104,14 @@ where
     loop {
         match op().await {
             Ok(v) => {
-                return Retried {
-                    result: Ok(v),
-                    ambiguous,
-                };
+                return Retried { result: Ok(v), ambiguous };
             }
             Err(err) => {
                 let class = classify(&err);
                 ambiguous |= class == Class::Ambiguous;
                 if class == Class::Permanent || attempt >= backoff.attempts {
                     tracing::warn!(what, attempt, ?class, error = ?err, "AWS call failed");
-                    return Retried {
-                        result: Err(err),
-                        ambiguous,
-                    };
+                    return Retried { result: Err(err), ambiguous };
                 }
                 tracing::debug!(what, attempt, ?class, "AWS call failed, retrying");
                 tokio::time::sleep(backoff.delay(attempt)).await;
@@ -143,11 +127,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_under_the_cap() {
-        let b = Backoff {
-            attempts: 10,
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(300),
-        };
+        let b = Backoff { attempts: 10, base: Duration::from_millis(10), cap: Duration::from_millis(300) };
         for attempt in 1..30 {
             assert!(b.delay(attempt) < Duration::from_millis(300));
         }

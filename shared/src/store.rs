@@ -37,19 +37,11 @@ impl StoreError {
     {
         let text = match err {
             aws_sdk_dynamodb::error::SdkError::ServiceError(s) => {
-                format!(
-                    "{}: {}",
-                    s.err().code().unwrap_or("?"),
-                    s.err().message().unwrap_or("")
-                )
+                format!("{}: {}", s.err().code().unwrap_or("?"), s.err().message().unwrap_or(""))
             }
             other => format!("{other:?}"),
         };
-        if classify(err) == Class::Permanent {
-            StoreError::Refused(text)
-        } else {
-            StoreError::Unavailable(text)
-        }
+        if classify(err) == Class::Permanent { StoreError::Refused(text) } else { StoreError::Unavailable(text) }
     }
 }
 
@@ -105,12 +97,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the write could not be made after retries.
-    pub async fn put_event(
-        &self,
-        stored: &StoredEvent,
-        shard: u16,
-        dedup: &str,
-    ) -> Result<PutOutcome, StoreError> {
+    pub async fn put_event(&self, stored: &StoredEvent, shard: u16, dedup: &str) -> Result<PutOutcome, StoreError> {
         let item = item::to_item(stored, shard, dedup);
         let run = retry(&self.backoff, "PutItem event", || {
             self.client
@@ -118,9 +105,7 @@ impl Store {
                 .table_name(&self.table)
                 .set_item(Some(item.clone()))
                 .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
         })
         .await;
@@ -131,10 +116,8 @@ impl Store {
                     Some(PutItemError::ConditionalCheckFailedException(c)) => c.item(),
                     _ => return Err(StoreError::from_sdk(&err)),
                 };
-                let same = existing
-                    .and_then(|i| i.get(attr::DEDUP))
-                    .and_then(|v| v.as_s().ok())
-                    == Some(&dedup.to_owned());
+                let same =
+                    existing.and_then(|i| i.get(attr::DEDUP)).and_then(|v| v.as_s().ok()) == Some(&dedup.to_owned());
                 Ok(match (same, run.ambiguous) {
                     // An earlier attempt of ours went through before its answer was lost.
                     (true, true) => PutOutcome::Created,
@@ -149,11 +132,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on failure or a corrupt item.
-    pub async fn get_event(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> Result<Option<StoredEvent>, StoreError> {
+    pub async fn get_event(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let run = retry(&self.backoff, "GetItem event", || {
             self.client
                 .get_item()
@@ -165,10 +144,7 @@ impl Store {
         })
         .await;
         let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
-        out.item()
-            .map(item::from_item)
-            .transpose()
-            .map_err(StoreError::from)
+        out.item().map(item::from_item).transpose().map_err(StoreError::from)
     }
 
     /// The tenant's settings, cached for a minute.
@@ -176,15 +152,9 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the registry cannot be read.
     pub async fn tenant_settings(&self, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
-        if let Some((at, s)) = self
-            .settings
-            .lock()
-            .ok()
-            .and_then(|m| m.get(tenant).copied())
-        {
-            if at.elapsed() < SETTINGS_TTL {
-                return Ok(s);
-            }
+        let cached = self.settings.lock().ok().and_then(|m| m.get(tenant).copied());
+        if let Some((_, s)) = cached.filter(|(at, _)| at.elapsed() < SETTINGS_TTL) {
+            return Ok(s);
         }
         let run = retry(&self.backoff, "GetItem tenant", || {
             self.client
@@ -234,11 +204,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Refused`] when `shards` is below the current count.
-    pub async fn set_tenant_settings(
-        &self,
-        tenant: &TenantId,
-        settings: TenantSettings,
-    ) -> Result<(), StoreError> {
+    pub async fn set_tenant_settings(&self, tenant: &TenantId, settings: TenantSettings) -> Result<(), StoreError> {
         let mut req = self
             .client
             .update_item()
@@ -267,12 +233,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when an update fails after retries.
-    pub async fn record_catalog(
-        &self,
-        tenant: &TenantId,
-        shards: u16,
-        created: &[&Event],
-    ) -> Result<(), StoreError> {
+    pub async fn record_catalog(&self, tenant: &TenantId, shards: u16, created: &[&Event]) -> Result<(), StoreError> {
         let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
         let mut actors: BTreeMap<&str, &Event> = BTreeMap::new();
         for e in created {
@@ -288,10 +249,7 @@ impl Store {
                 self.client
                     .update_item()
                     .table_name(&self.table)
-                    .key(
-                        keys::PK,
-                        AttributeValue::S(keys::action_catalog_pk(tenant, shard)),
-                    )
+                    .key(keys::PK, AttributeValue::S(keys::action_catalog_pk(tenant, shard)))
                     .key(keys::SK, AttributeValue::S(action.to_owned()))
                     .update_expression("ADD #c :n")
                     .expression_attribute_names("#c", "count")
@@ -307,18 +265,10 @@ impl Store {
         Ok(())
     }
 
-    async fn record_actor(
-        &self,
-        tenant: &TenantId,
-        shard: u16,
-        id: &str,
-        e: &Event,
-    ) -> Result<(), StoreError> {
+    async fn record_actor(&self, tenant: &TenantId, shard: u16, id: &str, e: &Event) -> Result<(), StoreError> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
-        let mut values: HashMap<String, AttributeValue> = HashMap::from([
-            (":t".into(), s(e.actor.kind.as_str())),
-            (":seen".into(), s(&e.occurred_at.to_string())),
-        ]);
+        let mut values: HashMap<String, AttributeValue> =
+            HashMap::from([(":t".into(), s(e.actor.kind.as_str())), (":seen".into(), s(&e.occurred_at.to_string()))]);
         let mut sets = vec!["#type = :t", "last_seen = :seen"];
         let mut removes = Vec::new();
         for (field, value) in [("name", &e.actor.name), ("email", &e.actor.email)] {
@@ -336,21 +286,12 @@ impl Store {
             removes.push("name_lc");
         }
         if values.contains_key(":email") {
-            values.insert(
-                ":ge".into(),
-                s(&keys::email_pk(
-                    tenant,
-                    e.actor.email.as_deref().unwrap_or_default(),
-                )),
-            );
+            values.insert(":ge".into(), s(&keys::email_pk(tenant, e.actor.email.as_deref().unwrap_or_default())));
             sets.extend(["email = :email", "email_lc = :email_lc", "ge_pk = :ge"]);
         } else {
             removes.extend(["email_lc", BY_EMAIL.pk]);
         }
-        let removes: Vec<&str> = removes
-            .into_iter()
-            .map(|r| if r == "name" { "#name" } else { r })
-            .collect();
+        let removes: Vec<&str> = removes.into_iter().map(|r| if r == "name" { "#name" } else { r }).collect();
         let mut expr = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
@@ -359,10 +300,7 @@ impl Store {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .key(
-                    keys::PK,
-                    AttributeValue::S(keys::actor_catalog_pk(tenant, shard)),
-                )
+                .key(keys::PK, AttributeValue::S(keys::actor_catalog_pk(tenant, shard)))
                 .key(keys::SK, AttributeValue::S(id.to_owned()))
                 .update_expression(&expr)
                 .condition_expression("attribute_not_exists(last_seen) OR last_seen <= :seen")
@@ -375,12 +313,7 @@ impl Store {
         match run.result {
             Ok(_) => Ok(()),
             // The catalog already holds a newer sighting of this actor.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(StoreError::from_sdk(&e)),
         }
     }
@@ -403,16 +336,9 @@ impl Store {
 }
 
 fn settings_from_item(item: &Item) -> TenantSettings {
-    let num = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u32>().ok())
-    };
+    let num = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok());
     TenantSettings {
-        shards: num("shards")
-            .and_then(|n| u16::try_from(n).ok())
-            .unwrap_or(1)
-            .max(1),
+        shards: num("shards").and_then(|n| u16::try_from(n).ok()).unwrap_or(1).max(1),
         hot_days: num("hot_days"),
     }
 }

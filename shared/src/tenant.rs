@@ -17,14 +17,8 @@ impl TenantId {
     /// # Errors
     /// [`BadTenant`] unless `s` matches the tenant pattern.
     pub fn parse(s: &str) -> Result<Self, BadTenant> {
-        let ok = (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(BadTenant)
-        }
+        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(Self(s.to_owned())) } else { Err(BadTenant) }
     }
 
     #[must_use]
@@ -51,10 +45,7 @@ pub struct TenantSettings {
 
 impl Default for TenantSettings {
     fn default() -> Self {
-        Self {
-            shards: 1,
-            hot_days: None,
-        }
+        Self { shards: 1, hot_days: None }
     }
 }
 

@@ -31,11 +31,7 @@ impl Timestamp {
     /// # Errors
     /// [`BadTimestamp`] when `micros` is outside the supported years.
     pub fn from_micros(micros: i64) -> Result<Self, BadTimestamp> {
-        if (Self::MIN.0..=Self::MAX.0).contains(&micros) {
-            Ok(Self(micros))
-        } else {
-            Err(BadTimestamp)
-        }
+        if (Self::MIN.0..=Self::MAX.0).contains(&micros) { Ok(Self(micros)) } else { Err(BadTimestamp) }
     }
 
     #[must_use]
@@ -73,16 +69,11 @@ impl Timestamp {
 
     fn from_offset(t: OffsetDateTime) -> Self {
         let micros = t.unix_timestamp_nanos().div_euclid(1000);
-        Self(
-            i64::try_from(micros)
-                .unwrap_or(i64::MAX)
-                .clamp(Self::MIN.0, Self::MAX.0),
-        )
+        Self(i64::try_from(micros).unwrap_or(i64::MAX).clamp(Self::MIN.0, Self::MAX.0))
     }
 
     fn to_offset(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }
 
@@ -117,13 +108,7 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339_and_out_of_range() {
-        for bad in [
-            "2026-11-05",
-            "yesterday",
-            "1969-12-31T23:59:59Z",
-            "2026-13-01T00:00:00Z",
-            "",
-        ] {
+        for bad in ["2026-11-05", "yesterday", "1969-12-31T23:59:59Z", "2026-13-01T00:00:00Z", ""] {
             assert_eq!(Timestamp::parse(bad), Err(BadTimestamp), "{bad}");
         }
     }

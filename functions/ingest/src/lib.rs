@@ -23,17 +23,10 @@ pub struct AppState {
 
 /// The ingest API. The same router runs on Lambda and in the local runner.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_events))
-        .route("/healthz", get(healthz))
-        .with_state(state)
+    Router::new().route("/v1/events", post(post_events)).route("/healthz", get(healthz)).with_state(state)
 }
 
-async fn post_events(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Write).await?;
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -56,11 +49,7 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
 }

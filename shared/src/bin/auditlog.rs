@@ -57,26 +57,14 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     audit::telemetry::init();
     match Cli::parse().command {
-        Command::Token {
-            tenant,
-            scope,
-            sub,
-            ttl,
-        } => {
-            let secret = std::env::var(config::JWT_SECRET)
-                .with_context(|| format!("{} is not set", config::JWT_SECRET))?;
+        Command::Token { tenant, scope, sub, ttl } => {
+            let secret =
+                std::env::var(config::JWT_SECRET).with_context(|| format!("{} is not set", config::JWT_SECRET))?;
             let tenant = TenantId::parse(&tenant)?;
             println!("{}", issue_hs256(&secret, &tenant, &sub, &scope, ttl)?);
         }
-        Command::Tenant {
-            tenant,
-            shards,
-            hot_days,
-        } => {
-            anyhow::ensure!(
-                (1..=MAX_SHARDS).contains(&shards),
-                "shards must be 1 to {MAX_SHARDS}"
-            );
+        Command::Tenant { tenant, shards, hot_days } => {
+            anyhow::ensure!((1..=MAX_SHARDS).contains(&shards), "shards must be 1 to {MAX_SHARDS}");
             let config = Config::from_env()?;
             let sdk = audit::aws::sdk_config().await;
             let store = Store::new(audit::aws::dynamodb(&sdk), &config.table);
@@ -85,10 +73,7 @@ async fn main() -> anyhow::Result<()> {
                 .set_tenant_settings(&tenant, TenantSettings { shards, hot_days })
                 .await
                 .context("shards can only be raised")?;
-            println!(
-                "tenant {tenant}: {shards} shard(s), online window {} days",
-                hot_days.unwrap_or(config.hot_days)
-            );
+            println!("tenant {tenant}: {shards} shard(s), online window {} days", hot_days.unwrap_or(config.hot_days));
         }
     }
     Ok(())

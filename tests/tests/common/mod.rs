@@ -13,8 +13,7 @@ use std::time::Duration;
 
 /// Reads a variable that `./infra/local/test` exports.
 pub fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is unset: run the tests with ./infra/local/test"))
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset: run the tests with ./infra/local/test"))
 }
 
 pub fn secret() -> String {
@@ -28,8 +27,7 @@ pub fn new_tenant() -> TenantId {
 }
 
 pub fn token(tenant: &TenantId, scope: &str) -> String {
-    issue_hs256(&secret(), tenant, "tester", scope, Duration::from_secs(600))
-        .unwrap_or_else(|e| panic!("{e}"))
+    issue_hs256(&secret(), tenant, "tester", scope, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub async fn sdk() -> aws_config::SdkConfig {
@@ -39,13 +37,16 @@ pub async fn sdk() -> aws_config::SdkConfig {
 /// A DynamoDB client for the local table, or for `endpoint` (a fault proxy) if given.
 pub async fn dynamodb(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
     let sdk = sdk().await;
-    let client = audit::aws::dynamodb(&sdk);
     match endpoint {
-        None => client,
-        Some(url) => {
-            let conf = client.config().to_builder().endpoint_url(url).build();
-            aws_sdk_dynamodb::Client::from_conf(conf)
-        }
+        None => audit::aws::dynamodb(&sdk),
+        // Set on the service's own builder: it outranks AWS_ENDPOINT_URL_DYNAMODB. Retries
+        // stay off as in `audit::aws::dynamodb`, so only `audit::retry` retries.
+        Some(url) => aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .endpoint_url(url)
+                .build(),
+        ),
     }
 }
 
@@ -55,13 +56,8 @@ pub async fn store(endpoint: Option<&str>) -> Store {
 
 /// Serves the ingest router on a free loopback port; returns its base URL.
 pub async fn serve(store: Store) -> String {
-    let state = Arc::new(ingest::AppState {
-        store,
-        verifier: Verifier::new(Some(&secret()), None),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let state = Arc::new(ingest::AppState { store, verifier: Verifier::new(Some(&secret()), None) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move { axum::serve(listener, ingest::app(state)).await });
     format!("http://{addr}")
@@ -93,15 +89,9 @@ pub async fn count_events(tenant: &TenantId) -> i32 {
 }
 
 /// POSTs `body` to `/v1/events`; returns the status and the JSON answer.
-pub async fn post(
-    base: &str,
-    token: Option<&str>,
-    body: impl Into<reqwest::Body>,
-) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}/v1/events"))
-        .header("content-type", "application/json")
-        .body(body);
+pub async fn post(base: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+    let mut req =
+        reqwest::Client::new().post(format!("{base}/v1/events")).header("content-type", "application/json").body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

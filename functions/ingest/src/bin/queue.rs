@@ -12,19 +12,14 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     audit::telemetry::init();
     let config = Config::from_env()?;
-    let dlq = config
-        .require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?
-        .to_owned();
+    let dlq = config.require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?.to_owned();
     let sdk = audit::aws::sdk_config().await;
     let store = Arc::new(Store::new(audit::aws::dynamodb(&sdk), &config.table));
     let sqs = Arc::new(audit::aws::sqs(&sdk));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (store, sqs, dlq) = (Arc::clone(&store), Arc::clone(&sqs), dlq.clone());
         async move {
-            let dead = DeadLetters {
-                sqs: &sqs,
-                url: &dlq,
-            };
+            let dead = DeadLetters { sqs: &sqs, url: &dlq };
             Ok::<_, lambda_runtime::Error>(queue::handle(&store, &dead, event.payload).await)
         }
     }))

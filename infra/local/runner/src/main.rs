@@ -21,19 +21,12 @@ async fn main() -> anyhow::Result<()> {
         verifier: Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref()),
     });
 
-    let queue_url = config
-        .require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?
-        .to_owned();
-    let dlq_url = config
-        .require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?
-        .to_owned();
+    let queue_url = config.require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?.to_owned();
+    let dlq_url = config.require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?.to_owned();
     let consumer_store = Store::new(dynamodb, &config.table);
     let sqs = audit::aws::sqs(&sdk);
     tokio::spawn(async move {
-        let dead = DeadLetters {
-            sqs: &sqs,
-            url: &dlq_url,
-        };
+        let dead = DeadLetters { sqs: &sqs, url: &dlq_url };
         loop {
             if let Err(e) = queue::poll_once(&consumer_store, &dead, &queue_url, 2).await {
                 tracing::error!(error = ?e, "ingest queue poll failed");
@@ -43,9 +36,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let addr = format!("127.0.0.1:{}", config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "API listening");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
