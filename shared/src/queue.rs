@@ -196,6 +196,16 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_sqs_payload_parses() {
+        let event: Result<SqsEvent, _> = serde_json::from_str(include_str!("../../events/sqs-ingest.json"));
+        let records = event.map(|e| e.records).unwrap_or_default();
+        assert_eq!(records.len(), 2);
+        for r in records {
+            assert!(parse_message(r.body.as_deref().unwrap_or_default()).is_ok());
+        }
+    }
+
+    #[test]
     fn refuses_messages_that_can_never_be_valid() {
         for body in [
             "not json",

@@ -1,0 +1,53 @@
+//! CPU cost of the ingest path per event: JSON parse, validation, RFC 8785 hash, item
+//! mapping. One thread, so the figure is events/s per core.
+//!
+//! usage: cargo bench -p audit-shared --bench ingest_cpu [-- FILE.jsonl]
+//! (default: events/sample-events.jsonl; each line's tenant_id becomes the token tenant)
+
+use audit::event::Event;
+use audit::item::to_item;
+use audit::keys::shard_of;
+use audit::tenant::TenantId;
+use audit::timestamp::Timestamp;
+use std::time::Instant;
+
+const RUNS: usize = 7;
+
+fn main() -> anyhow::Result<()> {
+    let path = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../events/sample-events.jsonl").to_owned());
+    // Bodies as a client would send them: without tenant_id, which comes from the token.
+    let mut bodies = Vec::new();
+    for line in std::fs::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
+        let mut v: serde_json::Value = serde_json::from_str(line)?;
+        let tenant = v.as_object_mut().and_then(|o| o.remove("tenant_id"));
+        let tenant = TenantId::parse(tenant.as_ref().and_then(|t| t.as_str()).unwrap_or("t"))?;
+        bodies.push((tenant, serde_json::to_vec(&v)?));
+    }
+    let now = Timestamp::now();
+    let mut rates = Vec::with_capacity(RUNS);
+    let mut checksum = 0usize;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        for (tenant, body) in &bodies {
+            let raw: serde_json::Value = serde_json::from_slice(body)?;
+            let accepted = Event::validate(&raw, tenant, now).map_err(|v| anyhow::anyhow!("{v:?}"))?;
+            let shard = shard_of(&accepted.event.id, 1);
+            let stored = accepted.event.stamp(now);
+            let item = to_item(&stored, shard, &stored.hash);
+            checksum = checksum.wrapping_add(item.len());
+        }
+        rates.push(bodies.len() as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "ingest_cpu: {} events from {path}, {RUNS} runs: median {:.0} events/s per core (min {:.0}, max {:.0}) [{checksum}]",
+        bodies.len(),
+        rates[RUNS / 2],
+        rates[0],
+        rates[RUNS - 1]
+    );
+    Ok(())
+}
