@@ -13,6 +13,7 @@ pub const INGEST_DLQ_URL: &str = "AUDIT_INGEST_DLQ_URL";
 pub const EXPORT_QUEUE_URL: &str = "AUDIT_EXPORT_QUEUE_URL";
 pub const JWT_SECRET: &str = "AUDIT_JWT_SECRET";
 pub const JWKS_URL: &str = "AUDIT_JWKS_URL";
+pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";
 pub const HOT_DAYS: &str = "AUDIT_HOT_DAYS";
 pub const PORT: &str = "AUDIT_PORT";
 
@@ -39,6 +40,8 @@ pub struct Config {
     pub export_queue_url: Option<String>,
     pub jwt_secret: Option<String>,
     pub jwks_url: Option<String>,
+    /// Signs paging cursors; `AUDIT_JWT_SECRET` when unset.
+    pub cursor_secret: Option<String>,
     pub hot_days: u32,
     pub port: u16,
 }
@@ -61,6 +64,7 @@ impl Config {
             export_queue_url: opt(EXPORT_QUEUE_URL),
             jwt_secret: opt(JWT_SECRET),
             jwks_url: opt(JWKS_URL),
+            cursor_secret: opt(CURSOR_SECRET).or_else(|| opt(JWT_SECRET)),
             hot_days: u32::try_from(parsed(HOT_DAYS, "90")?)
                 .map_err(|e| ConfigError::Invalid(HOT_DAYS, e.to_string()))?,
             port: u16::try_from(parsed(PORT, "3000")?).map_err(|e| ConfigError::Invalid(PORT, e.to_string()))?,

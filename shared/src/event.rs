@@ -522,6 +522,12 @@ fn parse_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<Change> {
     changes
 }
 
+/// Whether `id` could be an event id (for lookups by id).
+#[must_use]
+pub fn is_event_id(id: &str) -> bool {
+    (1..=128).contains(&id.chars().count()) && id.chars().all(is_id_char)
+}
+
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '/' | '-')
 }

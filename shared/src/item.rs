@@ -116,7 +116,9 @@ pub fn string<'a>(item: &'a Item, name: &'static str) -> Result<&'a String, Item
     item.get(name).and_then(|v| v.as_s().ok()).ok_or(ItemError::Attribute(name))
 }
 
-fn search_text(e: &Event) -> String {
+/// What the `q` filter searches, lowercased.
+#[must_use]
+pub fn search_text(e: &Event) -> String {
     let mut parts: Vec<&str> = vec![&e.action];
     parts.extend(e.description.as_deref());
     parts.extend(e.actor.name.as_deref());

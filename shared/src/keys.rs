@@ -31,8 +31,6 @@ pub const BY_ACTOR: Index = Index { name: "by_actor", pk: "ga_pk" };
 pub const BY_ACTION: Index = Index { name: "by_action", pk: "gc_pk" };
 /// Events on one resource id (sparse: only events with a resource id).
 pub const BY_RESOURCE: Index = Index { name: "by_resource", pk: "gr_pk" };
-/// Actor catalog entries by lowercase email (sparse: only actors with an email).
-pub const BY_EMAIL: Index = Index { name: "by_email", pk: "ge_pk" };
 
 /// Sort key of every event item (the partition key alone is the identity).
 pub const EVENT_SK: &str = "EV";
@@ -95,9 +93,11 @@ pub fn actor_catalog_pk(tenant: &TenantId, shard: u16) -> String {
     format!("CR#{tenant}#{shard}")
 }
 
+/// Partition of the email directory: one item per actor id that ever used the email
+/// (sort key = actor id), so an email filter finds every operator who had it at event time.
 #[must_use]
 pub fn email_pk(tenant: &TenantId, email: &str) -> String {
-    format!("{tenant}#{}", email.to_lowercase())
+    format!("EM#{tenant}#{}", email.to_lowercase())
 }
 
 /// The `ts` bounds of one UTC day (`YYYY-MM-DD`), for a `BETWEEN` on an index.

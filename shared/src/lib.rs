@@ -6,14 +6,18 @@ pub mod auth;
 pub mod aws;
 pub mod canonical;
 pub mod config;
+pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod filter;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod ingest;
 pub mod item;
 pub mod keys;
+pub mod planner;
 pub mod queue;
+pub mod reader;
 pub mod retry;
 pub mod store;
 pub mod telemetry;

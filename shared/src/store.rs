@@ -2,7 +2,7 @@
 
 use crate::event::{Event, StoredEvent};
 use crate::item::{self, Item, attr};
-use crate::keys::{self, BY_EMAIL};
+use crate::keys;
 use crate::retry::{Backoff, Class, classify, retry};
 use crate::tenant::{TenantId, TenantSettings};
 use aws_sdk_dynamodb::Client;
@@ -30,7 +30,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_sdk<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
         R: crate::retry::HasStatus + std::fmt::Debug,
@@ -81,6 +81,11 @@ impl Store {
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
+    }
+
+    #[must_use]
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
     }
 
     #[must_use]
@@ -286,10 +291,9 @@ impl Store {
             removes.push("name_lc");
         }
         if values.contains_key(":email") {
-            values.insert(":ge".into(), s(&keys::email_pk(tenant, e.actor.email.as_deref().unwrap_or_default())));
-            sets.extend(["email = :email", "email_lc = :email_lc", "ge_pk = :ge"]);
+            sets.extend(["email = :email", "email_lc = :email_lc"]);
         } else {
-            removes.extend(["email_lc", BY_EMAIL.pk]);
+            removes.push("email_lc");
         }
         let removes: Vec<&str> = removes.into_iter().map(|r| if r == "name" { "#name" } else { r }).collect();
         let mut expr = format!("SET {}", sets.join(", "));
@@ -311,10 +315,59 @@ impl Store {
         })
         .await;
         match run.result {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // The catalog already holds a newer sighting of this actor.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(StoreError::from_sdk(&e)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(StoreError::from_sdk(&e)),
+        }
+        if let Some(email) = &e.actor.email {
+            let run = retry(&self.backoff, "PutItem email directory", || {
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item(keys::PK, AttributeValue::S(keys::email_pk(tenant, email)))
+                    .item(keys::SK, AttributeValue::S(id.to_owned()))
+                    .send()
+            })
+            .await;
+            run.result.map_err(|e| StoreError::from_sdk(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Every item of one partition (a catalog or directory), optionally those whose sort
+    /// key starts with `prefix`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails after retries.
+    pub async fn query_partition(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let run = retry(&self.backoff, "Query partition", || {
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                    .set_exclusive_start_key(start.clone());
+                q = match prefix {
+                    Some(p) => q
+                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                        .expression_attribute_names("#sk", keys::SK)
+                        .expression_attribute_values(":p", AttributeValue::S(p.to_owned())),
+                    None => q.key_condition_expression("#pk = :pk"),
+                };
+                q.send()
+            })
+            .await;
+            let page = run.result.map_err(|e| StoreError::from_sdk(&e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
         }
     }
 

@@ -274,15 +274,6 @@ async fn a_throttling_and_failing_dynamodb_loses_nothing_and_duplicates_nothing(
     assert_eq!(count_events(&tenant).await, 120);
 }
 
-#[tokio::test]
-async fn healthz_answers_when_the_table_does() {
-    let base = serve(store(None).await).await;
-    let resp = reqwest::get(format!("{base}/healthz")).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(resp.status().as_u16(), 200);
-    let body: Value = resp.json().await.unwrap_or_default();
-    assert_eq!(body, json!({"status": "ok"}));
-}
-
 mod store {
     /// A second handle on the same table (the API takes ownership of its store).
     pub async fn clone_of(_: &audit::store::Store) -> audit::store::Store {

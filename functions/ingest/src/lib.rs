@@ -1,4 +1,4 @@
-//! The ingest function's HTTP edge: `POST /v1/events` and `/healthz`. Parsing, rules and
+//! The ingest function's HTTP edge: `POST /v1/events`. Parsing, rules and
 //! storage live in `audit::ingest`; this only maps them to HTTP.
 
 use audit::api::{ApiError, caller};
@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub struct AppState {
 
 /// The ingest API. The same router runs on Lambda and in the local runner.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new().route("/v1/events", post(post_events)).route("/healthz", get(healthz)).with_state(state)
+    Router::new().route("/v1/events", post(post_events)).with_state(state)
 }
 
 async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -42,14 +42,4 @@ async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
         StatusCode::BAD_REQUEST
     };
     Ok((status, Json(json!({ "results": results }))).into_response())
-}
-
-async fn healthz(State(s): State<Arc<AppState>>) -> Response {
-    match s.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
-        }
-    }
 }

@@ -1,7 +1,26 @@
-//! The query function. Its behaviour arrives with its issue; the crate exists so the
-//! workspace, the template and CI already have its place.
+//! Lambda entry point of the read API (API Gateway HTTP API).
 
-fn main() {
-    eprintln!("the query function is not implemented yet");
-    std::process::exit(1);
+use audit::auth::Verifier;
+use audit::config::{self, Config};
+use audit::cursor::CursorKey;
+use audit::store::Store;
+use query::{QueryState, app};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    audit::telemetry::init();
+    let config = Config::from_env()?;
+    let cursor_secret = config.require(&config.cursor_secret, config::CURSOR_SECRET)?;
+    let sdk = audit::aws::sdk_config().await;
+    let state = Arc::new(QueryState {
+        store: Store::new(audit::aws::dynamodb(&sdk), &config.table),
+        verifier: Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref()),
+        cursor_key: CursorKey::derive(cursor_secret),
+        hot_days: config.hot_days,
+    });
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "table not reachable during init");
+    }
+    lambda_http::run(app(state)).await
 }

@@ -63,6 +63,32 @@ pub async fn serve(store: Store) -> String {
     format!("http://{addr}")
 }
 
+/// Serves the query router on a free loopback port; returns its base URL.
+pub async fn serve_query(store: Store) -> String {
+    let state = Arc::new(query::QueryState {
+        store,
+        verifier: Verifier::new(Some(&secret()), None),
+        cursor_key: audit::cursor::CursorKey::derive(&secret()),
+        hot_days: 90,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, query::app(state)).await });
+    format!("http://{addr}")
+}
+
+/// GETs `path_and_query`; returns the status and the JSON answer.
+pub async fn get(base: &str, token: &str, path_and_query: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}{path_and_query}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// How many event items the tenant has online (a Query of its time index, never a Scan).
 pub async fn count_events(tenant: &TenantId) -> i32 {
     let client = dynamodb(None).await;

@@ -1,12 +1,14 @@
-//! The local stack's application process: the API on `127.0.0.1:$AUDIT_PORT` and the
-//! queue consumer, running the same code paths the Lambda entry points call.
+//! The local stack's application process: the API (ingest and query routers) on
+//! `127.0.0.1:$AUDIT_PORT` and the queue consumer, running the same code paths the Lambda entry points call.
 
 use anyhow::Context;
 use audit::auth::Verifier;
 use audit::config::{self, Config};
+use audit::cursor::CursorKey;
 use audit::queue::{self, DeadLetters};
 use audit::store::Store;
-use ingest::{AppState, app};
+use ingest::AppState;
+use query::QueryState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +18,13 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let sdk = audit::aws::sdk_config().await;
     let dynamodb = audit::aws::dynamodb(&sdk);
-    let state = Arc::new(AppState {
+    let verifier = || Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref());
+    let ingest_state = Arc::new(AppState { store: Store::new(dynamodb.clone(), &config.table), verifier: verifier() });
+    let query_state = Arc::new(QueryState {
         store: Store::new(dynamodb.clone(), &config.table),
-        verifier: Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref()),
+        verifier: verifier(),
+        cursor_key: CursorKey::derive(config.require(&config.cursor_secret, config::CURSOR_SECRET)?),
+        hot_days: config.hot_days,
     });
 
     let queue_url = config.require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?.to_owned();
@@ -38,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, app(state))
+    axum::serve(listener, ingest::app(ingest_state).merge(query::app(query_state)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
