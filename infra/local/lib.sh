@@ -61,7 +61,7 @@ start_stack() {
   ddb_dir=$(dynamodb_dir)
   mkdir -p "$dir/s3"
   : > "$dir/pids"
-  java -Xmx4g -Djava.library.path="$ddb_dir/DynamoDBLocal_lib" -jar "$ddb_dir/DynamoDBLocal.jar" \
+  java -Xmx"${DYNAMODB_HEAP:-4g}" -Djava.library.path="$ddb_dir/DynamoDBLocal_lib" -jar "$ddb_dir/DynamoDBLocal.jar" \
     -inMemory -sharedDb -port "$ddb_port" >"$dir/dynamodb.log" 2>&1 &
   echo $! >>"$dir/pids"
   "$S3S" --host 127.0.0.1 --port "$s3_port" --access-key local --secret-key localsecret "$dir/s3" \

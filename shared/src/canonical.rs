@@ -73,6 +73,105 @@ pub fn to_canonical(value: &Value) -> String {
     out
 }
 
+/// Writes a canonical object whose keys the caller gives in canonical order (for fixed
+/// schemas, where sorting at run time would be wasted work).
+pub struct ObjectWriter {
+    out: String,
+    /// Per open object or array: whether it has a member yet.
+    first: Vec<bool>,
+}
+
+impl ObjectWriter {
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        Self { out, first: vec![true] }
+    }
+
+    fn key(&mut self, key: &str) {
+        if let Some(first) = self.first.last_mut() {
+            if !*first {
+                self.out.push(',');
+            }
+            *first = false;
+        }
+        write_string(&mut self.out, key);
+        self.out.push(':');
+    }
+
+    pub fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_string(&mut self.out, value);
+    }
+
+    pub fn opt(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    pub fn value_opt(&mut self, key: &str, value: Option<&Value>) {
+        if let Some(v) = value {
+            self.key(key);
+            write_value(&mut self.out, v);
+        }
+    }
+
+    pub fn map(&mut self, key: &str, map: &serde_json::Map<String, Value>) {
+        self.key(key);
+        write_object(&mut self.out, map);
+    }
+
+    pub fn open(&mut self, key: &str) {
+        self.key(key);
+        self.out.push('{');
+        self.first.push(true);
+    }
+
+    pub fn open_array(&mut self, key: &str) {
+        self.key(key);
+        self.out.push('[');
+        self.first.push(true);
+    }
+
+    /// Opens an object as the next element of the current array.
+    pub fn open_element(&mut self) {
+        if let Some(first) = self.first.last_mut() {
+            if !*first {
+                self.out.push(',');
+            }
+            *first = false;
+        }
+        self.out.push('{');
+        self.first.push(true);
+    }
+
+    pub fn close(&mut self) {
+        self.first.pop();
+        self.out.push('}');
+    }
+
+    pub fn close_array(&mut self) {
+        self.first.pop();
+        self.out.push(']');
+    }
+
+    #[must_use]
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// The canonical form of a JSON object.
+#[must_use]
+pub fn to_canonical_map(map: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::with_capacity(256);
+    write_object(&mut out, map);
+    out
+}
+
 /// Lowercase hex SHA-256 of the canonical form.
 #[must_use]
 pub fn sha256_hex(canonical: &str) -> String {
@@ -95,21 +194,23 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, k);
-                out.push(':');
-                write_value(out, v);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map),
     }
+}
+
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write_value(out, v);
+    }
+    out.push('}');
 }
 
 fn write_number(out: &mut String, n: &Number) {
@@ -129,8 +230,21 @@ fn write_number(out: &mut String, n: &Number) {
     }
 }
 
+/// RFC 8785 orders keys by UTF-16 code units. That equals UTF-8 byte order unless a
+/// string holds U+E000..U+FFFF (UTF-8 lead bytes 0xEE and 0xEF), so the bytes are
+/// compared directly in the common case.
+fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let special = |s: &str| s.bytes().any(|x| x == 0xEE || x == 0xEF);
+    if special(a) || special(b) { a.encode_utf16().cmp(b.encode_utf16()) } else { a.as_bytes().cmp(b.as_bytes()) }
+}
+
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -4,7 +4,7 @@
 //! derive so that each broken rule becomes its own stable reason code with the field path,
 //! and every violation in an event is reported at once.
 
-use crate::canonical::{check_numbers, normalize, sha256_hex, to_canonical};
+use crate::canonical::{check_numbers, normalize, sha256_hex, to_canonical_map};
 use crate::tenant::TenantId;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
@@ -185,8 +185,10 @@ pub struct Event {
 pub struct StoredEvent {
     pub event: Event,
     pub received_at: Timestamp,
-    /// SHA-256 of [`Event::canonical`].
+    /// SHA-256 of `doc`.
     pub hash: String,
+    /// [`Event::canonical`]: the stored text the hash covers.
+    pub doc: String,
 }
 
 /// The result of validating one incoming event.
@@ -196,6 +198,21 @@ pub struct Accepted {
     /// Whether the client sent `occurred_at`; when it did not, a retry of the same event
     /// is still a duplicate even though its default time differs.
     pub occurred_at_given: bool,
+    /// [`Event::canonical`], computed once.
+    pub canonical: String,
+}
+
+impl Accepted {
+    /// The event as it is stored: arrival time and hash added.
+    #[must_use]
+    pub fn stamp(&self, received_at: Timestamp) -> StoredEvent {
+        StoredEvent {
+            event: self.event.clone(),
+            received_at,
+            hash: sha256_hex(&self.canonical),
+            doc: self.canonical.clone(),
+        }
+    }
 }
 
 const TOP_FIELDS: &[&str] = &[
@@ -216,17 +233,17 @@ const TOP_FIELDS: &[&str] = &[
 impl Event {
     /// Validates an event a client sent for `tenant`, received at `now`.
     ///
-    /// `wire_len` is the event's size as it arrived, when known (a batch member's size is
-    /// measured on its canonical form instead).
+    /// It takes the value by ownership so that `metadata` and `changes`, the large parts,
+    /// move into the event instead of being copied.
     ///
     /// # Errors
     /// Every violated rule.
-    pub fn validate(raw: &Value, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
+    pub fn validate(raw: Value, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
         let mut v = Vec::new();
-        let Some(obj) = raw.as_object() else {
+        let Value::Object(mut obj) = raw else {
             return Err(vec![Violation::new("", Reason::NotAnObject, "an event must be a JSON object")]);
         };
-        let mut f = Fields { obj, path: "", out: &mut v };
+        let mut f = Fields { obj: &obj, path: "", out: &mut v };
         f.reject_unknown(TOP_FIELDS);
         let id = f.string("id", 1, 128).filter(|id| f.pattern_ok("id", id, is_id_char));
         let occurred_text = f.string("occurred_at", 1, 64);
@@ -249,13 +266,11 @@ impl Event {
         let source = f.object("source", false).map(|o| parse_source(o, f.out));
         let request_id = f.string("request_id", 1, 256);
         let description = f.string("description", 1, 2048);
-        let changes = f.array("changes").map(|items| parse_changes(items, f.out));
-        let metadata = f.object("metadata", false).cloned();
-        let changes = changes.map(|cs| {
-            cs.into_iter()
-                .map(|c| Change { field: c.field, old: c.old.map(normalize), new: c.new.map(normalize) })
-                .collect::<Vec<_>>()
-        });
+        let change_fields = f.array("changes").map(|items| check_changes(items, f.out));
+        let metadata = f.object("metadata", false);
+        if let Err(e) = metadata.map_or(Ok(()), |m| m.values().try_for_each(check_numbers)) {
+            f.push("metadata", Reason::NumberPrecision, e.to_string());
+        }
 
         if action.as_deref().is_some_and(|a| !is_action(a)) {
             v.push(Violation::new(
@@ -282,22 +297,31 @@ impl Event {
                 Ok(t) => Some(t),
             },
         };
-        if let Some(m) = &metadata {
-            let value = Value::Object(m.clone());
-            if let Err(e) = check_numbers(&value) {
-                v.push(Violation::new("metadata", Reason::NumberPrecision, e.to_string()));
-            } else if to_canonical(&value).len() > MAX_METADATA_BYTES {
-                v.push(Violation::new("metadata", Reason::TooLarge, "at most 32 KiB serialized"));
-            }
-        }
-        let metadata = metadata.map(|m| match normalize(Value::Object(m)) {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        });
-        check_nul(raw, "", &mut v);
+        check_nul(&obj, &mut v);
         if !v.is_empty() {
             return Err(v);
         }
+        // Valid: the large parts move out of the request.
+        let metadata = match obj.remove("metadata").map(normalize) {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        let changes = match (change_fields, obj.remove("changes")) {
+            (Some(fields), Some(Value::Array(items))) => Some(
+                fields
+                    .into_iter()
+                    .zip(items)
+                    .map(|(field, item)| {
+                        let mut o = match item {
+                            Value::Object(o) => o,
+                            _ => Map::new(),
+                        };
+                        Change { field, old: o.remove("old").map(normalize), new: o.remove("new").map(normalize) }
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         let (Some(action), Some(actor)) = (action, actor) else {
             return Err(vec![Violation::new("", Reason::MissingField, "action and actor are required")]);
         };
@@ -316,10 +340,17 @@ impl Event {
             changes,
             metadata,
         };
-        if event.canonical().len() > MAX_EVENT_BYTES {
+        let canonical = event.canonical();
+        if canonical.len() > MAX_EVENT_BYTES {
             return Err(vec![Violation::new("", Reason::TooLarge, "one event is at most 64 KiB serialized")]);
         }
-        Ok(Accepted { event, occurred_at_given: occurred_at.is_some() })
+        // Only an event over 32 KiB can hold metadata over 32 KiB.
+        if canonical.len() > MAX_METADATA_BYTES
+            && event.metadata.as_ref().is_some_and(|m| to_canonical_map(m).len() > MAX_METADATA_BYTES)
+        {
+            return Err(vec![Violation::new("metadata", Reason::TooLarge, "at most 32 KiB serialized")]);
+        }
+        Ok(Accepted { event, occurred_at_given: occurred_at.is_some(), canonical })
     }
 
     /// The event as the contract's JSON object, without `received_at` and `hash`.
@@ -369,10 +400,68 @@ impl Event {
         Value::Object(m)
     }
 
-    /// The RFC 8785 text the `hash` covers.
+    /// The RFC 8785 text the `hash` covers: [`Event::to_json`] in canonical form, written
+    /// straight from the fields (keys in their canonical order) because this runs for
+    /// every event ingested.
     #[must_use]
     pub fn canonical(&self) -> String {
-        to_canonical(&self.to_json())
+        let mut w = crate::canonical::ObjectWriter::new(512);
+        w.str("action", &self.action);
+        w.open("actor");
+        w.opt("email", self.actor.email.as_deref());
+        w.str("id", &self.actor.id);
+        w.opt("name", self.actor.name.as_deref());
+        w.str("type", self.actor.kind.as_str());
+        w.close();
+        if let Some(changes) = &self.changes {
+            w.open_array("changes");
+            for c in changes {
+                w.open_element();
+                w.str("field", &c.field);
+                w.value_opt("new", c.new.as_ref());
+                w.value_opt("old", c.old.as_ref());
+                w.close();
+            }
+            w.close_array();
+        }
+        w.opt("description", self.description.as_deref());
+        w.str("id", &self.id);
+        if let Some(m) = &self.metadata {
+            w.map("metadata", m);
+        }
+        w.str("occurred_at", &self.occurred_at.to_string());
+        w.str("outcome", self.outcome.as_str());
+        w.opt("request_id", self.request_id.as_deref());
+        if let Some(r) = &self.resource {
+            w.open("resource");
+            w.opt("id", r.id.as_deref());
+            w.opt("name", r.name.as_deref());
+            if let Some(p) = &r.parent {
+                w.open("parent");
+                w.opt("id", p.id.as_deref());
+                w.opt("name", p.name.as_deref());
+                w.opt("type", p.kind.as_deref());
+                w.close();
+            }
+            w.opt("type", r.kind.as_deref());
+            w.close();
+        }
+        if let Some(src) = &self.source {
+            w.open("source");
+            w.opt("ip", src.ip.map(|ip| ip.to_string()).as_deref());
+            w.opt("location", src.location.as_deref());
+            w.opt("platform", src.platform.as_deref());
+            w.opt("user_agent", src.user_agent.as_deref());
+            w.close();
+        }
+        w.str("tenant_id", self.tenant_id.as_str());
+        if let Some(ws) = &self.workspace {
+            w.open("workspace");
+            w.opt("id", ws.id.as_deref());
+            w.opt("name", ws.name.as_deref());
+            w.close();
+        }
+        w.finish()
     }
 
     /// Reads back an event from its stored canonical JSON.
@@ -385,14 +474,14 @@ impl Event {
             .remove("tenant_id")
             .and_then(|t| t.as_str().and_then(|t| TenantId::parse(t).ok()))
             .ok_or_else(|| vec![Violation::new("tenant_id", Reason::MissingField, "stored event without tenant")])?;
-        Event::validate(&Value::Object(body), &tenant, Timestamp::MAX).map(|a| a.event)
+        Event::validate(Value::Object(body), &tenant, Timestamp::MAX).map(|a| a.event)
     }
 
     /// Stamps the event with its arrival time and hash.
     #[must_use]
     pub fn stamp(self, received_at: Timestamp) -> StoredEvent {
-        let hash = sha256_hex(&self.canonical());
-        StoredEvent { event: self, received_at, hash }
+        let doc = self.canonical();
+        StoredEvent { hash: sha256_hex(&doc), event: self, received_at, doc }
     }
 
     /// The category: the action up to its first dot.
@@ -494,12 +583,13 @@ fn parse_source(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Source {
     }
 }
 
-fn parse_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<Change> {
+/// Checks `changes`; returns each entry's `field` (the values move in once all is valid).
+fn check_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<String> {
     if items.len() > MAX_CHANGES {
         out.push(Violation::new("changes", Reason::TooMany, "at most 100 entries"));
         return Vec::new();
     }
-    let mut changes = Vec::with_capacity(items.len());
+    let mut fields = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("changes[{i}]");
         let Some(o) = item.as_object() else {
@@ -508,18 +598,14 @@ fn parse_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<Change> {
         };
         let mut f = Fields { obj: o, path: &path, out };
         f.reject_unknown(&["field", "old", "new"]);
-        let field = f.required_string("field", 1, 256);
-        let (old, new) = (o.get("old").cloned(), o.get("new").cloned());
-        for (name, value) in [("old", &old), ("new", &new)] {
-            if let Some(Err(e)) = value.as_ref().map(check_numbers) {
+        fields.extend(f.required_string("field", 1, 256));
+        for name in ["old", "new"] {
+            if let Some(Err(e)) = o.get(name).map(check_numbers) {
                 f.push(name, Reason::NumberPrecision, e.to_string());
             }
         }
-        if let Some(field) = field {
-            changes.push(Change { field, old, new });
-        }
     }
-    changes
+    fields
 }
 
 /// Whether `id` could be an event id (for lookups by id).
@@ -545,15 +631,31 @@ fn is_action(a: &str) -> bool {
     segments >= 2
 }
 
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// NUL is refused anywhere, keys included: downstream tools (CSV, C libraries) truncate at it.
-fn check_nul(value: &Value, path: &str, out: &mut Vec<Violation>) {
+/// The paths are only built when there is one to report.
+fn check_nul(obj: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if obj.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        report_nul(&Value::Object(obj.clone()), "", out);
+    }
+}
+
+fn report_nul(value: &Value, path: &str, out: &mut Vec<Violation>) {
     match value {
         Value::String(s) if s.contains('\0') => {
             out.push(Violation::new(path, Reason::NulCharacter, "strings must not contain U+0000"));
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_nul(item, &format!("{path}[{i}]"), out);
+                report_nul(item, &format!("{path}[{i}]"), out);
             }
         }
         Value::Object(map) => {
@@ -562,7 +664,7 @@ fn check_nul(value: &Value, path: &str, out: &mut Vec<Violation>) {
                 if k.contains('\0') {
                     out.push(Violation::new(&child, Reason::NulCharacter, "keys must not contain U+0000"));
                 }
-                check_nul(v, &child, out);
+                report_nul(v, &child, out);
             }
         }
         _ => {}

@@ -28,7 +28,7 @@ use crate::fixtures::bad_events;
 #[test]
 fn every_bad_event_is_refused_with_its_reason() {
     for (raw, field, reason) in bad_events() {
-        let got = Event::validate(&raw, &tenant(), now());
+        let got = Event::validate(raw.clone(), &tenant(), now());
         let violations = got.err().unwrap_or_default();
         assert!(
             violations.iter().any(|v| v.field == field && v.reason == reason),
@@ -40,7 +40,7 @@ fn every_bad_event_is_refused_with_its_reason() {
 #[test]
 fn reports_every_violation_at_once() {
     let raw = json!({"action": "X", "actor": {"type": "robot", "id": ""}, "extra": 1});
-    let got = Event::validate(&raw, &tenant(), now()).err().unwrap_or_default();
+    let got = Event::validate(raw.clone(), &tenant(), now()).err().unwrap_or_default();
     assert_eq!(got.len(), 4, "{got:?}");
 }
 
@@ -55,7 +55,7 @@ fn applies_defaults_and_normalizes() {
         }
         other => other,
     };
-    let got = Event::validate(&raw, &tenant(), now()).map(|a| a.event);
+    let got = Event::validate(raw.clone(), &tenant(), now()).map(|a| a.event);
     let Ok(e) = got else { panic!("{got:?}") };
     assert_eq!(e.occurred_at.to_string(), "2026-11-20T12:00:00.500000Z");
     assert_eq!(e.outcome, Outcome::Success);
@@ -64,7 +64,7 @@ fn applies_defaults_and_normalizes() {
 
 #[test]
 fn assigns_a_uuid_v7_and_receipt_time_when_absent() {
-    let got = Event::validate(&minimal(), &tenant(), now());
+    let got = Event::validate(minimal(), &tenant(), now());
     let Ok(a) = got else { panic!("{got:?}") };
     assert!(!a.occurred_at_given);
     assert_eq!(a.event.occurred_at, now());
@@ -74,13 +74,13 @@ fn assigns_a_uuid_v7_and_receipt_time_when_absent() {
 #[test]
 fn accepts_nulls_as_absent_and_five_minutes_ahead() {
     let raw = with(json!({"occurred_at": "2026-11-20T12:05:00Z", "resource": null, "description": null}));
-    assert!(Event::validate(&raw, &tenant(), now()).is_ok());
+    assert!(Event::validate(raw.clone(), &tenant(), now()).is_ok());
 }
 
 #[test]
 fn hash_is_sha256_of_the_rfc8785_form() {
     let raw = with(json!({"id": "e1", "occurred_at": "2026-11-05T22:25:20.138832Z", "metadata": {"b": 1.0, "a": "é"}}));
-    let Ok(a) = Event::validate(&raw, &tenant(), now()) else { panic!() };
+    let Ok(a) = Event::validate(raw.clone(), &tenant(), now()) else { panic!() };
     let canonical = a.event.canonical();
     assert_eq!(
         canonical,
@@ -162,6 +162,11 @@ prop_compose! {
 
 proptest! {
     #[test]
+    fn the_direct_canonical_writer_agrees_with_the_generic_one(event in arb_event()) {
+        prop_assert_eq!(event.canonical(), crate::canonical::to_canonical(&event.to_json()));
+    }
+
+    #[test]
     fn canonical_form_validates_back_to_the_same_event(event in arb_event()) {
         let doc: Value = serde_json::from_str(&event.canonical()).unwrap_or_default();
         prop_assert_eq!(Event::from_stored(&doc), Ok(event));
@@ -169,6 +174,6 @@ proptest! {
 
     #[test]
     fn validation_never_panics_on_arbitrary_json(raw in json_value()) {
-        let _ = Event::validate(&raw, &tenant(), now());
+        let _ = Event::validate(raw.clone(), &tenant(), now());
     }
 }

@@ -108,10 +108,11 @@ pub async fn ingest(store: &Store, tenant: &TenantId, events: Vec<Value>) -> Vec
     let now = Timestamp::now();
     let mut results: Vec<Option<ItemResult>> = vec![None; events.len()];
     let mut valid: Vec<(usize, Accepted)> = Vec::with_capacity(events.len());
-    for (index, raw) in events.iter().enumerate() {
+    for (index, raw) in events.into_iter().enumerate() {
+        let id = raw_id(&raw);
         match Event::validate(raw, tenant, now) {
             Ok(a) => valid.push((index, a)),
-            Err(v) => results[index] = Some(ItemResult::rejected(index, raw_id(raw), invalid(&v))),
+            Err(v) => results[index] = Some(ItemResult::rejected(index, id, invalid(&v))),
         }
     }
     if !valid.is_empty() {
@@ -176,7 +177,7 @@ type WriteFuture<'a> = std::pin::Pin<
 >;
 
 async fn write(store: &Store, a: &Accepted, received_at: Timestamp, shards: u16) -> Result<PutOutcome, StoreError> {
-    let stored = a.event.clone().stamp(received_at);
+    let stored = a.stamp(received_at);
     let dedup = dedup_digest(a, &stored.hash);
     store.put_event(&stored, shard_of(&a.event.id, shards), &dedup).await
 }
@@ -261,10 +262,10 @@ mod tests {
     fn a_retry_without_occurred_at_is_a_duplicate_not_a_conflict() {
         let tenant = TenantId::parse("t").unwrap_or_else(|_| unreachable!());
         let raw = serde_json::json!({"id": "e1", "action": "a.b", "actor": {"type": "member", "id": "u"}});
-        let first = Event::validate(&raw, &tenant, Timestamp::now());
-        let second = Event::validate(&raw, &tenant, Timestamp::now().plus_seconds(3));
+        let first = Event::validate(raw.clone(), &tenant, Timestamp::now());
+        let second = Event::validate(raw.clone(), &tenant, Timestamp::now().plus_seconds(3));
         let (Ok(first), Ok(second)) = (first, second) else { panic!() };
-        let digest = |a: &Accepted| dedup_digest(a, &a.event.clone().stamp(Timestamp::now()).hash);
+        let digest = |a: &Accepted| dedup_digest(a, &a.stamp(Timestamp::now()).hash);
         assert_eq!(digest(&first), digest(&second));
     }
 }

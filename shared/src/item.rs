@@ -62,7 +62,7 @@ pub fn to_item(stored: &StoredEvent, shard: u16, dedup: &str) -> Item {
     item.insert(BY_TIME.pk.into(), s(&keys::time_pk(t, shard)));
     item.insert(BY_ACTOR.pk.into(), s(&keys::actor_pk(t, shard, &e.actor.id)));
     item.insert(BY_ACTION.pk.into(), s(&keys::action_pk(t, shard, &e.action)));
-    item.insert(attr::DOC.into(), s(&e.canonical()));
+    item.insert(attr::DOC.into(), s(&stored.doc));
     item.insert(attr::HASH.into(), s(&stored.hash));
     item.insert(attr::DEDUP.into(), s(dedup));
     item.insert(attr::RECEIVED_AT.into(), s(&stored.received_at.to_string()));
@@ -105,7 +105,7 @@ pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
         Timestamp::parse(string(item, attr::RECEIVED_AT)?).map_err(|_| ItemError::Attribute(attr::RECEIVED_AT))?;
     let value: serde_json::Value = serde_json::from_str(doc).map_err(|e| ItemError::Doc(e.to_string()))?;
     let event = Event::from_stored(&value).map_err(|v| ItemError::Doc(format!("{v:?}")))?;
-    Ok(StoredEvent { event, received_at, hash: hash.clone() })
+    Ok(StoredEvent { event, received_at, hash: hash.clone(), doc: doc.clone() })
 }
 
 /// Reads a string attribute.

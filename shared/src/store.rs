@@ -8,9 +8,17 @@ use crate::tenant::{TenantId, TenantSettings};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Most email directory entries a process remembers having written.
+const EMAILS_KNOWN_MAX: usize = 100_000;
+/// Catalog updates in flight per batch.
+const CATALOG_CONCURRENCY: usize = 16;
+
+type CatalogFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// How long a process trusts its copy of a tenant's settings.
 const SETTINGS_TTL: Duration = Duration::from_secs(60);
@@ -62,6 +70,8 @@ pub struct Store {
     backoff: Backoff,
     settings: Mutex<HashMap<TenantId, (Instant, TenantSettings)>>,
     registered: Mutex<HashSet<TenantId>>,
+    /// (email directory key, actor id) pairs this process has written.
+    emails_known: Mutex<HashSet<(String, String)>>,
 }
 
 impl Store {
@@ -73,6 +83,7 @@ impl Store {
             backoff: Backoff::default(),
             settings: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashSet::new()),
+            emails_known: Mutex::new(HashSet::new()),
         }
     }
 
@@ -249,25 +260,32 @@ impl Store {
             }
         }
         let shard = rand::random_range(0..shards.max(1));
-        for (action, n) in actions {
-            let run = retry(&self.backoff, "UpdateItem action catalog", || {
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key(keys::PK, AttributeValue::S(keys::action_catalog_pk(tenant, shard)))
-                    .key(keys::SK, AttributeValue::S(action.to_owned()))
-                    .update_expression("ADD #c :n")
-                    .expression_attribute_names("#c", "count")
-                    .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
-                    .send()
+        let action_updates = actions.into_iter().map(|(action, n)| -> CatalogFuture<'_> {
+            Box::pin(async move {
+                let run = retry(&self.backoff, "UpdateItem action catalog", || {
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .key(keys::PK, AttributeValue::S(keys::action_catalog_pk(tenant, shard)))
+                        .key(keys::SK, AttributeValue::S(action.to_owned()))
+                        .update_expression("ADD #c :n")
+                        .expression_attribute_names("#c", "count")
+                        .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
+                        .send()
+                })
+                .await;
+                run.result.map(|_| ()).map_err(|e| StoreError::from_sdk(&e))
             })
-            .await;
-            run.result.map_err(|e| StoreError::from_sdk(&e))?;
-        }
-        for (id, e) in actors {
-            self.record_actor(tenant, shard, id, e).await?;
-        }
-        Ok(())
+        });
+        let actor_updates = actors
+            .into_iter()
+            .map(|(id, e)| -> CatalogFuture<'_> { Box::pin(self.record_actor(tenant, shard, id, e)) });
+        // Collected first so the stream's item type names no closure lifetime (the handler
+        // future must be provably Send).
+        let updates: Vec<CatalogFuture<'_>> = action_updates.chain(actor_updates).collect();
+        let results: Vec<Result<(), StoreError>> =
+            futures::stream::iter(updates).buffer_unordered(CATALOG_CONCURRENCY).collect().await;
+        results.into_iter().collect()
     }
 
     async fn record_actor(&self, tenant: &TenantId, shard: u16, id: &str, e: &Event) -> Result<(), StoreError> {
@@ -320,17 +338,28 @@ impl Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
             Err(e) => return Err(StoreError::from_sdk(&e)),
         }
-        if let Some(email) = &e.actor.email {
+        let email_pk = e.actor.email.as_deref().map(|email| keys::email_pk(tenant, email));
+        let known = email_pk
+            .as_ref()
+            .is_some_and(|pk| self.emails_known.lock().is_ok_and(|known| known.contains(&(pk.clone(), id.to_owned()))));
+        if let (Some(pk), false) = (email_pk, known) {
             let run = retry(&self.backoff, "PutItem email directory", || {
                 self.client
                     .put_item()
                     .table_name(&self.table)
-                    .item(keys::PK, AttributeValue::S(keys::email_pk(tenant, email)))
+                    .item(keys::PK, AttributeValue::S(pk.clone()))
                     .item(keys::SK, AttributeValue::S(id.to_owned()))
                     .send()
             })
             .await;
             run.result.map_err(|e| StoreError::from_sdk(&e))?;
+            if let Ok(mut known) = self.emails_known.lock() {
+                // A fact never changes once written; the bound only caps memory.
+                if known.len() >= EMAILS_KNOWN_MAX {
+                    known.clear();
+                }
+                known.insert((pk, id.to_owned()));
+            }
         }
         Ok(())
     }

@@ -71,7 +71,9 @@ async fn seed(tenant: &TenantId, shards: u16, raw: &[Value], now: Timestamp) -> 
         let results = audit::ingest::ingest(&store, tenant, chunk.to_vec()).await;
         assert!(results.iter().all(|r| r.status == audit::ingest::Status::Created), "{results:?}");
     }
-    raw.iter().map(|r| Event::validate(r, tenant, now).map(|a| a.event).unwrap_or_else(|e| panic!("{e:?}"))).collect()
+    raw.iter()
+        .map(|r| Event::validate(r.clone(), tenant, now).map(|a| a.event).unwrap_or_else(|e| panic!("{e:?}")))
+        .collect()
 }
 
 fn random_query(rng: &mut StdRng, now: Timestamp) -> String {

@@ -6,6 +6,11 @@ use audit::store::Store;
 use ingest::{AppState, app};
 use std::sync::Arc;
 
+/// Ingest and queries allocate many small strings; mimalloc handles that far better than
+/// the system allocator (see the ingest_cpu benchmark).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     audit::telemetry::init();
