@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Convert JSON-lines events to archive Parquet (chosen by the file endings).
+    Convert { input: std::path::PathBuf, output: std::path::PathBuf },
     /// Set a tenant's write shards (only ever raised) and its own online window.
     Tenant {
         #[arg(long)]
@@ -67,6 +69,23 @@ async fn main() -> anyhow::Result<()> {
                 std::env::var(config::JWT_SECRET).with_context(|| format!("{} is not set", config::JWT_SECRET))?;
             let tenant = TenantId::parse(&tenant)?;
             println!("{}", issue_hs256(&secret, &tenant, &sub, &scope, ttl)?);
+        }
+        Command::Convert { input, output } => {
+            let ext = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_lowercase();
+            match (ext(&input).as_str(), ext(&output).as_str()) {
+                ("jsonl" | "json" | "ndjson", "parquet") => {
+                    let started = std::time::Instant::now();
+                    let done = audit::convert::jsonl_to_parquet(&input, &output)?;
+                    eprintln!(
+                        "{} rows, {} bytes written to {} in {:.2} s",
+                        done.rows,
+                        done.bytes,
+                        output.display(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                (from, to) => anyhow::bail!("cannot convert .{from} to .{to}: use .jsonl to .parquet"),
+            }
         }
         Command::Tenant { tenant, shards, hot_days } => {
             anyhow::ensure!((1..=MAX_SHARDS).contains(&shards), "shards must be 1 to {MAX_SHARDS}");
