@@ -94,3 +94,17 @@ stop_stack() { # DIR
   while read -r pid; do wait "$pid" 2>/dev/null || true; done <"$1/pids"
   rm -f "$1/pids"
 }
+
+# start_app_stack: for benchmarks. A private stack on free ports plus the release build of
+# the local runner; exports the stack's environment and STATE; stops all on exit.
+start_app_stack() {
+  cargo build --release --quiet -p audit-local
+  STATE=$(mktemp -d "$LOCAL/bench.XXXXXX")
+  trap 'stop_stack "$STATE"; rm -rf "$STATE"' EXIT
+  AUDIT_PORT=$(free_port) start_stack "$STATE"
+  # shellcheck disable=SC1091
+  source "$STATE/env"
+  RUST_LOG=warn target/release/audit-local >"$STATE/app.log" 2>&1 &
+  echo $! >>"$STATE/pids"
+  wait_port "$AUDIT_PORT" "the API"
+}

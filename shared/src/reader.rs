@@ -28,6 +28,9 @@ pub enum ReadError {
     Store(#[from] StoreError),
 }
 
+/// Largest `Limit` of one page fetch (DynamoDB stops at 1 MB anyway).
+const MAX_FETCH: i32 = 1_000;
+
 /// What reading a page cost, for the benchmarks and the response headers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadStats {
@@ -57,6 +60,9 @@ struct Stream {
     next_key: Option<HashMap<String, AttributeValue>>,
     started: bool,
     exhausted: bool,
+    /// `Limit` of the next fetch: grows when a filter leaves fetches short, so a sparse
+    /// unindexed filter costs a few large reads rather than many small ones.
+    limit: usize,
 }
 
 pub struct Reader<'a> {
@@ -101,6 +107,10 @@ impl Reader<'_> {
         };
         self.check_window(&filter, settings, now)?;
         let expr = planner::expression(&filter);
+        let live = positions.iter().filter(|s| !s.d).count().max(1);
+        // Enough per stream for its share of the page and the look-ahead that tells
+        // whether a next page exists, without reading far past what the page returns.
+        let per_fetch = (parsed.limit + 1).div_ceil(live) + usize::from(live > 1);
         let mut streams: Vec<Stream> = positions
             .into_iter()
             .map(|s| Stream {
@@ -110,12 +120,9 @@ impl Reader<'_> {
                 next_key: None,
                 started: false,
                 exhausted: s.d,
+                limit: per_fetch,
             })
             .collect();
-        let live = streams.iter().filter(|s| !s.exhausted).count().max(1);
-        // Enough per stream for its share of the page and the look-ahead that tells
-        // whether a next page exists, without reading far past what the page returns.
-        let per_fetch = (parsed.limit + 1).div_ceil(live) + usize::from(live > 1);
         let index = path.index();
         let mut items = Vec::with_capacity(parsed.limit);
         let mut taken: Vec<Option<String>> = vec![None; streams.len()];
@@ -125,7 +132,7 @@ impl Reader<'_> {
             if !needs.is_empty() {
                 let fetches = needs.iter().map(|&i| {
                     let s = &streams[i];
-                    self.fetch(tenant, index, &filter, &expr, asc, s, i32::try_from(per_fetch).unwrap_or(100))
+                    self.fetch(tenant, index, &filter, &expr, asc, s, i32::try_from(s.limit).unwrap_or(MAX_FETCH))
                 });
                 let results = futures::future::join_all(fetches).await;
                 for (&i, r) in needs.iter().zip(results) {
@@ -133,6 +140,9 @@ impl Reader<'_> {
                     stats.requests += 1;
                     stats.items_read += read;
                     let s = &mut streams[i];
+                    if got.len() < s.limit && next.is_some() {
+                        s.limit = (s.limit * 8).min(MAX_FETCH as usize);
+                    }
                     s.started = true;
                     s.buf.extend(got);
                     s.exhausted = next.is_none();
@@ -202,25 +212,8 @@ impl Reader<'_> {
                 ])
             })
         };
-        let (lo, hi) = ts_bounds(filter);
-        let store = self.store;
-        let run = retry(store.backoff(), "Query page", || {
-            let mut names = expr.names.clone();
-            names.insert("#ipk".into(), index.pk.into());
-            names.insert("#ts".into(), keys::TS.into());
-            let mut values = expr.values.clone();
-            values.insert(":ipk".into(), AttributeValue::S(s.partition.clone()));
-            values.insert(":lo".into(), AttributeValue::S(lo.clone()));
-            values.insert(":hi".into(), AttributeValue::S(hi.clone()));
-            store
-                .client()
-                .query()
-                .table_name(store.table())
-                .index_name(index.name)
-                .key_condition_expression("#ipk = :ipk AND #ts BETWEEN :lo AND :hi")
-                .set_filter_expression(expr.text.clone())
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
+        let run = retry(self.store.backoff(), "Query page", || {
+            index_query(self.store, index, &s.partition, filter, expr)
                 .scan_index_forward(asc)
                 .limit(limit)
                 .set_exclusive_start_key(start.clone())
@@ -255,30 +248,13 @@ impl Reader<'_> {
         let mut stats = ReadStats::default();
         let resolved = self.resolve(tenant, settings, path, filter, &mut stats).await?;
         let expr = planner::expression(filter);
-        let (lo, hi) = ts_bounds(filter);
         let index = path.index();
         let mut total: u64 = 0;
         for partition in planner::partitions(path, tenant, settings.shards, filter, &resolved) {
             let mut start = None;
             loop {
-                let store = self.store;
-                let run = retry(store.backoff(), "Query count", || {
-                    let mut names = expr.names.clone();
-                    names.insert("#ipk".into(), index.pk.into());
-                    names.insert("#ts".into(), keys::TS.into());
-                    let mut values = expr.values.clone();
-                    values.insert(":ipk".into(), AttributeValue::S(partition.clone()));
-                    values.insert(":lo".into(), AttributeValue::S(lo.clone()));
-                    values.insert(":hi".into(), AttributeValue::S(hi.clone()));
-                    store
-                        .client()
-                        .query()
-                        .table_name(store.table())
-                        .index_name(index.name)
-                        .key_condition_expression("#ipk = :ipk AND #ts BETWEEN :lo AND :hi")
-                        .set_filter_expression(expr.text.clone())
-                        .set_expression_attribute_names(Some(names))
-                        .set_expression_attribute_values(Some(values))
+                let run = retry(self.store.backoff(), "Query count", || {
+                    index_query(self.store, index, &partition, filter, &expr)
                         .select(Select::Count)
                         .set_exclusive_start_key(start.clone())
                         .send()
@@ -406,6 +382,33 @@ impl Reader<'_> {
         out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
+}
+
+/// A Query of one index partition over the filter's time range, with its expression.
+fn index_query(
+    store: &Store,
+    index: Index,
+    partition: &str,
+    filter: &Filter,
+    expr: &Expr,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    let (lo, hi) = ts_bounds(filter);
+    let mut names = expr.names.clone();
+    names.insert("#ipk".into(), index.pk.into());
+    names.insert("#ts".into(), keys::TS.into());
+    let mut values = expr.values.clone();
+    values.insert(":ipk".into(), AttributeValue::S(partition.to_owned()));
+    values.insert(":lo".into(), AttributeValue::S(lo));
+    values.insert(":hi".into(), AttributeValue::S(hi));
+    store
+        .client()
+        .query()
+        .table_name(store.table())
+        .index_name(index.name)
+        .key_condition_expression("#ipk = :ipk AND #ts BETWEEN :lo AND :hi")
+        .set_filter_expression(expr.text.clone())
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
 }
 
 fn ts_bounds(filter: &Filter) -> (String, String) {
