@@ -19,6 +19,9 @@ use std::io::{BufRead, BufReader, BufWriter};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// Lines handed from the validating thread to the writing thread at a time.
+const CHUNK: usize = 1024;
+
 /// What a conversion did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Converted {
@@ -78,26 +81,49 @@ pub fn jsonl_to_parquet(input: &Path, output: &Path) -> anyhow::Result<Converted
 
     let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
     let mut writer = PartWriter::new(BufWriter::with_capacity(1 << 20, out))?;
-    let mut buf = Vec::new();
-    let mut previous: Option<(usize, StoredEvent)> = None;
-    for e in &entries {
-        buf.resize(e.len as usize, 0);
-        file.read_exact_at(&mut buf, e.offset)?;
-        let stored = parse_line(&buf, e, now).with_context(|| format!("line {}", e.line_no))?;
-        // Repeats of one (tenant, id) are adjacent here: the same event twice is stored
-        // once, as the service does; different content is a conflict.
-        if let Some((line, p)) = previous
-            .as_ref()
-            .filter(|(_, p)| p.event.tenant_id == stored.event.tenant_id && p.event.id == stored.event.id)
-        {
-            if p.hash != stored.hash {
-                bail!("lines {line} and {}: id {} reused with different content", e.line_no, e.id);
+    // Two stages on two threads: reading and validating lines, and encoding Parquet.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<(usize, StoredEvent)>>>(4);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let file = &file;
+        let entries = &entries;
+        scope.spawn(move || {
+            let mut buf = Vec::new();
+            for chunk in entries.chunks(CHUNK) {
+                let parsed: anyhow::Result<Vec<(usize, StoredEvent)>> = chunk
+                    .iter()
+                    .map(|e| {
+                        buf.resize(e.len as usize, 0);
+                        file.read_exact_at(&mut buf, e.offset)?;
+                        let stored = parse_line(&buf, e, now).with_context(|| format!("line {}", e.line_no))?;
+                        Ok((e.line_no, stored))
+                    })
+                    .collect();
+                let failed = parsed.is_err();
+                if tx.send(parsed).is_err() || failed {
+                    return;
+                }
             }
-            continue;
+        });
+        let mut previous: Option<(usize, StoredEvent)> = None;
+        for batch in rx {
+            for (line_no, stored) in batch? {
+                // Repeats of one (tenant, id) are adjacent here: the same event twice is
+                // stored once, as the service does; different content is a conflict.
+                if let Some((line, p)) = previous
+                    .as_ref()
+                    .filter(|(_, p)| p.event.tenant_id == stored.event.tenant_id && p.event.id == stored.event.id)
+                {
+                    if p.hash != stored.hash {
+                        bail!("lines {line} and {line_no}: id {} reused with different content", stored.event.id);
+                    }
+                    continue;
+                }
+                writer.push(&stored)?;
+                previous = Some((line_no, stored));
+            }
         }
-        writer.push(&stored)?;
-        previous = Some((e.line_no, stored));
-    }
+        Ok(())
+    })?;
     let rows = writer.rows();
     let out = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
     out.sync_all()?;
