@@ -59,8 +59,10 @@ struct Entry {
 /// match the event, or an I/O failure.
 pub fn jsonl_to_parquet(input: &Path, output: &Path) -> anyhow::Result<Converted> {
     let now = Timestamp::now();
+    let started = std::time::Instant::now();
     let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let mut entries = index(&file, now)?;
+    tracing::debug!(lines = entries.len(), seconds = started.elapsed().as_secs_f64(), "indexed");
     // An id is stored once per tenant: a repeat with another time can only be a conflict.
     let mut by_id: Vec<&Entry> = entries.iter().collect();
     by_id.sort_unstable_by(|a, b| (&a.tenant, &a.id, a.occurred_at).cmp(&(&b.tenant, &b.id, b.occurred_at)));
@@ -124,6 +126,7 @@ pub fn jsonl_to_parquet(input: &Path, output: &Path) -> anyhow::Result<Converted
         }
         Ok(())
     })?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "validated and encoded");
     let rows = writer.rows();
     let out = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
     out.sync_all()?;

@@ -12,6 +12,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -69,14 +70,22 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Columns that are (nearly) unique per row: a dictionary would only cost time before
+/// the writer falls back to plain encoding.
+const UNIQUE_COLUMNS: &[&str] =
+    &["id", "occurred_at", "received_at", "request_id", "description", "changes", "metadata", "hash"];
+
 fn properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true)
-        .set_created_by(format!("audit-log {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("audit-log {}", env!("CARGO_PKG_VERSION")));
+    for name in UNIQUE_COLUMNS {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    }
+    b.build()
 }
 
 /// Column builders for one batch.
