@@ -236,6 +236,26 @@ pub fn parse_query(query: &str, extra: Extra, now: Timestamp) -> Result<Parsed, 
     Ok(Parsed { filter, limit, order, cursor, max })
 }
 
+/// The catalogs' query string: at most one `q` of 1 to 256 characters, nothing else.
+///
+/// # Errors
+/// The offending parameter.
+pub fn parse_catalog_query(query: &str) -> Result<Option<String>, Vec<Violation>> {
+    let mut q = None;
+    for (k, v) in query_pairs(query) {
+        let reason = if k != "q" {
+            Reason::UnknownField
+        } else if q.is_some() || v.is_empty() || v.chars().count() > MAX_Q_CHARS || v.contains('\0') {
+            Reason::InvalidValue
+        } else {
+            q = Some(v);
+            continue;
+        };
+        return Err(vec![Violation { field: k, reason, message: "only one q of 1 to 256 characters".into() }]);
+    }
+    Ok(q)
+}
+
 fn is_segment(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
@@ -345,6 +365,15 @@ mod tests {
         assert_eq!(fields(&long_q, Extra::List), vec![("q".to_owned(), Reason::TooLong)]);
         assert_eq!(fields("max=100001", Extra::Count), vec![("max".to_owned(), Reason::InvalidValue)]);
         assert_eq!(fields("cursor=x", Extra::Count), vec![("cursor".to_owned(), Reason::UnknownField)]);
+    }
+
+    #[test]
+    fn catalogs_take_one_q_only() {
+        assert_eq!(parse_catalog_query("q=Bob"), Ok(Some("Bob".to_owned())));
+        assert_eq!(parse_catalog_query(""), Ok(None));
+        for bad in ["x=1", "q=a&q=b", "q=", &format!("q={}", "x".repeat(257))] {
+            assert!(parse_catalog_query(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

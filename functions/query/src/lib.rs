@@ -114,23 +114,8 @@ async fn one(
     }
 }
 
-/// `q` alone: the catalogs take no other parameter.
 fn catalog_q(q: Option<&str>) -> Result<Option<String>, ApiError> {
-    let mut out = None;
-    for (k, v) in form_urlencoded_pairs(q.unwrap_or_default()) {
-        if k != "q" || out.is_some() || v.is_empty() || v.chars().count() > 256 {
-            return Err(ApiError(
-                ErrorBody::new(Code::InvalidRequest, "only one q of 1 to 256 characters is accepted")
-                    .with_details(&[json!({"field": k, "reason": "invalid_value"})]),
-            ));
-        }
-        out = Some(v);
-    }
-    Ok(out)
-}
-
-fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
-    audit::filter::query_pairs(q)
+    audit::filter::parse_catalog_query(q.unwrap_or_default()).map_err(|v| invalid(&v))
 }
 
 async fn actions(
