@@ -55,15 +55,6 @@ pub enum Order {
     Asc,
 }
 
-/// `GET /v1/events` parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListParams {
-    pub filter: Filter,
-    pub limit: usize,
-    pub order: Order,
-    pub cursor: Option<String>,
-}
-
 /// Parameters that a given endpoint accepts besides the filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Extra {

@@ -100,12 +100,6 @@ pub fn email_pk(tenant: &TenantId, email: &str) -> String {
     format!("EM#{tenant}#{}", email.to_lowercase())
 }
 
-/// The `ts` bounds of one UTC day (`YYYY-MM-DD`), for a `BETWEEN` on an index.
-#[must_use]
-pub fn day_bounds(day: &str) -> (String, String) {
-    (format!("{day}T"), format!("{day}T\u{10FFFF}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,14 +129,6 @@ mod tests {
             let mut counts = [0usize; 8];
             for id in &ids { counts[usize::from(shard_of(id, 8))] += 1; }
             prop_assert!(counts.iter().all(|&c| c > 2000 / 8 / 2), "{counts:?}");
-        }
-
-        #[test]
-        fn day_bounds_hold_every_ts_of_the_day(micros in 0i64..Timestamp::MAX.micros(), id in "[A-Za-z0-9._:@/-]{1,128}") {
-            let t = Timestamp::from_micros(micros).unwrap_or(Timestamp::MIN);
-            let (lo, hi) = day_bounds(&t.day());
-            let k = ts(t, &id);
-            prop_assert!(lo <= k && k <= hi);
         }
     }
 }

@@ -225,12 +225,6 @@ impl<W: Write + Send> PartWriter<W> {
         self.rows
     }
 
-    /// Bytes of encoded data held in memory for the current row group.
-    #[must_use]
-    pub fn buffered_bytes(&self) -> usize {
-        self.writer.in_progress_size()
-    }
-
     /// Writes the footer and returns the sink.
     ///
     /// # Errors

@@ -83,7 +83,7 @@ async fn handle_message(store: &Store, dead: &DeadLetters<'_>, message: &SqsMess
             return dead_letter(dead, body.to_owned(), &reasons, message).await;
         }
     };
-    let results = ingest::ingest(store, &tenant, events.clone()).await;
+    let results = ingest::ingest(store, &tenant, events).await;
     if results.iter().any(ItemResult::transient) {
         tracing::warn!(message_id = ?message.message_id, "transient failure; the message goes back to the queue");
         return false;
@@ -93,6 +93,9 @@ async fn handle_message(store: &Store, dead: &DeadLetters<'_>, message: &SqsMess
     if refused.is_empty() {
         return true;
     }
+    // Ingest consumed the events; the rare rejection path reads them again from the body
+    // rather than every message paying for a copy.
+    let (_, events) = parse_message(body).unwrap_or_else(|_| (tenant.clone(), Vec::new()));
     let events: Vec<&Value> = refused.iter().filter_map(|(i, _)| events.get(*i)).collect();
     let reasons: Vec<Value> = refused.iter().map(|(i, e)| json!({"index": i, "error": e})).collect();
     let body = json!({"tenant_id": tenant.as_str(), "events": events}).to_string();

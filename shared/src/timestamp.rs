@@ -4,8 +4,8 @@
 //! lexicographically in time order; the DynamoDB sort keys rely on that.
 
 use std::fmt;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime, UtcOffset};
 
 /// Microseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,12 +59,6 @@ impl Timestamp {
     pub fn day(self) -> String {
         let t = self.to_offset();
         format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
-    }
-
-    /// Midnight UTC starting `day`.
-    #[must_use]
-    pub fn start_of_day(day: Date) -> Self {
-        Self::from_offset(day.midnight().assume_offset(UtcOffset::UTC))
     }
 
     fn from_offset(t: OffsetDateTime) -> Self {
