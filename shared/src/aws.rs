@@ -34,3 +34,14 @@ pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::config::Builder::from(conf).retry_config(RetryConfig::standard().with_max_attempts(6)).build();
     aws_sdk_sqs::Client::from_conf(conf)
 }
+
+/// An S3 client with the SDK's standard retries, path-style so one configuration serves
+/// AWS and a local S3 server alike.
+#[must_use]
+pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(conf)
+        .force_path_style(true)
+        .retry_config(RetryConfig::standard().with_max_attempts(6))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

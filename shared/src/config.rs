@@ -16,6 +16,7 @@ pub const JWKS_URL: &str = "AUDIT_JWKS_URL";
 pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";
 pub const HOT_DAYS: &str = "AUDIT_HOT_DAYS";
 pub const PORT: &str = "AUDIT_PORT";
+pub const ARCHIVE_PART_ROWS: &str = "AUDIT_ARCHIVE_PART_ROWS";
 
 /// A variable is missing or unparsable.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Config {
     pub cursor_secret: Option<String>,
     pub hot_days: u32,
     pub port: u16,
+    /// Most rows per archive part (a larger day is split).
+    pub archive_part_rows: u64,
 }
 
 impl Config {
@@ -68,9 +71,13 @@ impl Config {
             hot_days: u32::try_from(parsed(HOT_DAYS, "90")?)
                 .map_err(|e| ConfigError::Invalid(HOT_DAYS, e.to_string()))?,
             port: u16::try_from(parsed(PORT, "3000")?).map_err(|e| ConfigError::Invalid(PORT, e.to_string()))?,
+            archive_part_rows: parsed(ARCHIVE_PART_ROWS, "1000000")?,
         };
         if cfg.hot_days == 0 {
             return Err(ConfigError::Invalid(HOT_DAYS, "must be at least 1".into()));
+        }
+        if cfg.archive_part_rows == 0 {
+            return Err(ConfigError::Invalid(ARCHIVE_PART_ROWS, "must be at least 1".into()));
         }
         Ok(cfg)
     }

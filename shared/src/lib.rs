@@ -2,8 +2,10 @@
 //! adapters every function shares. Domain rules live here once, with their tests.
 
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod aws;
+pub mod blob;
 pub mod canonical;
 pub mod config;
 pub mod convert;
@@ -21,6 +23,7 @@ pub mod planner;
 pub mod queue;
 pub mod reader;
 pub mod retry;
+pub mod scratch;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;

@@ -1,0 +1,249 @@
+//! The archive's reads and deletes of online items: which days are due, one day's events
+//! in (occurred_at, id) order merged across write shards, and batched deletes.
+
+use crate::event::StoredEvent;
+use crate::item::{self, Item};
+use crate::keys::{self, BY_TIME};
+use crate::retry::retry;
+use crate::store::{Store, StoreError};
+use crate::tenant::TenantId;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use futures::StreamExt;
+use std::collections::{HashMap, VecDeque};
+
+/// Items per Query page of a day read, across all shards together: bounds the memory a
+/// merge holds whatever the shard count.
+const PAGE_ITEMS_TOTAL: usize = 2_000;
+/// BatchWriteItem's limit.
+const DELETE_BATCH: usize = 25;
+/// BatchGetItem's limit.
+const GET_BATCH: usize = 100;
+/// Delete batches in flight.
+const DELETE_CONCURRENCY: usize = 8;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+/// The earliest UTC day with online events before `before` (a `YYYY-MM-DD`), after day
+/// `after` if given.
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn earliest_day(
+    store: &Store,
+    tenant: &TenantId,
+    shards: u16,
+    after: Option<&str>,
+    before: &str,
+) -> Result<Option<String>, StoreError> {
+    // `ts` = `{occurred_at}#{id}`: a bare day sorts before every ts of that day, and the
+    // day followed by U+10FFFF after every one.
+    let lo = after.map_or_else(|| "0".to_owned(), |d| format!("{d}\u{10FFFF}"));
+    let mut earliest: Option<String> = None;
+    for shard in 0..shards.max(1) {
+        let run = retry(store.backoff(), "Query earliest day", || {
+            store
+                .client()
+                .query()
+                .table_name(store.table())
+                .index_name(BY_TIME.name)
+                .key_condition_expression("#pk = :pk AND #ts BETWEEN :lo AND :hi")
+                .expression_attribute_names("#pk", BY_TIME.pk)
+                .expression_attribute_names("#ts", keys::TS)
+                .expression_attribute_values(":pk", s(&keys::time_pk(tenant, shard)))
+                .expression_attribute_values(":lo", s(&lo))
+                .expression_attribute_values(":hi", s(before))
+                .projection_expression("#ts")
+                .limit(1)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
+        if let Some(ts) = out.items().first().and_then(|it| item::string(it, keys::TS).ok()) {
+            let day = ts.get(..10).unwrap_or_default().to_owned();
+            if earliest.as_ref().is_none_or(|e| day < *e) {
+                earliest = Some(day);
+            }
+        }
+    }
+    Ok(earliest)
+}
+
+struct Shard {
+    pk: String,
+    buf: VecDeque<Item>,
+    next: Option<HashMap<String, AttributeValue>>,
+    started: bool,
+}
+
+/// One tenant-day's online events in (occurred_at, id) order, one page per shard at a time.
+pub struct DayStream<'a> {
+    store: &'a Store,
+    day: String,
+    shards: Vec<Shard>,
+    limit: i32,
+}
+
+impl<'a> DayStream<'a> {
+    #[must_use]
+    pub fn new(store: &'a Store, tenant: &TenantId, shards: u16, day: &str) -> Self {
+        let n = usize::from(shards.max(1));
+        Self {
+            store,
+            day: day.to_owned(),
+            shards: (0..shards.max(1))
+                .map(|i| Shard { pk: keys::time_pk(tenant, i), buf: VecDeque::new(), next: None, started: false })
+                .collect(),
+            limit: i32::try_from((PAGE_ITEMS_TOTAL / n).max(50)).unwrap_or(50),
+        }
+    }
+
+    /// The next event, or `None` at the end of the day.
+    ///
+    /// # Errors
+    /// [`StoreError`], including an item whose content does not match its hash.
+    pub async fn next(&mut self) -> Result<Option<StoredEvent>, StoreError> {
+        loop {
+            let empty: Vec<usize> = (0..self.shards.len())
+                .filter(|&i| {
+                    let s = &self.shards[i];
+                    s.buf.is_empty() && (!s.started || s.next.is_some())
+                })
+                .collect();
+            if empty.is_empty() {
+                break;
+            }
+            let pages = futures::future::join_all(empty.iter().map(|&i| self.fetch(i))).await;
+            for (&i, page) in empty.iter().zip(pages) {
+                let (items, next) = page?;
+                let shard = &mut self.shards[i];
+                shard.buf.extend(items);
+                shard.next = next;
+                shard.started = true;
+            }
+        }
+        let ts = |s: &Shard| s.buf.front().and_then(|it| item::string(it, keys::TS).ok()).cloned();
+        let best = (0..self.shards.len())
+            .filter_map(|i| ts(&self.shards[i]).map(|t| (t, i)))
+            .min()
+            .map(|(_, i)| i);
+        let Some(i) = best else { return Ok(None) };
+        let Some(it) = self.shards[i].buf.pop_front() else { return Ok(None) };
+        Ok(Some(item::from_item(&it)?))
+    }
+
+    async fn fetch(&self, i: usize) -> Result<(Vec<Item>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let shard = &self.shards[i];
+        let start = shard.next.clone();
+        let run = retry(self.store.backoff(), "Query archive day", || {
+            self.store
+                .client()
+                .query()
+                .table_name(self.store.table())
+                .index_name(BY_TIME.name)
+                .key_condition_expression("#pk = :pk AND #ts BETWEEN :lo AND :hi")
+                .expression_attribute_names("#pk", BY_TIME.pk)
+                .expression_attribute_names("#ts", keys::TS)
+                .expression_attribute_values(":pk", s(&shard.pk))
+                .expression_attribute_values(":lo", s(&self.day))
+                .expression_attribute_values(":hi", s(&format!("{}\u{10FFFF}", self.day)))
+                .limit(self.limit)
+                .set_exclusive_start_key(start.clone())
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+}
+
+/// Which of `ids` still exist in the table, read consistently from the base table (an
+/// index can briefly still list an item the archive just deleted).
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn existing(store: &Store, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(GET_BATCH) {
+        let mut keys_left: Vec<HashMap<String, AttributeValue>> = chunk.iter().map(|id| event_key(tenant, id)).collect();
+        let mut attempt = 0;
+        while !keys_left.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys_left.clone()))
+                .consistent_read(true)
+                .projection_expression("#pk")
+                .expression_attribute_names("#pk", keys::PK)
+                .build()
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            let run = retry(store.backoff(), "BatchGetItem archive check", || {
+                store.client().batch_get_item().request_items(store.table(), request.clone()).send()
+            })
+            .await;
+            let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
+            for it in out.responses().and_then(|r| r.get(store.table())).into_iter().flatten() {
+                if let Ok(pk) = item::string(it, keys::PK) {
+                    found.insert(pk.clone());
+                }
+            }
+            keys_left = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(store.table()))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if !keys_left.is_empty() {
+                attempt += 1;
+                if attempt >= store.backoff().attempts {
+                    return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
+                }
+                tokio::time::sleep(store.backoff().delay(attempt)).await;
+            }
+        }
+    }
+    Ok(ids.iter().map(|id| found.contains(&keys::event_pk(tenant, id))).collect())
+}
+
+fn event_key(tenant: &TenantId, id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([(keys::PK.into(), s(&keys::event_pk(tenant, id))), (keys::SK.into(), s(keys::EVENT_SK))])
+}
+
+/// Deletes the events with `ids`, 25 per BatchWriteItem with several in flight, retrying
+/// unprocessed items until each is gone. Deleting an absent item is a no-op, so a rerun
+/// may repeat this freely.
+///
+/// # Errors
+/// [`StoreError`] when a batch cannot be completed after retries.
+pub async fn delete(store: &Store, tenant: &TenantId, ids: &[String]) -> Result<u64, StoreError> {
+    let batches = ids.chunks(DELETE_BATCH).map(|chunk| delete_batch(store, tenant, chunk));
+    let results: Vec<Result<(), StoreError>> =
+        futures::stream::iter(batches).buffer_unordered(DELETE_CONCURRENCY).collect().await;
+    results.into_iter().collect::<Result<Vec<()>, StoreError>>()?;
+    Ok(ids.len() as u64)
+}
+
+async fn delete_batch(store: &Store, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
+    let mut requests: Vec<WriteRequest> = ids
+        .iter()
+        .map(|id| {
+            let del = DeleteRequest::builder().set_key(Some(event_key(tenant, id))).build();
+            del.map(|d| WriteRequest::builder().delete_request(d).build()).map_err(|e| StoreError::Refused(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut attempt = 0;
+    while !requests.is_empty() {
+        let run = retry(store.backoff(), "BatchWriteItem archive delete", || {
+            store.client().batch_write_item().request_items(store.table(), requests.clone()).send()
+        })
+        .await;
+        let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
+        requests = out.unprocessed_items().and_then(|u| u.get(store.table())).cloned().unwrap_or_default();
+        if !requests.is_empty() {
+            attempt += 1;
+            if attempt >= store.backoff().attempts {
+                return Err(StoreError::Unavailable(format!("{} deletes left unprocessed", requests.len())));
+            }
+            tokio::time::sleep(store.backoff().delay(attempt)).await;
+        }
+    }
+    Ok(())
+}

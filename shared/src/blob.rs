@@ -1,0 +1,392 @@
+//! The S3 adapter: streaming uploads and reads with bounded memory, conditional writes,
+//! and what verification needs (hash, size, Parquet footer).
+//!
+//! Throttling and transient failures are retried by the SDK's standard policy (every call
+//! here is idempotent); a body that breaks while streaming is read again from the start.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+/// Objects up to this size go up in one PUT; larger ones in parts of this size.
+pub const MULTIPART_CHUNK: u64 = 16 * 1024 * 1024;
+/// Whole-object reads retried after a broken stream.
+const READ_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("no such object: {0}")]
+    NotFound(String),
+    /// A conditional write lost: someone else wrote the key first.
+    #[error("precondition failed writing {0}")]
+    Precondition(String),
+    #[error("S3 {op} {key}: {message}")]
+    Failed { op: &'static str, key: String, message: String },
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    op: &'static str,
+    key: &str,
+    err: &SdkError<E, R>,
+) -> BlobError {
+    let message = match err {
+        SdkError::ServiceError(s) => {
+            format!("{}: {}", s.err().code().unwrap_or("?"), s.err().message().unwrap_or(""))
+        }
+        other => format!("{other:?}"),
+    };
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    match code {
+        Some("NoSuchKey" | "NotFound") => BlobError::NotFound(key.to_owned()),
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => BlobError::Precondition(key.to_owned()),
+        _ => BlobError::Failed { op, key: key.to_owned(), message },
+    }
+}
+
+/// What a write should require of the key's current state.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    None,
+    /// The key must not exist yet.
+    Absent,
+    /// The key must still hold this ETag.
+    Matches(String),
+}
+
+/// A listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One bucket.
+#[derive(Clone)]
+pub struct Bucket {
+    client: Client,
+    name: String,
+}
+
+impl Bucket {
+    #[must_use]
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self { client, name: name.into() }
+    }
+
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Uploads a local file, in parts of [`MULTIPART_CHUNK`] when larger, reading one part
+    /// at a time.
+    ///
+    /// # Errors
+    /// [`BlobError`] when S3 refuses after retries; a failed multipart upload is aborted.
+    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+        let size = tokio::fs::metadata(path).await?.len();
+        if size <= MULTIPART_CHUNK {
+            let body = ByteStream::from_path(path).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.client
+                .put_object()
+                .bucket(&self.name)
+                .key(key)
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| failed("PutObject", key, &e))?;
+            return Ok(());
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| failed("CreateMultipartUpload", key, &e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(key, path, size, &upload_id).await;
+        if result.is_err() {
+            let _ = self.client.abort_multipart_upload().bucket(&self.name).key(key).upload_id(&upload_id).send().await;
+        }
+        result
+    }
+
+    async fn upload_parts(&self, key: &str, path: &Path, size: u64, upload_id: &str) -> Result<(), BlobError> {
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        let mut number = 1;
+        while offset < size {
+            let len = MULTIPART_CHUNK.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(aws_sdk_s3::primitives::Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.name)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| failed("UploadPart", key, &e))?;
+            parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+            offset += len;
+            number += 1;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| failed("CompleteMultipartUpload", key, &e))?;
+        Ok(())
+    }
+
+    /// Writes a small object under `condition`.
+    ///
+    /// # Errors
+    /// [`BlobError::Precondition`] when the condition does not hold.
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        condition: Condition,
+    ) -> Result<(), BlobError> {
+        let mut req = self.client.put_object().bucket(&self.name).key(key).content_type(content_type);
+        req = match condition {
+            Condition::None => req,
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        req.body(ByteStream::from(bytes)).send().await.map_err(|e| failed("PutObject", key, &e))?;
+        Ok(())
+    }
+
+    /// A small object's bytes and ETag, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`BlobError`] on any other failure.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, BlobError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    return match failed("GetObject", key, &e) {
+                        BlobError::NotFound(_) => Ok(None),
+                        other => Err(other),
+                    };
+                }
+            };
+            let etag = out.e_tag().unwrap_or_default().to_owned();
+            match out.body.collect().await {
+                Ok(b) => return Ok(Some((b.into_bytes().to_vec(), etag))),
+                Err(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
+                Err(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            }
+        }
+    }
+
+    /// Streams an object through SHA-256: its size and hex digest, or `None` if absent.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    pub async fn hash(&self, key: &str) -> Result<Option<(u64, String)>, BlobError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    return match failed("GetObject", key, &e) {
+                        BlobError::NotFound(_) => Ok(None),
+                        other => Err(other),
+                    };
+                }
+            };
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let broke = loop {
+                match out.body.try_next().await {
+                    Ok(Some(chunk)) => {
+                        size += chunk.len() as u64;
+                        hasher.update(&chunk);
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match broke {
+                None => return Ok(Some((size, hex::encode(hasher.finalize())))),
+                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
+                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            }
+        }
+    }
+
+    /// Downloads an object to a local file, streaming.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure, including [`BlobError::NotFound`].
+    pub async fn download(&self, key: &str, path: &Path) -> Result<(), BlobError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| failed("GetObject", key, &e))?;
+            let mut file = tokio::fs::File::create(path).await?;
+            let broke = loop {
+                match out.body.try_next().await {
+                    Ok(Some(chunk)) => file.write_all(&chunk).await?,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match broke {
+                None => {
+                    file.flush().await?;
+                    return Ok(());
+                }
+                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "download broke; starting again"),
+                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            }
+        }
+    }
+
+    /// The last `n` bytes of an object.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    pub async fn tail(&self, key: &str, n: u64) -> Result<Vec<u8>, BlobError> {
+        self.range(key, &format!("bytes=-{n}")).await
+    }
+
+    /// Bytes `start..end` of an object.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    pub async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, BlobError> {
+        self.range(key, &format!("bytes={start}-{}", end.saturating_sub(1))).await
+    }
+
+    async fn range(&self, key: &str, range: &str) -> Result<Vec<u8>, BlobError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .range(range)
+                .send()
+                .await
+                .map_err(|e| failed("GetObject", key, &e))?;
+            match out.body.collect().await {
+                Ok(b) => return Ok(b.into_bytes().to_vec()),
+                Err(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
+                Err(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            }
+        }
+    }
+
+    /// The row count a Parquet object's footer declares, read with two ranged GETs.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure or when the object is not Parquet.
+    pub async fn parquet_rows(&self, key: &str) -> Result<u64, BlobError> {
+        let not_parquet = |why: String| BlobError::Failed { op: "GetObject", key: key.into(), message: why };
+        let end = self.tail(key, 8).await?;
+        if end.len() != 8 || &end[4..] != b"PAR1" {
+            return Err(not_parquet("no Parquet footer".into()));
+        }
+        let len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
+        let footer = self.tail(key, len + 8).await?;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer[..footer.len() - 8])
+            .map_err(|e| not_parquet(e.to_string()))?;
+        u64::try_from(meta.file_metadata().num_rows()).map_err(|e| not_parquet(e.to_string()))
+    }
+
+    /// Every object under `prefix`.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BlobError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectsV2", prefix, &e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    out.push(Listed { key: key.to_owned(), size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0) });
+                }
+            }
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Deletes an object (absent is fine).
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.client.delete_object().bucket(&self.name).key(key).send().await.map_err(|e| failed("DeleteObject", key, &e))?;
+        Ok(())
+    }
+}
+
+/// SHA-256 and size of a local file, read in blocks.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((size, hex::encode(hasher.finalize())));
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+}
