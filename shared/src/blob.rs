@@ -258,7 +258,14 @@ impl Bucket {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| failed("GetObject", key, &e))?;
+            let mut out = self
+                .client
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| failed("GetObject", key, &e))?;
             let mut file = tokio::fs::File::create(path).await?;
             let broke = loop {
                 match out.body.try_next().await {
@@ -366,7 +373,13 @@ impl Bucket {
     /// # Errors
     /// [`BlobError`] on failure.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        self.client.delete_object().bucket(&self.name).key(key).send().await.map_err(|e| failed("DeleteObject", key, &e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| failed("DeleteObject", key, &e))?;
         Ok(())
     }
 }

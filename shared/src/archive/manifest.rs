@@ -9,8 +9,8 @@
 //! current objects alone. The head (latest `seq` and hash) lives in the tenant registry,
 //! so dropping the newest manifest is detected too.
 
-use sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 pub const VERSION: u32 = 1;
@@ -165,7 +165,8 @@ pub fn check_chain(manifests: &[(String, Manifest)], head: Option<&ChainHead>) -
         if m.rows != m.parts.iter().map(|p| p.rows).sum::<u64>() {
             problems.push(ChainProblem::RowSum { date: m.date.clone(), claimed: m.rows });
         }
-        let entries = std::iter::once((m.seq, sha.clone())).chain(m.supersedes.iter().map(|s| (s.seq, s.sha256.clone())));
+        let entries =
+            std::iter::once((m.seq, sha.clone())).chain(m.supersedes.iter().map(|s| (s.seq, s.sha256.clone())));
         for (seq, h) in entries {
             if hashes.insert(seq, h).is_some() {
                 problems.push(ChainProblem::DuplicateSeq { date: m.date.clone(), seq });
@@ -266,7 +267,10 @@ mod tests {
         ms[0].1.parts[0].rows = 2;
         ms[0].1.rows = 2;
         ms[0].0 = hash(&ms[0].1.to_bytes().unwrap_or_default());
-        assert_eq!(check_chain(&ms, head.as_ref()), vec![ChainProblem::BrokenLink { date: "2026-01-02".into(), seq: 2 }]);
+        assert_eq!(
+            check_chain(&ms, head.as_ref()),
+            vec![ChainProblem::BrokenLink { date: "2026-01-02".into(), seq: 2 }]
+        );
     }
 
     #[test]

@@ -196,7 +196,8 @@ impl<'a> Archiver<'a> {
                 report.unfinished = true;
                 return Ok(());
             }
-            let Some(day) = online::earliest_day(self.store, tenant, settings.shards, after.as_deref(), &cutoff).await?
+            let Some(day) =
+                online::earliest_day(self.store, tenant, settings.shards, after.as_deref(), &cutoff).await?
             else {
                 return Ok(());
             };
@@ -406,7 +407,9 @@ impl<'a> Archiver<'a> {
             self.bucket.download(&part_key, scratch.path()).await?;
             let (bytes, sha) = blob::hash_file(scratch.path())?;
             if bytes != entry.bytes || sha != entry.sha256 {
-                return Err(ArchiveError::Verification(format!("{part_key} differs from its manifest; nothing deleted")));
+                return Err(ArchiveError::Verification(format!(
+                    "{part_key} differs from its manifest; nothing deleted"
+                )));
             }
             self.delete_ids_of(tenant, scratch.path()).await?;
         }

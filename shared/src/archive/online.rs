@@ -124,10 +124,7 @@ impl<'a> DayStream<'a> {
             }
         }
         let ts = |s: &Shard| s.buf.front().and_then(|it| item::string(it, keys::TS).ok()).cloned();
-        let best = (0..self.shards.len())
-            .filter_map(|i| ts(&self.shards[i]).map(|t| (t, i)))
-            .min()
-            .map(|(_, i)| i);
+        let best = (0..self.shards.len()).filter_map(|i| ts(&self.shards[i]).map(|t| (t, i))).min().map(|(_, i)| i);
         let Some(i) = best else { return Ok(None) };
         let Some(it) = self.shards[i].buf.pop_front() else { return Ok(None) };
         Ok(Some(item::from_item(&it)?))
@@ -166,7 +163,8 @@ impl<'a> DayStream<'a> {
 pub async fn existing(store: &Store, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
     let mut found = std::collections::HashSet::new();
     for chunk in ids.chunks(GET_BATCH) {
-        let mut keys_left: Vec<HashMap<String, AttributeValue>> = chunk.iter().map(|id| event_key(tenant, id)).collect();
+        let mut keys_left: Vec<HashMap<String, AttributeValue>> =
+            chunk.iter().map(|id| event_key(tenant, id)).collect();
         let mut attempt = 0;
         while !keys_left.is_empty() {
             let request = KeysAndAttributes::builder()
@@ -226,7 +224,8 @@ async fn delete_batch(store: &Store, tenant: &TenantId, ids: &[String]) -> Resul
         .iter()
         .map(|id| {
             let del = DeleteRequest::builder().set_key(Some(event_key(tenant, id))).build();
-            del.map(|d| WriteRequest::builder().delete_request(d).build()).map_err(|e| StoreError::Refused(e.to_string()))
+            del.map(|d| WriteRequest::builder().delete_request(d).build())
+                .map_err(|e| StoreError::Refused(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
     let mut attempt = 0;

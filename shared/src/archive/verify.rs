@@ -1,9 +1,9 @@
 //! `auditlog verify`: re-reads every archived part and checks it against its manifest, and
 //! the manifests against each other and the registry's head.
 
+use crate::archive::ArchiveError;
 use crate::archive::manifest::{self, Manifest};
 use crate::archive::registry::Registry;
-use crate::archive::ArchiveError;
 use crate::blob::Bucket;
 use crate::tenant::TenantId;
 use serde::Serialize;
@@ -33,7 +33,11 @@ pub struct Checked {
 ///
 /// # Errors
 /// [`ArchiveError`] when storage cannot be read at all (a problem found is a finding).
-pub async fn verify(registry: &Registry<'_>, bucket: &Bucket, only: Option<&TenantId>) -> Result<Checked, ArchiveError> {
+pub async fn verify(
+    registry: &Registry<'_>,
+    bucket: &Bucket,
+    only: Option<&TenantId>,
+) -> Result<Checked, ArchiveError> {
     let tenants = match only {
         Some(t) => vec![t.clone()],
         None => registry.tenants().await?,
@@ -59,7 +63,14 @@ async fn verify_tenant(
     let state = registry.state(tenant).await?;
     let mut manifests = Vec::new();
     for listed in bucket.list(&manifest::manifests_prefix(t)).await? {
-        let Some((bytes, _)) = bucket.get_bytes(&listed.key).await? else { continue };
+        let bytes = match bucket.get_bytes(&listed.key).await {
+            Ok(Some((bytes, _))) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                finding("bad_manifest", format!("{} cannot be read back intact: {e}", listed.key));
+                continue;
+            }
+        };
         match serde_json::from_slice::<Manifest>(&bytes) {
             Ok(m) if manifest::manifest_key(&m.tenant_id, &m.date) == listed.key => {
                 manifests.push((manifest::hash(&bytes), m));
@@ -78,11 +89,23 @@ async fn verify_tenant(
             checked.parts += 1;
             let key = format!("{}{}", manifest::day_prefix(t, &m.date), part.name);
             listed_parts.insert(key.clone());
-            match bucket.hash(&key).await? {
+            // The SDK checks S3's stored checksums as it reads: a failed read of a part whose
+            // bytes were altered in place surfaces as an error here.
+            let read = match bucket.hash(&key).await {
+                Ok(read) => read,
+                Err(e) => {
+                    finding("changed_part", format!("{key} cannot be read back intact: {e}"));
+                    continue;
+                }
+            };
+            match read {
                 None => finding("missing_part", format!("{key} is listed in its manifest but absent")),
                 Some((bytes, sha)) if bytes != part.bytes || sha != part.sha256 => finding(
                     "changed_part",
-                    format!("{key}: {bytes} bytes with SHA-256 {sha}; the manifest says {} and {}", part.bytes, part.sha256),
+                    format!(
+                        "{key}: {bytes} bytes with SHA-256 {sha}; the manifest says {} and {}",
+                        part.bytes, part.sha256
+                    ),
                 ),
                 Some(_) => match bucket.parquet_rows(&key).await {
                     Ok(rows) if rows == part.rows => checked.rows += rows,

@@ -1,0 +1,517 @@
+//! The archive job against DynamoDB Local and s3s-fs, with DuckDB (through Python) as the
+//! reader of what it wrote. Every test archives only its own tenants, so tests run side
+//! by side on one table and one bucket.
+
+mod common;
+
+use audit::archive::manifest::{self, Manifest};
+use audit::archive::registry::Registry;
+use audit::archive::verify::verify;
+use audit::archive::{Archiver, Options, Report};
+use audit::blob::{Bucket, Condition};
+use audit::event::Event;
+use audit::keys;
+use audit::store::Store;
+use audit::tenant::{TenantId, TenantSettings};
+use audit::timestamp::Timestamp;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use common::faults::{self, Rule};
+use common::{env, new_tenant};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const DAY: i64 = 86_400;
+
+fn bucket_name() -> String {
+    env("AUDIT_ARCHIVE_BUCKET")
+}
+
+async fn bucket(endpoint: Option<&str>) -> Bucket {
+    let sdk = common::sdk().await;
+    let client = match endpoint {
+        None => audit::aws::s3(&sdk),
+        Some(url) => aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk).endpoint_url(url).force_path_style(true).build(),
+        ),
+    };
+    Bucket::new(client, bucket_name())
+}
+
+fn options() -> Options {
+    Options { default_hot_days: 90, part_max_rows: 1_000_000 }
+}
+
+async fn archive(store: &Store, bucket: &Bucket, tenant: &TenantId, options: Options) -> Report {
+    let archiver = Archiver::new(store, bucket, options);
+    archiver.run(Timestamp::now(), Some(tenant), None).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A UTC day `days_ago` days before today.
+fn day_ago(days_ago: i64) -> String {
+    Timestamp::now().plus_seconds(-days_ago * DAY).day()
+}
+
+/// `n` events on `day`, with the awkward values a CSV or a reader could get wrong.
+fn day_events(tag: &str, day: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let secs = (i * 7919) % 86_400;
+            let action = ["channel.create", "auth.login", "api_key.delete"][i % 3];
+            json!({
+                "id": format!("{tag}-{day}-{i:06}"),
+                "occurred_at": format!("{day}T{:02}:{:02}:{:02}.{:06}Z", secs / 3600, secs / 60 % 60, secs % 60, i % 1_000_000),
+                "action": action,
+                "outcome": if i % 5 == 0 { "failure" } else { "success" },
+                "actor": {"type": "member", "id": format!("u-{}", i % 7), "name": "Zoë, \"the\" admin", "email": format!("u{}@example.com", i % 7)},
+                "resource": {"type": "channel", "id": format!("c-{i}"), "name": "=SUM(A1)", "parent": {"type": "team", "id": "t-1"}},
+                "workspace": {"id": "w-1", "name": "Acme\nEU"},
+                "source": {"ip": if i % 2 == 0 { "203.0.113.7" } else { "2001:db8::1" }, "user_agent": "tests/1.0"},
+                "description": format!("line one\nline two, with comma {i} and 雪"),
+                "changes": [{"field": "name", "old": "a", "new": "b"}],
+                "metadata": {"n": i, "nested": {"k": [1, 2.5, null, true]}},
+            })
+        })
+        .collect()
+}
+
+async fn load(store: &Store, tenant: &TenantId, events: &[Value]) {
+    for chunk in events.chunks(500) {
+        let results = audit::ingest::ingest(store, tenant, chunk.to_vec()).await;
+        assert!(results.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v["status"] == "created")), "{results:?}");
+    }
+}
+
+/// Loads many events fast: BatchWriteItem of the service's own items, several in flight.
+async fn bulk_load(store: &Store, tenant: &TenantId, events: Vec<Value>) {
+    store.register_tenant(tenant, &Timestamp::now().to_string()).await.unwrap_or_else(|e| panic!("{e}"));
+    let now = Timestamp::now();
+    let items: Vec<WriteRequest> = events
+        .into_iter()
+        .map(|raw| {
+            let stored = Event::validate(raw, tenant, now).unwrap_or_else(|e| panic!("{e:?}")).stamp(now);
+            let item = audit::item::to_item(&stored, 0, &stored.hash);
+            let put = PutRequest::builder().set_item(Some(item)).build().unwrap_or_else(|e| panic!("{e}"));
+            WriteRequest::builder().put_request(put).build()
+        })
+        .collect();
+    let table = env("AUDIT_TABLE");
+    let batches = items.chunks(25).map(|b| {
+        let (store, table) = (&store, &table);
+        async move {
+            let mut pending = b.to_vec();
+            while !pending.is_empty() {
+                let out = store
+                    .client()
+                    .batch_write_item()
+                    .request_items(table.clone(), pending.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+                pending = out.unprocessed_items().and_then(|u| u.get(table.as_str())).cloned().unwrap_or_default();
+            }
+        }
+    });
+    futures::stream::iter(batches).buffer_unordered(8).collect::<Vec<()>>().await;
+}
+
+/// The ids of the tenant's online events (a Query of its time index).
+async fn online_ids(store: &Store, tenant: &TenantId, shards: u16) -> Vec<String> {
+    let mut ids = Vec::new();
+    for shard in 0..shards {
+        let mut start = None;
+        loop {
+            let out = store
+                .client()
+                .query()
+                .table_name(store.table())
+                .index_name(keys::BY_TIME.name)
+                .key_condition_expression("gt_pk = :p")
+                .expression_attribute_values(":p", AttributeValue::S(keys::time_pk(tenant, shard)))
+                .projection_expression("id")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            ids.extend(out.items().iter().filter_map(|it| it.get("id")?.as_s().ok().cloned()));
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    ids
+}
+
+/// What DuckDB reads from `events/**/*.parquet` with Hive partitioning for the tenant.
+fn duckdb_rows(tenant: &TenantId, mode: &str) -> String {
+    let out = std::process::Command::new(env("AUDIT_TEST_PYTHON"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python/archive_rows.py"))
+        .arg(format!("{}/{}", env("AUDIT_TEST_S3_DIR"), bucket_name()))
+        .arg(tenant.as_str())
+        .arg(mode)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn duckdb_ids(tenant: &TenantId) -> Vec<String> {
+    duckdb_rows(tenant, "ids").lines().map(str::to_owned).collect()
+}
+
+/// Every event is in exactly one place: archived once, or online, never both or neither.
+async fn assert_each_event_in_one_place(store: &Store, tenant: &TenantId, all: &[Value], shards: u16) {
+    let archived = duckdb_ids(tenant);
+    let online = online_ids(store, tenant, shards).await;
+    let archived_set: BTreeSet<&String> = archived.iter().collect();
+    assert_eq!(archived_set.len(), archived.len(), "an event is archived twice");
+    let online_set: BTreeSet<&String> = online.iter().collect();
+    assert!(archived_set.is_disjoint(&online_set), "an event is both archived and online");
+    let expected: BTreeSet<String> = all.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    let found: BTreeSet<String> = archived.iter().chain(&online).cloned().collect();
+    assert_eq!(found, expected, "events lost or invented");
+}
+
+async fn assert_verifies(store: &Store, bucket: &Bucket, tenant: &TenantId) -> u64 {
+    let registry = Registry { store, owner: "test-verify".into() };
+    let checked = verify(&registry, bucket, Some(tenant)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked.findings, vec![], "verify found problems");
+    checked.rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_days_move_to_parquet_exactly_and_recent_ones_stay() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    store
+        .set_tenant_settings(&tenant, TenantSettings { shards: 3, hot_days: None })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (d1, d3, recent) = (day_ago(200), day_ago(198), day_ago(2));
+    let mut all = day_events("a", &d1, 120);
+    all.extend(day_events("a", &d3, 80));
+    all.extend(day_events("a", &recent, 30));
+    load(&store, &tenant, &all).await;
+
+    let report = archive(&store, &bucket, &tenant, options()).await;
+    assert_eq!(report.failures.len(), 0, "{report:?}");
+    let days: Vec<(&str, u64)> = report.days.iter().map(|d| (d.date.as_str(), d.rows)).collect();
+    // The day between the two has no events: it gets no manifest and no part.
+    assert_eq!(days, vec![(d1.as_str(), 120), (d3.as_str(), 80)]);
+    let gap = day_ago(199);
+    assert!(
+        bucket
+            .get_bytes(&manifest::manifest_key(tenant.as_str(), &gap))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+
+    // DuckDB finds exactly the events that left DynamoDB, field for field.
+    let expected: BTreeMap<String, Value> = all
+        .iter()
+        .filter(|e| !e["occurred_at"].as_str().unwrap_or_default().starts_with(&recent))
+        .map(|e| (e["id"].as_str().unwrap_or_default().to_owned(), e.clone()))
+        .collect();
+    let rows: Vec<Value> = duckdb_rows(&tenant, "full")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    for row in &rows {
+        let id = row["id"].as_str().unwrap_or_default();
+        let raw = expected.get(id).unwrap_or_else(|| panic!("unexpected archived id {id}"));
+        let stored = Event::validate(raw.clone(), &tenant, Timestamp::now())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .stamp(Timestamp::now());
+        assert_eq!(row["hash"], json!(stored.hash));
+        assert_eq!(row["tenant_id"], json!(tenant.as_str()));
+        assert_eq!(row["tenant"], json!(tenant.as_str()));
+        assert_eq!(row["occurred_at"], json!(stored.event.occurred_at.to_string()));
+        assert_eq!(row["date"], json!(stored.event.occurred_at.day()));
+        for (column, value) in [
+            ("action", &raw["action"]),
+            ("outcome", &raw["outcome"]),
+            ("actor_name", &raw["actor"]["name"]),
+            ("actor_email", &raw["actor"]["email"]),
+            ("resource_name", &raw["resource"]["name"]),
+            ("resource_parent_id", &raw["resource"]["parent"]["id"]),
+            ("workspace_name", &raw["workspace"]["name"]),
+            ("source_ip", &raw["source"]["ip"]),
+            ("description", &raw["description"]),
+        ] {
+            assert_eq!(&row[column], value, "{column} of {id}");
+        }
+        let metadata: Value = serde_json::from_str(row["metadata"].as_str().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(metadata, raw["metadata"]);
+        let changes: Value = serde_json::from_str(row["changes"].as_str().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(changes, raw["changes"]);
+        assert_eq!(row["request_id"], Value::Null);
+    }
+    assert_each_event_in_one_place(&store, &tenant, &all, 3).await;
+    assert_eq!(online_ids(&store, &tenant, 3).await.len(), 30);
+    assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 200);
+
+    // A second run finds nothing to do and changes nothing.
+    let again = archive(&store, &bucket, &tenant, options()).await;
+    assert!(again.days.is_empty() && again.failures.is_empty(), "{again:?}");
+    assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_tenant_keeps_its_own_window() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let (short, default) = (new_tenant(), new_tenant());
+    store
+        .set_tenant_settings(&short, TenantSettings { shards: 1, hot_days: Some(30) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let day = day_ago(60);
+    let events = day_events("w", &day, 10);
+    load(&store, &short, &events).await;
+    load(&store, &default, &events).await;
+    let r1 = archive(&store, &bucket, &short, options()).await;
+    let r2 = archive(&store, &bucket, &default, options()).await;
+    assert_eq!(r1.days.iter().map(|d| d.rows).sum::<u64>(), 10);
+    assert!(r2.days.is_empty(), "a 60-day-old event is inside the default 90-day window");
+    assert_eq!(duckdb_ids(&short).len(), 10);
+    assert_eq!(duckdb_ids(&default).len(), 0);
+    assert_eq!(online_ids(&store, &default, 1).await.len(), 10);
+    assert_eq!(online_ids(&store, &short, 1).await.len(), 0);
+    // The same ids in two tenants stay apart.
+    assert_each_event_in_one_place(&store, &short, &events, 1).await;
+    assert_each_event_in_one_place(&store, &default, &events, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_event_becomes_a_new_part_and_revision() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let (day, other) = (day_ago(150), day_ago(149));
+    let mut all = day_events("l", &day, 20);
+    all.extend(day_events("l", &other, 5));
+    load(&store, &tenant, &all).await;
+    archive(&store, &bucket, &tenant, options()).await;
+
+    let late = day_events("late", &day, 3);
+    load(&store, &tenant, &late).await;
+    all.extend(late);
+    let report = archive(&store, &bucket, &tenant, options()).await;
+    assert_eq!(report.days.len(), 1, "{report:?}");
+    assert_eq!(report.days[0].parts, vec!["part-00001.parquet".to_owned()]);
+    assert_eq!(report.days[0].seq, 3);
+
+    let (bytes, _) = bucket
+        .get_bytes(&manifest::manifest_key(tenant.as_str(), &day))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no manifest"));
+    let m: Manifest = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.parts.iter().map(|p| p.rows).collect::<Vec<_>>(), vec![20, 3]);
+    assert_eq!(m.rows, 23);
+    assert_eq!(m.supersedes.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1]);
+    assert!(m.prev.is_some());
+    assert_each_event_in_one_place(&store, &tenant, &all, 1).await;
+    assert_eq!(duckdb_ids(&tenant).len(), 28);
+    assert_verifies(&store, &bucket, &tenant).await;
+}
+
+/// Runs the archive with one request refused for good, as a crash at that point would
+/// leave things; then reruns it cleanly and checks nothing was lost or duplicated.
+async fn crash_then_rerun(s3_rule: Option<Rule>, dynamodb_rule: Option<Rule>) {
+    let clean_store = common::store(None).await;
+    let clean_bucket = bucket(None).await;
+    let tenant = new_tenant();
+    clean_store
+        .set_tenant_settings(&tenant, TenantSettings { shards: 2, hot_days: None })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut all = day_events("c", &day_ago(120), 300);
+    all.extend(day_events("c", &day_ago(119), 40));
+    load(&clean_store, &tenant, &all).await;
+
+    let s3_proxy = match s3_rule {
+        Some(rule) => Some(faults::start(env("AWS_ENDPOINT_URL_S3"), rule).await),
+        None => None,
+    };
+    let ddb_proxy = match dynamodb_rule {
+        Some(rule) => Some(faults::start(env("AWS_ENDPOINT_URL_DYNAMODB"), rule).await),
+        None => None,
+    };
+    let faulty_store = common::store(ddb_proxy.as_ref().map(|p| p.url.as_str())).await;
+    let faulty_bucket = bucket(s3_proxy.as_ref().map(|p| p.url.as_str())).await;
+    // Small parts, so a crash midway through deletes leaves whole parts on both sides.
+    let small = Options { part_max_rows: 100, ..options() };
+    let crashed = archive(&faulty_store, &faulty_bucket, &tenant, small.clone()).await;
+    assert_eq!(crashed.failures.len(), 1, "the injected fault did not stop the run: {crashed:?}");
+    let injected =
+        s3_proxy.as_ref().map_or(0, faults::Proxy::failed) + ddb_proxy.as_ref().map_or(0, faults::Proxy::failed);
+    assert!(injected > 0);
+    // Whatever state the crash left, nothing is lost. (A part uploaded before the crash
+    // can hold events that are still online until the rerun.)
+    let mut found: BTreeSet<String> = duckdb_ids(&tenant).into_iter().collect();
+    found.extend(online_ids(&clean_store, &tenant, 2).await);
+    assert_eq!(found.len(), all.len());
+
+    let rerun = archive(&clean_store, &clean_bucket, &tenant, small).await;
+    assert!(rerun.failures.is_empty(), "{rerun:?}");
+    assert_each_event_in_one_place(&clean_store, &tenant, &all, 2).await;
+    assert_eq!(online_ids(&clean_store, &tenant, 2).await.len(), 0);
+    assert_eq!(duckdb_ids(&tenant).len(), 340);
+    assert_eq!(assert_verifies(&clean_store, &clean_bucket, &tenant).await, 340);
+}
+
+fn s3(method: axum::http::Method, path: &'static str, pass: usize) -> Rule {
+    Rule { method, path_contains: Some(path), body_contains: None, target: None, pass }
+}
+
+fn dynamodb(target: &'static str, body: Option<&'static str>, pass: usize) -> Rule {
+    Rule { method: axum::http::Method::POST, path_contains: None, body_contains: body, target: Some(target), pass }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_upload() {
+    // The read that verifies the first uploaded part fails.
+    crash_then_rerun(Some(s3(axum::http::Method::GET, "/events/", 0)), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_verify() {
+    // Parts are uploaded and verified; the manifest write fails.
+    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/manifests/", 0)), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_manifest() {
+    // The manifest is written; making it the chain's head fails.
+    crash_then_rerun(None, Some(dynamodb("UpdateItem", Some("archive_seq"), 0))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_midway_through_deletes() {
+    // The first day's 300 events are in three parts of 100; deletes stop after 5 of
+    // their 12 batches.
+    crash_then_rerun(None, Some(dynamodb("BatchWriteItem", None, 5))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_in_a_later_day() {
+    // The first day completes; the second day's manifest write fails.
+    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/manifests/", 1)), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_catches_each_kind_of_tampering() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let days = [day_ago(300), day_ago(299), day_ago(298)];
+    let mut all = Vec::new();
+    for d in &days {
+        all.extend(day_events("v", d, 30));
+    }
+    load(&store, &tenant, &all).await;
+    archive(&store, &bucket, &tenant, Options { part_max_rows: 20, ..options() }).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+
+    let t = tenant.as_str();
+    let part = format!("{}part-00000.parquet", manifest::day_prefix(t, &days[1]));
+    let registry = Registry { store: &store, owner: "test".into() };
+    let kinds = |checked: audit::archive::verify::Checked| -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = checked.findings.iter().map(|f| f.kind).collect();
+        k.dedup();
+        k
+    };
+    let check = || async { verify(&registry, &bucket, Some(&tenant)).await.unwrap_or_else(|e| panic!("{e}")) };
+    let get = |key: String| {
+        let bucket = &bucket;
+        async move { bucket.get_bytes(&key).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("{key}")).0 }
+    };
+    let put = |key: String, bytes: Vec<u8>| {
+        let bucket = &bucket;
+        async move {
+            bucket
+                .put_bytes(&key, bytes, "application/octet-stream", Condition::None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let delete = |key: String| {
+        let bucket = &bucket;
+        async move { bucket.delete(&key).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+
+    // A part overwritten with one byte changed.
+    let original = get(part.clone()).await;
+    let mut changed = original.clone();
+    changed[100] ^= 0x01;
+    put(part.clone(), changed.clone()).await;
+    assert_eq!(kinds(check().await), vec!["changed_part"]);
+    // The same change made on disk behind S3's back (bit rot): S3's checksum catches it.
+    let on_disk = std::path::PathBuf::from(format!("{}/{}/{part}", env("AUDIT_TEST_S3_DIR"), bucket_name()));
+    put(part.clone(), original.clone()).await;
+    std::fs::write(&on_disk, &changed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kinds(check().await), vec!["changed_part"]);
+    // A missing part.
+    delete(part.clone()).await;
+    assert_eq!(kinds(check().await), vec!["missing_part"]);
+    put(part.clone(), original.clone()).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+    // An extra part no manifest lists.
+    let extra = format!("{}part-00007.parquet", manifest::day_prefix(t, &days[1]));
+    put(extra.clone(), original.clone()).await;
+    assert_eq!(kinds(check().await), vec!["extra_part"]);
+    delete(extra).await;
+    // An edited manifest (still well-formed, so only the chain can tell).
+    let first = manifest::manifest_key(t, &days[0]);
+    let m_original = get(first.clone()).await;
+    let mut m: Manifest = serde_json::from_slice(&m_original).unwrap_or_else(|e| panic!("{e}"));
+    m.created_at = "2020-01-01T00:00:00.000000Z".into();
+    put(first.clone(), m.to_bytes().unwrap_or_default()).await;
+    assert_eq!(kinds(check().await), vec!["chain"]);
+    // A part's row count edited in its manifest: the footer disagrees.
+    m.created_at.clone_from(&serde_json::from_slice::<Manifest>(&m_original).map(|m| m.created_at).unwrap_or_default());
+    m.parts[0].rows += 1;
+    m.rows += 1;
+    put(first.clone(), m.to_bytes().unwrap_or_default()).await;
+    let found = kinds(check().await);
+    assert!(found.contains(&"row_count") && found.contains(&"chain"), "{found:?}");
+    // A removed manifest: its parts become extra and the chain has a hole.
+    delete(first.clone()).await;
+    let found = kinds(check().await);
+    assert!(found.contains(&"chain") && found.contains(&"extra_part"), "{found:?}");
+    put(first, m_original).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+    // The newest manifest removed: only the registry's head can tell.
+    let newest = manifest::manifest_key(t, &days[2]);
+    let newest_bytes = get(newest.clone()).await;
+    delete(newest.clone()).await;
+    let found = kinds(check().await);
+    assert!(found.contains(&"chain"), "{found:?}");
+    put(newest, newest_bytes).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_day_of_two_hundred_thousand_events() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let day = day_ago(100);
+    let events = day_events("big", &day, 200_000);
+    let ids: BTreeSet<String> = events.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    bulk_load(&store, &tenant, events).await;
+    let report = archive(&store, &bucket, &tenant, Options { part_max_rows: 80_000, ..options() }).await;
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.days.len(), 1);
+    assert_eq!(report.days[0].parts.len(), 3);
+    let archived = duckdb_ids(&tenant);
+    assert_eq!(archived.len(), 200_000);
+    assert_eq!(archived.iter().cloned().collect::<BTreeSet<_>>(), ids);
+    assert_eq!(online_ids(&store, &tenant, 1).await.len(), 0);
+    assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 200_000);
+}
