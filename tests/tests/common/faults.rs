@@ -98,10 +98,12 @@ async fn forward(state: &State, method: Method, uri: Uri, headers: HeaderMap, bo
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out_headers = HeaderMap::new();
     for (name, value) in upstream.headers() {
-        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_ref()), HeaderValue::from_bytes(value.as_bytes())) {
-                out_headers.insert(n, v);
-            }
+        if name != "content-length"
+            && name != "transfer-encoding"
+            && name != "connection"
+            && let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_ref()), HeaderValue::from_bytes(value.as_bytes()))
+        {
+            out_headers.insert(n, v);
         }
     }
     let bytes = upstream.bytes().await.unwrap_or_default();
