@@ -21,6 +21,8 @@ const GET_BATCH: usize = 100;
 /// Delete batches in flight.
 const DELETE_CONCURRENCY: usize = 8;
 
+type BatchFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -212,7 +214,12 @@ fn event_key(tenant: &TenantId, id: &str) -> HashMap<String, AttributeValue> {
 /// # Errors
 /// [`StoreError`] when a batch cannot be completed after retries.
 pub async fn delete(store: &Store, tenant: &TenantId, ids: &[String]) -> Result<u64, StoreError> {
-    let batches = ids.chunks(DELETE_BATCH).map(|chunk| delete_batch(store, tenant, chunk));
+    // Boxed and collected first so the stream's type names no closure lifetime (a caller's
+    // future must be provably Send, e.g. under tokio::spawn).
+    let batches: Vec<BatchFuture<'_>> = ids
+        .chunks(DELETE_BATCH)
+        .map(|chunk| -> BatchFuture<'_> { Box::pin(delete_batch(store, tenant, chunk)) })
+        .collect();
     let results: Vec<Result<(), StoreError>> =
         futures::stream::iter(batches).buffer_unordered(DELETE_CONCURRENCY).collect().await;
     results.into_iter().collect::<Result<Vec<()>, StoreError>>()?;

@@ -1,12 +1,15 @@
 //! The local stack's application process: the API (ingest and query routers) on
-//! `127.0.0.1:$AUDIT_PORT` and the queue consumer, running the same code paths the Lambda entry points call.
+//! `127.0.0.1:$AUDIT_PORT`, the queue consumer and the archive schedule, running the same code paths the Lambda entry points call.
 
 use anyhow::Context;
+use audit::archive::{Archiver, Options};
 use audit::auth::Verifier;
+use audit::blob::Bucket;
 use audit::config::{self, Config};
 use audit::cursor::CursorKey;
 use audit::queue::{self, DeadLetters};
 use audit::store::Store;
+use audit::timestamp::Timestamp;
 use ingest::AppState;
 use query::QueryState;
 use std::sync::Arc;
@@ -16,6 +19,9 @@ use std::time::Duration;
 /// the system allocator (see the ingest_cpu benchmark).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How often the local stack runs the archive (deployed, it is daily).
+const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
 
     let queue_url = config.require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?.to_owned();
     let dlq_url = config.require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?.to_owned();
-    let consumer_store = Store::new(dynamodb, &config.table);
+    let consumer_store = Store::new(dynamodb.clone(), &config.table);
     let sqs = audit::aws::sqs(&sdk);
     tokio::spawn(async move {
         let dead = DeadLetters { sqs: &sqs, url: &dlq_url };
@@ -43,6 +49,23 @@ async fn main() -> anyhow::Result<()> {
                 tracing::error!(error = ?e, "ingest queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    });
+
+    // The archive schedule: the same job the daily Lambda runs, here once at start-up and
+    // then hourly.
+    let archive_store = Store::new(dynamodb.clone(), &config.table);
+    let archive_bucket =
+        Bucket::new(audit::aws::s3(&sdk), config.require(&config.archive_bucket, config::ARCHIVE_BUCKET)?);
+    let archive_options = Options::from_config(&config);
+    tokio::spawn(async move {
+        loop {
+            let archiver = Archiver::new(&archive_store, &archive_bucket, archive_options.clone());
+            match archiver.run(Timestamp::now(), None, None).await {
+                Ok(report) => tracing::info!(days = report.days.len(), failures = report.failures.len(), "archive run"),
+                Err(e) => tracing::error!(error = %e, "archive run failed"),
+            }
+            tokio::time::sleep(ARCHIVE_EVERY).await;
         }
     });
 
