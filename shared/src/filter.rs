@@ -3,6 +3,7 @@
 
 use crate::canonical::sha256_hex;
 use crate::event::{Event, Outcome, Reason, Violation};
+use crate::row::{Row, col};
 use crate::timestamp::Timestamp;
 
 /// How far back `from` goes when not given.
@@ -252,20 +253,20 @@ fn is_segment(s: &str) -> bool {
 }
 
 impl Filter {
-    /// Whether a stored event passes every filter: the definition the planner's key
-    /// conditions and filter expressions must agree with.
+    /// Whether an event (stored online or read from the archive) passes every filter: the
+    /// definition the planner's key conditions and filter expressions must agree with.
     #[must_use]
-    pub fn matches(&self, e: &Event) -> bool {
+    pub fn matches<F: Fields>(&self, e: &F) -> bool {
         let lc = |s: &str| s.to_lowercase();
-        (self.from..self.to).contains(&e.occurred_at)
+        (self.from.micros()..self.to.micros()).contains(&e.occurred_at())
             && (self.actors.is_empty()
-                || self.actors.iter().any(|a| *a == e.actor.id || e.actor.email.as_deref().map(lc) == Some(lc(a))))
-            && (self.actions.is_empty() || self.actions.iter().any(|a| a.matches(&e.action)))
-            && opt_eq(&self.resource_type, e.resource.as_ref().and_then(|r| r.kind.as_ref()))
-            && opt_eq(&self.resource_id, e.resource.as_ref().and_then(|r| r.id.as_ref()))
-            && opt_eq(&self.workspace, e.workspace.as_ref().and_then(|w| w.id.as_ref()))
-            && self.outcome.is_none_or(|o| o == e.outcome)
-            && self.q.as_ref().is_none_or(|q| crate::item::search_text(e).contains(q.as_str()))
+                || self.actors.iter().any(|a| *a == e.actor_id() || e.actor_email().map(lc) == Some(lc(a))))
+            && (self.actions.is_empty() || self.actions.iter().any(|a| a.matches(e.action())))
+            && opt_eq(&self.resource_type, e.resource_type())
+            && opt_eq(&self.resource_id, e.resource_id())
+            && opt_eq(&self.workspace, e.workspace_id())
+            && self.outcome.is_none_or(|o| o.as_str() == e.outcome())
+            && self.q.as_ref().is_none_or(|q| search_text(e).contains(q.as_str()))
     }
 
     /// A digest of the filters as given, which a cursor is bound to. Defaulted times are
@@ -298,13 +299,135 @@ impl Filter {
     }
 }
 
-fn opt_eq(want: &Option<String>, have: Option<&String>) -> bool {
-    want.as_ref().is_none_or(|w| Some(w) == have)
+fn opt_eq(want: &Option<String>, have: Option<&str>) -> bool {
+    want.as_ref().is_none_or(|w| Some(w.as_str()) == have)
+}
+
+/// What the filters look at, so one definition serves stored events and archive rows.
+pub trait Fields {
+    /// Microseconds since the epoch.
+    fn occurred_at(&self) -> i64;
+    fn actor_id(&self) -> &str;
+    fn actor_email(&self) -> Option<&str>;
+    fn action(&self) -> &str;
+    fn resource_type(&self) -> Option<&str>;
+    fn resource_id(&self) -> Option<&str>;
+    fn workspace_id(&self) -> Option<&str>;
+    fn outcome(&self) -> &str;
+    /// What `q` searches: action, description, actor name and email, resource id and name.
+    fn searched(&self) -> [Option<&str>; 6];
+}
+
+/// The text the `q` filter searches, lowercased (also stored on each item at ingest).
+#[must_use]
+pub fn search_text<F: Fields>(e: &F) -> String {
+    let parts: Vec<&str> = e.searched().into_iter().flatten().collect();
+    parts.join("\n").to_lowercase()
+}
+
+impl Fields for Event {
+    fn occurred_at(&self) -> i64 {
+        self.occurred_at.micros()
+    }
+    fn actor_id(&self) -> &str {
+        &self.actor.id
+    }
+    fn actor_email(&self) -> Option<&str> {
+        self.actor.email.as_deref()
+    }
+    fn action(&self) -> &str {
+        &self.action
+    }
+    fn resource_type(&self) -> Option<&str> {
+        self.resource.as_ref().and_then(|r| r.kind.as_deref())
+    }
+    fn resource_id(&self) -> Option<&str> {
+        self.resource.as_ref().and_then(|r| r.id.as_deref())
+    }
+    fn workspace_id(&self) -> Option<&str> {
+        self.workspace.as_ref().and_then(|w| w.id.as_deref())
+    }
+    fn outcome(&self) -> &str {
+        self.outcome.as_str()
+    }
+    fn searched(&self) -> [Option<&str>; 6] {
+        let r = self.resource.as_ref();
+        [
+            Some(&self.action),
+            self.description.as_deref(),
+            self.actor.name.as_deref(),
+            self.actor.email.as_deref(),
+            r.and_then(|r| r.id.as_deref()),
+            r.and_then(|r| r.name.as_deref()),
+        ]
+    }
+}
+
+impl Fields for Row<'_> {
+    fn occurred_at(&self) -> i64 {
+        self.occurred_at
+    }
+    fn actor_id(&self) -> &str {
+        self.get(col::ACTOR_ID).unwrap_or_default()
+    }
+    fn actor_email(&self) -> Option<&str> {
+        self.get(col::ACTOR_EMAIL)
+    }
+    fn action(&self) -> &str {
+        self.get(col::ACTION).unwrap_or_default()
+    }
+    fn resource_type(&self) -> Option<&str> {
+        self.get(col::RESOURCE_TYPE)
+    }
+    fn resource_id(&self) -> Option<&str> {
+        self.get(col::RESOURCE_ID)
+    }
+    fn workspace_id(&self) -> Option<&str> {
+        self.get(col::WORKSPACE_ID)
+    }
+    fn outcome(&self) -> &str {
+        self.get(col::OUTCOME).unwrap_or_default()
+    }
+    fn searched(&self) -> [Option<&str>; 6] {
+        [
+            self.get(col::ACTION),
+            self.get(col::DESCRIPTION),
+            self.get(col::ACTOR_NAME),
+            self.get(col::ACTOR_EMAIL),
+            self.get(col::RESOURCE_ID),
+            self.get(col::RESOURCE_NAME),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::tests::arb_event;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rows_and_events_match_the_same_filters(event in arb_event(), pick in 0usize..8, q_len in 1usize..4) {
+            let stored = event.stamp(Timestamp::now());
+            let e = &stored.event;
+            let row = Row::from_stored(&stored);
+            let mut f = parse_query("from=1970-01-01T00:00:00Z&to=9999-01-01T00:00:00Z", Extra::Count, now())
+                .map(|p| p.filter)
+                .unwrap_or_else(|v| panic!("{v:?}"));
+            match pick {
+                0 => f.actors = vec![e.actor.id.clone()],
+                1 => f.actors = vec![e.actor.email.clone().unwrap_or_default().to_uppercase()],
+                2 => f.actions = vec![ActionMatch::Category(e.category().to_owned())],
+                3 => f.resource_id = Some("other".into()),
+                4 => f.workspace = e.workspace.as_ref().and_then(|w| w.id.clone()),
+                5 => f.q = Some(e.action.chars().take(q_len).collect()),
+                6 => f.outcome = Some(Outcome::Failure),
+                _ => f.to = e.occurred_at,
+            }
+            prop_assert_eq!(f.matches(e), f.matches(&row));
+        }
+    }
 
     fn now() -> Timestamp {
         Timestamp::parse("2026-11-20T12:00:00Z").unwrap_or(Timestamp::MIN)

@@ -87,7 +87,7 @@ pub fn to_item(stored: &StoredEvent, shard: u16, dedup: &str) -> Item {
     if let Some(id) = e.workspace.as_ref().and_then(|w| w.id.as_ref()) {
         item.insert(attr::WORKSPACE_ID.into(), s(id));
     }
-    item.insert(attr::SEARCH.into(), s(&search_text(e)));
+    item.insert(attr::SEARCH.into(), s(&crate::filter::search_text(e)));
     item
 }
 
@@ -114,20 +114,6 @@ pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
 /// [`ItemError::Attribute`] when it is absent or not a string.
 pub fn string<'a>(item: &'a Item, name: &'static str) -> Result<&'a String, ItemError> {
     item.get(name).and_then(|v| v.as_s().ok()).ok_or(ItemError::Attribute(name))
-}
-
-/// What the `q` filter searches, lowercased.
-#[must_use]
-pub fn search_text(e: &Event) -> String {
-    let mut parts: Vec<&str> = vec![&e.action];
-    parts.extend(e.description.as_deref());
-    parts.extend(e.actor.name.as_deref());
-    parts.extend(e.actor.email.as_deref());
-    if let Some(r) = &e.resource {
-        parts.extend(r.id.as_deref());
-        parts.extend(r.name.as_deref());
-    }
-    parts.join("\n").to_lowercase()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! Athena and DuckDB can prune by time, tenant and action.
 
 use crate::event::StoredEvent;
+use crate::row::Row;
 use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -106,64 +107,12 @@ impl Columns {
         }
     }
 
-    fn push(&mut self, s: &StoredEvent) {
-        let e = &s.event;
-        let r = e.resource.as_ref();
-        let p = r.and_then(|r| r.parent.as_ref());
-        let w = e.workspace.as_ref();
-        let src = e.source.as_ref();
-        let ip = src.and_then(|s| s.ip).map(|ip| ip.to_string());
-        let changes = e.changes.as_ref().map(|c| {
-            serde_json::Value::Array(
-                c.iter()
-                    .map(|c| {
-                        let mut o = serde_json::Map::new();
-                        o.insert("field".into(), c.field.clone().into());
-                        if let Some(old) = &c.old {
-                            o.insert("old".into(), old.clone());
-                        }
-                        if let Some(new) = &c.new {
-                            o.insert("new".into(), new.clone());
-                        }
-                        serde_json::Value::Object(o)
-                    })
-                    .collect(),
-            )
-            .to_string()
-        });
-        let metadata = e.metadata.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
-        let values: [Option<&str>; 25] = [
-            Some(e.tenant_id.as_str()),
-            Some(&e.id),
-            Some(&e.action),
-            Some(e.outcome.as_str()),
-            Some(e.actor.kind.as_str()),
-            Some(&e.actor.id),
-            e.actor.name.as_deref(),
-            e.actor.email.as_deref(),
-            r.and_then(|r| r.kind.as_deref()),
-            r.and_then(|r| r.id.as_deref()),
-            r.and_then(|r| r.name.as_deref()),
-            p.and_then(|p| p.kind.as_deref()),
-            p.and_then(|p| p.id.as_deref()),
-            p.and_then(|p| p.name.as_deref()),
-            w.and_then(|w| w.id.as_deref()),
-            w.and_then(|w| w.name.as_deref()),
-            ip.as_deref(),
-            src.and_then(|s| s.user_agent.as_deref()),
-            src.and_then(|s| s.platform.as_deref()),
-            src.and_then(|s| s.location.as_deref()),
-            e.request_id.as_deref(),
-            e.description.as_deref(),
-            changes.as_deref(),
-            metadata.as_deref(),
-            Some(&s.hash),
-        ];
-        for (b, v) in self.strings.iter_mut().zip(values) {
-            b.append_option(v);
+    fn push(&mut self, row: &Row<'_>) {
+        for (b, v) in self.strings.iter_mut().zip(&row.s) {
+            b.append_option(v.as_deref());
         }
-        self.occurred_at.append_value(e.occurred_at.micros());
-        self.received_at.append_value(s.received_at.micros());
+        self.occurred_at.append_value(row.occurred_at);
+        self.received_at.append_value(row.received_at);
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -196,12 +145,20 @@ impl<W: Write + Send> PartWriter<W> {
         Ok(Self { writer, schema, columns: Columns::new(), pending: 0, rows: 0 })
     }
 
-    /// Appends one row; rows must come sorted by `occurred_at`, then `id`.
+    /// Appends one event; events must come sorted by `occurred_at`, then `id`.
     ///
     /// # Errors
     /// When a full batch cannot be encoded or written.
     pub fn push(&mut self, event: &StoredEvent) -> Result<(), parquet::errors::ParquetError> {
-        self.columns.push(event);
+        self.push_row(&Row::from_stored(event))
+    }
+
+    /// Appends one row, in the same order as [`PartWriter::push`].
+    ///
+    /// # Errors
+    /// When a full batch cannot be encoded or written.
+    pub fn push_row(&mut self, row: &Row<'_>) -> Result<(), parquet::errors::ParquetError> {
+        self.columns.push(row);
         self.pending += 1;
         self.rows += 1;
         if self.pending == BATCH_ROWS {
