@@ -257,13 +257,22 @@ impl Event {
             }
         });
         let actor = f.object("actor", true).and_then(|o| parse_actor(o, f.out));
-        let resource = f.object("resource", false).map(|o| parse_resource(o, f.out));
-        let workspace = f.object("workspace", false).map(|o| {
-            let mut w = Fields { obj: o, path: "workspace", out: f.out };
-            w.reject_unknown(&["id", "name"]);
-            Workspace { id: w.string("id", 1, 256), name: w.string("name", 1, 256) }
+        // An object with no members is stored as absent: the archive's flat columns could
+        // not tell the two apart, and the hash must be recomputable from the archive.
+        let resource = f.object("resource", false).map(|o| parse_resource(o, f.out)).filter(|r| {
+            r.kind.is_some() || r.id.is_some() || r.name.is_some() || r.parent.is_some()
         });
-        let source = f.object("source", false).map(|o| parse_source(o, f.out));
+        let workspace = f
+            .object("workspace", false)
+            .map(|o| {
+                let mut w = Fields { obj: o, path: "workspace", out: f.out };
+                w.reject_unknown(&["id", "name"]);
+                Workspace { id: w.string("id", 1, 256), name: w.string("name", 1, 256) }
+            })
+            .filter(|w| w.id.is_some() || w.name.is_some());
+        let source = f.object("source", false).map(|o| parse_source(o, f.out)).filter(|s| {
+            s.ip.is_some() || s.user_agent.is_some() || s.platform.is_some() || s.location.is_some()
+        });
         let request_id = f.string("request_id", 1, 256);
         let description = f.string("description", 1, 2048);
         let change_fields = f.array("changes").map(|items| check_changes(items, f.out));
@@ -556,12 +565,15 @@ fn parse_resource(o: &Map<String, Value>, out: &mut Vec<Violation>) -> Resource 
     let mut f = Fields { obj: o, path: "resource", out };
     f.reject_unknown(&["type", "id", "name", "parent"]);
     let (kind, id, name) = parse_ref(&mut f);
-    let parent = f.object("parent", false).map(|p| {
-        let mut pf = Fields { obj: p, path: "resource.parent", out: f.out };
-        pf.reject_unknown(&["type", "id", "name"]);
-        let (kind, id, name) = parse_ref(&mut pf);
-        Ref { kind, id, name }
-    });
+    let parent = f
+        .object("parent", false)
+        .map(|p| {
+            let mut pf = Fields { obj: p, path: "resource.parent", out: f.out };
+            pf.reject_unknown(&["type", "id", "name"]);
+            let (kind, id, name) = parse_ref(&mut pf);
+            Ref { kind, id, name }
+        })
+        .filter(|p| p.kind.is_some() || p.id.is_some() || p.name.is_some());
     Resource { kind, id, name, parent }
 }
 

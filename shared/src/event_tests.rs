@@ -38,6 +38,14 @@ fn every_bad_event_is_refused_with_its_reason() {
 }
 
 #[test]
+fn empty_objects_are_stored_as_absent() {
+    let raw = with(json!({"resource": {"parent": {}}, "workspace": {}, "source": {}}));
+    let accepted = Event::validate(raw, &tenant(), now()).unwrap_or_else(|v| panic!("{v:?}"));
+    assert_eq!((accepted.event.resource, accepted.event.workspace, accepted.event.source), (None, None, None));
+    assert!(!accepted.canonical.contains("resource"), "{}", accepted.canonical);
+}
+
+#[test]
 fn reports_every_violation_at_once() {
     let raw = json!({"action": "X", "actor": {"type": "robot", "id": ""}, "extra": 1});
     let got = Event::validate(raw.clone(), &tenant(), now()).err().unwrap_or_default();
@@ -149,8 +157,16 @@ prop_compose! {
             action,
             outcome: if failure { Outcome::Failure } else { Outcome::Success },
             actor: Actor { kind, id: actor_id, name: actor_name, email: actor_email },
-            resource: resource.map(|(r, parent)| Resource { kind: r.kind, id: r.id, name: r.name, parent }),
-            workspace: workspace.map(|(id, name)| Workspace { id, name }),
+            // Empty objects are stored as absent (see validate).
+            resource: resource
+                .map(|(r, parent)| Resource {
+                    kind: r.kind,
+                    id: r.id,
+                    name: r.name,
+                    parent: parent.filter(|p| p.kind.is_some() || p.id.is_some() || p.name.is_some()),
+                })
+                .filter(|r| r.kind.is_some() || r.id.is_some() || r.name.is_some() || r.parent.is_some()),
+            workspace: workspace.map(|(id, name)| Workspace { id, name }).filter(|w| w.id.is_some() || w.name.is_some()),
             source: ip.map(|ip| Source { ip: Some(ip), user_agent, platform: None, location: None }),
             request_id,
             description,
