@@ -1,5 +1,6 @@
 //! `auditlog convert`: JSON-lines events to archive Parquet, with the same validation and
-//! writer as the service (also how a team imports a previous audit system's history).
+//! writer as the service (also how a team imports a previous audit system's history); and
+//! archive Parquet to an export file, with the export function's reader and writer.
 //!
 //! Two passes keep memory small whatever the file size: the first reads only each line's
 //! sort key (`occurred_at`, `id`) and offset, the second validates the lines in sorted
@@ -7,6 +8,8 @@
 
 use crate::canonical::sha256_hex;
 use crate::event::{Event, StoredEvent};
+use crate::export_format::Format;
+use crate::parquet_reader::Part;
 use crate::parquet_writer::PartWriter;
 use crate::tenant::TenantId;
 use crate::timestamp::Timestamp;
@@ -15,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -198,4 +201,53 @@ fn parse_line(bytes: &[u8], entry: &Entry, now: Timestamp) -> anyhow::Result<Sto
         }
         _ => Ok(stored),
     }
+}
+
+/// Bytes of formatted rows gathered before each write.
+const OUT_CHUNK: usize = 1 << 20;
+
+/// Converts an archive part to an export file (CSV or JSON lines), newest first.
+///
+/// # Errors
+/// When the input is not archive Parquet sorted by `occurred_at`, then `id` (every part
+/// the archive writes is), or on I/O failure.
+pub fn parquet_to_export(input: &Path, output: &Path, format: Format) -> anyhow::Result<Converted> {
+    let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let part = Part::open(&file).with_context(|| format!("{} is not archive Parquet", input.display()))?;
+    let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(OUT_CHUNK, out);
+    let mut buf = format.header();
+    let mut rows = 0u64;
+    // The last row written: each next one must not sort after it.
+    let mut last: Option<(i64, String)> = None;
+    for rg in (0..part.row_groups()).rev() {
+        let batches = part.read(file.try_clone()?, rg, format.columns())?;
+        for batch in batches.iter().rev() {
+            for i in (0..batch.len()).rev() {
+                let row = batch.row(i);
+                let (t, id) = row.key();
+                match &mut last {
+                    Some((lt, lid)) if (t, id) > (*lt, lid.as_str()) => {
+                        bail!("{} is not sorted by occurred_at, then id: not an archive part", input.display());
+                    }
+                    Some((lt, lid)) => {
+                        *lt = t;
+                        lid.clear();
+                        lid.push_str(id);
+                    }
+                    None => last = Some((t, id.to_owned())),
+                }
+                format.write(&row, &mut buf);
+                rows += 1;
+                if buf.len() >= OUT_CHUNK {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+        }
+    }
+    out.write_all(&buf)?;
+    let out = out.into_inner().map_err(|e| e.into_error())?;
+    out.sync_all()?;
+    Ok(Converted { rows, bytes: out.metadata()?.len() })
 }

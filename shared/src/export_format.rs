@@ -158,13 +158,10 @@ fn string(out: &mut Vec<u8>, v: &str) {
     let _ = serde_json::to_writer(&mut *out, v);
 }
 
-/// An object of optional members, written in the order given; nothing when all are absent.
-fn object(out: &mut Vec<u8>, key: &str, members: &[(&str, Option<&str>)], nested: Option<&dyn Fn(&mut Vec<u8>)>) {
-    if members.iter().all(|(_, v)| v.is_none()) && nested.is_none() {
-        return;
-    }
-    let _ = write!(out, ",\"{key}\":{{");
-    let mut first = true;
+/// The present members of an object, in the order given, after `{` (and a comma if
+/// `first` is false); returns whether anything was written.
+fn members(out: &mut Vec<u8>, members: &[(&str, Option<&str>)], mut first: bool) -> bool {
+    let before = out.len();
     for (name, value) in members {
         if let Some(v) = value {
             if !first {
@@ -174,18 +171,17 @@ fn object(out: &mut Vec<u8>, key: &str, members: &[(&str, Option<&str>)], nested
             let _ = write!(out, "\"{name}\":");
             string(out, v);
         }
-        // `parent` sorts between `name` and `type`.
-        if *name == "name"
-            && let Some(f) = nested
-        {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            f(out);
-        }
     }
-    out.push(b'}');
+    out.len() > before
+}
+
+/// An object member of optional strings; nothing when all are absent.
+fn object(out: &mut Vec<u8>, key: &str, fields: &[(&str, Option<&str>)]) {
+    if fields.iter().any(|(_, v)| v.is_some()) {
+        let _ = write!(out, ",\"{key}\":{{");
+        members(out, fields, true);
+        out.push(b'}');
+    }
 }
 
 /// The event as the API returns it, keys in the API's (sorted) order; `changes` and
@@ -203,7 +199,6 @@ fn write_jsonl(row: &Row<'_>, out: &mut Vec<u8>) {
             ("name", g(col::ACTOR_NAME)),
             ("type", g(col::ACTOR_TYPE)),
         ],
-        None,
     );
     let raw = |out: &mut Vec<u8>, key: &str, v: Option<&str>| {
         if let Some(v) = v {
@@ -227,33 +222,26 @@ fn write_jsonl(row: &Row<'_>, out: &mut Vec<u8>) {
         text(out, "received_at", Some(&time(row.received_at)));
     }
     text(out, "request_id", g(col::REQUEST_ID));
+    let resource = [("id", g(col::RESOURCE_ID)), ("name", g(col::RESOURCE_NAME))];
     let parent = [
         ("id", g(col::RESOURCE_PARENT_ID)),
         ("name", g(col::RESOURCE_PARENT_NAME)),
         ("type", g(col::RESOURCE_PARENT_TYPE)),
     ];
-    let write_parent = |out: &mut Vec<u8>| {
-        out.extend_from_slice(b"\"parent\":{");
-        let mut first = true;
-        for (name, value) in parent {
-            if let Some(v) = value {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                let _ = write!(out, "\"{name}\":");
-                string(out, v);
-            }
+    let kind = [("type", g(col::RESOURCE_TYPE))];
+    if resource.iter().chain(&parent).chain(&kind).any(|(_, v)| v.is_some()) {
+        // `parent` sorts between `name` and `type`.
+        out.extend_from_slice(b",\"resource\":{");
+        let mut wrote = members(out, &resource, true);
+        if parent.iter().any(|(_, v)| v.is_some()) {
+            out.extend_from_slice(if wrote { b",\"parent\":{" } else { b"\"parent\":{" });
+            members(out, &parent, true);
+            out.push(b'}');
+            wrote = true;
         }
+        members(out, &kind, !wrote);
         out.push(b'}');
-    };
-    let has_parent = parent.iter().any(|(_, v)| v.is_some());
-    object(
-        out,
-        "resource",
-        &[("id", g(col::RESOURCE_ID)), ("name", g(col::RESOURCE_NAME)), ("type", g(col::RESOURCE_TYPE))],
-        has_parent.then_some(&write_parent as &dyn Fn(&mut Vec<u8>)),
-    );
+    }
     object(
         out,
         "source",
@@ -263,10 +251,9 @@ fn write_jsonl(row: &Row<'_>, out: &mut Vec<u8>) {
             ("platform", g(col::SOURCE_PLATFORM)),
             ("user_agent", g(col::USER_AGENT)),
         ],
-        None,
     );
     text(out, "tenant_id", g(col::TENANT_ID));
-    object(out, "workspace", &[("id", g(col::WORKSPACE_ID)), ("name", g(col::WORKSPACE_NAME))], None);
+    object(out, "workspace", &[("id", g(col::WORKSPACE_ID)), ("name", g(col::WORKSPACE_NAME))]);
     out.extend_from_slice(b"}\n");
 }
 

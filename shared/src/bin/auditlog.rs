@@ -6,6 +6,7 @@ use audit::archive::{Archiver, Options};
 use audit::auth::issue_hs256;
 use audit::blob::Bucket;
 use audit::config::{self, Config};
+use audit::export_format::Format;
 use audit::store::Store;
 use audit::tenant::{MAX_SHARDS, TenantId, TenantSettings};
 use audit::timestamp::Timestamp;
@@ -51,7 +52,8 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Convert JSON-lines events to archive Parquet (chosen by the file endings).
+    /// Convert JSON-lines events to archive Parquet, or archive Parquet to an export file
+    /// (CSV or JSON lines, newest first); chosen by the file endings.
     Convert { input: std::path::PathBuf, output: std::path::PathBuf },
     /// Set a tenant's write shards (only ever raised) and its own online window.
     Tenant {
@@ -97,20 +99,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Convert { input, output } => {
             let ext = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_lowercase();
-            match (ext(&input).as_str(), ext(&output).as_str()) {
-                ("jsonl" | "json" | "ndjson", "parquet") => {
-                    let started = std::time::Instant::now();
-                    let done = audit::convert::jsonl_to_parquet(&input, &output)?;
-                    eprintln!(
-                        "{} rows, {} bytes written to {} in {:.2} s",
-                        done.rows,
-                        done.bytes,
-                        output.display(),
-                        started.elapsed().as_secs_f64()
-                    );
+            let started = std::time::Instant::now();
+            let done = match (ext(&input).as_str(), ext(&output).as_str()) {
+                ("jsonl" | "json" | "ndjson", "parquet") => audit::convert::jsonl_to_parquet(&input, &output)?,
+                ("parquet", to @ ("csv" | "jsonl")) => {
+                    let format = Format::parse(to).map_err(|f| anyhow::anyhow!("unknown format {f}"))?;
+                    audit::convert::parquet_to_export(&input, &output, format)?
                 }
-                (from, to) => anyhow::bail!("cannot convert .{from} to .{to}: use .jsonl to .parquet"),
-            }
+                (from, to) => {
+                    anyhow::bail!("cannot convert .{from} to .{to}: use .jsonl to .parquet, or .parquet to .csv or .jsonl")
+                }
+            };
+            eprintln!(
+                "{} rows, {} bytes written to {} in {:.2} s",
+                done.rows,
+                done.bytes,
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Archive { now, tenant } => {
             let now = match now {
