@@ -384,6 +384,175 @@ impl Bucket {
     }
 }
 
+/// A file written to S3 as it is produced: parts of at least [`MULTIPART_CHUNK`] go up as
+/// they fill, so memory holds one part whatever the file's size. A file that never fills
+/// a part is written with one PUT.
+pub struct Upload<'a> {
+    bucket: &'a Bucket,
+    key: String,
+    content_type: String,
+    disposition: String,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    bytes: u64,
+}
+
+impl<'a> Upload<'a> {
+    #[must_use]
+    pub fn new(bucket: &'a Bucket, key: &str, content_type: &str, filename: &str) -> Self {
+        Self {
+            bucket,
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            disposition: format!("attachment; filename=\"{filename}\""),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes handed over so far.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Sends `buf` as the next part once it holds a full part (and empties it).
+    ///
+    /// # Errors
+    /// [`BlobError`]; call [`Upload::abort`] afterwards.
+    pub async fn offer(&mut self, buf: &mut Vec<u8>) -> Result<(), BlobError> {
+        if (buf.len() as u64) < MULTIPART_CHUNK {
+            return Ok(());
+        }
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let out = self
+                    .bucket
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket.name)
+                    .key(&self.key)
+                    .content_type(&self.content_type)
+                    .content_disposition(&self.disposition)
+                    .send()
+                    .await
+                    .map_err(|e| failed("CreateMultipartUpload", &self.key, &e))?;
+                let id = out.upload_id().unwrap_or_default().to_owned();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let body = std::mem::take(buf);
+        self.bytes += body.len() as u64;
+        let out = self
+            .bucket
+            .client
+            .upload_part()
+            .bucket(&self.bucket.name)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| failed("UploadPart", &self.key, &e))?;
+        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+        Ok(())
+    }
+
+    /// Sends the rest and completes the object; returns its size.
+    ///
+    /// # Errors
+    /// [`BlobError`]; call [`Upload::abort`] afterwards.
+    pub async fn finish(&mut self, rest: Vec<u8>) -> Result<u64, BlobError> {
+        let Some(upload_id) = self.upload_id.clone() else {
+            self.bytes = rest.len() as u64;
+            self.bucket
+                .client
+                .put_object()
+                .bucket(&self.bucket.name)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .content_disposition(&self.disposition)
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+                .map_err(|e| failed("PutObject", &self.key, &e))?;
+            return Ok(self.bytes);
+        };
+        if !rest.is_empty() {
+            let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+            self.bytes += rest.len() as u64;
+            let out = self
+                .bucket
+                .client
+                .upload_part()
+                .bucket(&self.bucket.name)
+                .key(&self.key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+                .map_err(|e| failed("UploadPart", &self.key, &e))?;
+            self.parts
+                .push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+        }
+        self.bucket
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket.name)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| failed("CompleteMultipartUpload", &self.key, &e))?;
+        Ok(self.bytes)
+    }
+
+    /// Gives up an unfinished upload (S3 would otherwise keep its parts until the
+    /// bucket's lifecycle rule aborts it).
+    pub async fn abort(&self) {
+        if let Some(id) = &self.upload_id {
+            let _ = self
+                .bucket
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket.name)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}
+
+impl Bucket {
+    /// A presigned GET of `key`, valid for `expires_in`, that downloads as an attachment.
+    ///
+    /// # Errors
+    /// [`BlobError`] when the URL cannot be signed.
+    pub async fn presign_get(&self, key: &str, expires_in: std::time::Duration) -> Result<String, BlobError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::Failed { op: "presign", key: key.into(), message: e.to_string() })?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| failed("presign GetObject", key, &e))?;
+        Ok(req.uri().to_owned())
+    }
+}
+
 /// SHA-256 and size of a local file, read in blocks.
 ///
 /// # Errors

@@ -17,6 +17,7 @@ pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";
 pub const HOT_DAYS: &str = "AUDIT_HOT_DAYS";
 pub const PORT: &str = "AUDIT_PORT";
 pub const ARCHIVE_PART_ROWS: &str = "AUDIT_ARCHIVE_PART_ROWS";
+pub const EXPORT_MAX_ROWS: &str = "AUDIT_EXPORT_MAX_ROWS";
 
 /// A variable is missing or unparsable.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub port: u16,
     /// Most rows per archive part (a larger day is split).
     pub archive_part_rows: u64,
+    /// Most rows in one export (contract: `EXPORT_MAX_ROWS`).
+    pub export_max_rows: u64,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(HOT_DAYS, e.to_string()))?,
             port: u16::try_from(parsed(PORT, "3000")?).map_err(|e| ConfigError::Invalid(PORT, e.to_string()))?,
             archive_part_rows: parsed(ARCHIVE_PART_ROWS, "1000000")?,
+            export_max_rows: parsed(EXPORT_MAX_ROWS, "1000000")?,
         };
         if cfg.hot_days == 0 {
             return Err(ConfigError::Invalid(HOT_DAYS, "must be at least 1".into()));

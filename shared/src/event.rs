@@ -259,9 +259,10 @@ impl Event {
         let actor = f.object("actor", true).and_then(|o| parse_actor(o, f.out));
         // An object with no members is stored as absent: the archive's flat columns could
         // not tell the two apart, and the hash must be recomputable from the archive.
-        let resource = f.object("resource", false).map(|o| parse_resource(o, f.out)).filter(|r| {
-            r.kind.is_some() || r.id.is_some() || r.name.is_some() || r.parent.is_some()
-        });
+        let resource = f
+            .object("resource", false)
+            .map(|o| parse_resource(o, f.out))
+            .filter(|r| r.kind.is_some() || r.id.is_some() || r.name.is_some() || r.parent.is_some());
         let workspace = f
             .object("workspace", false)
             .map(|o| {
@@ -270,9 +271,10 @@ impl Event {
                 Workspace { id: w.string("id", 1, 256), name: w.string("name", 1, 256) }
             })
             .filter(|w| w.id.is_some() || w.name.is_some());
-        let source = f.object("source", false).map(|o| parse_source(o, f.out)).filter(|s| {
-            s.ip.is_some() || s.user_agent.is_some() || s.platform.is_some() || s.location.is_some()
-        });
+        let source = f
+            .object("source", false)
+            .map(|o| parse_source(o, f.out))
+            .filter(|s| s.ip.is_some() || s.user_agent.is_some() || s.platform.is_some() || s.location.is_some());
         let request_id = f.string("request_id", 1, 256);
         let description = f.string("description", 1, 2048);
         let change_fields = f.array("changes").map(|items| check_changes(items, f.out));

@@ -61,6 +61,8 @@ pub enum Order {
 pub enum Extra {
     List,
     Count,
+    /// `POST /v1/exports`: the filters alone.
+    Export,
 }
 
 /// The parsed query string of a read endpoint.
@@ -93,6 +95,7 @@ pub fn parse_query(query: &str, extra: Extra, now: Timestamp) -> Result<Parsed, 
     let allowed: &[&str] = match extra {
         Extra::List => &["limit", "order", "cursor"],
         Extra::Count => &["max"],
+        Extra::Export => &[],
     };
     for (k, _) in &pairs {
         let repeatable = k == "actor" || k == "action";

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod export_format;
 pub mod filter;
 #[cfg(any(test, feature = "fixtures"))]

@@ -127,7 +127,10 @@ impl Batch {
         let strings = STRING_COLUMNS
             .iter()
             .map(|name| {
-                batch.column_by_name(name).map(|c| c.as_string_opt::<i32>().cloned().ok_or_else(|| bad(name))).transpose()
+                batch
+                    .column_by_name(name)
+                    .map(|c| c.as_string_opt::<i32>().cloned().ok_or_else(|| bad(name)))
+                    .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { len: batch.num_rows(), occurred_at, received_at, strings })
@@ -196,8 +199,8 @@ impl ChunkReader for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::tests::arb_event;
     use crate::event::StoredEvent;
+    use crate::event::tests::arb_event;
     use crate::parquet_writer::PartWriter;
     use crate::timestamp::Timestamp;
     use proptest::prelude::*;

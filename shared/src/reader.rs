@@ -98,7 +98,7 @@ impl Reader<'_> {
                 pos.s
             }
             None => {
-                let resolved = self.resolve(tenant, settings, path, &filter, &mut stats).await?;
+                let resolved = resolve(self.store, tenant, settings, path, &filter, &mut stats).await?;
                 planner::partitions(path, tenant, settings.shards, &filter, &resolved)
                     .into_iter()
                     .map(|p| StreamPos { p, a: None, d: false })
@@ -246,7 +246,7 @@ impl Reader<'_> {
         self.check_window(filter, settings, now)?;
         let path = planner::choose(filter);
         let mut stats = ReadStats::default();
-        let resolved = self.resolve(tenant, settings, path, filter, &mut stats).await?;
+        let resolved = resolve(self.store, tenant, settings, path, filter, &mut stats).await?;
         let expr = planner::expression(filter);
         let index = path.index();
         let mut total: u64 = 0;
@@ -272,47 +272,6 @@ impl Reader<'_> {
             }
         }
         Ok((total, true))
-    }
-
-    /// Turns actor values into actor ids and categories into actions, for the key path.
-    async fn resolve(
-        &self,
-        tenant: &TenantId,
-        settings: TenantSettings,
-        path: Path,
-        filter: &Filter,
-        stats: &mut ReadStats,
-    ) -> Result<Resolved, StoreError> {
-        let mut r = Resolved::default();
-        match path {
-            Path::Actor => {
-                for a in &filter.actors {
-                    r.actor_ids.push(a.clone());
-                    let pk = keys::email_pk(tenant, a);
-                    for it in self.store.query_partition(&pk, None).await? {
-                        stats.requests += 1;
-                        r.actor_ids.extend(item::string(&it, keys::SK).ok().cloned());
-                    }
-                }
-            }
-            Path::Action => {
-                for a in &filter.actions {
-                    match a {
-                        ActionMatch::Exact(x) => r.actions.push(x.clone()),
-                        ActionMatch::Category(c) => {
-                            for shard in 0..settings.shards.max(1) {
-                                let pk = keys::action_catalog_pk(tenant, shard);
-                                let found = self.store.query_partition(&pk, Some(&format!("{c}."))).await?;
-                                r.actions
-                                    .extend(found.iter().filter_map(|it| item::string(it, keys::SK).ok().cloned()));
-                            }
-                        }
-                    }
-                }
-            }
-            Path::Resource | Path::Time => {}
-        }
-        Ok(r)
     }
 
     /// One event by id, if online.
@@ -384,8 +343,48 @@ impl Reader<'_> {
     }
 }
 
+/// Turns actor values into actor ids and categories into actions, for the key path.
+pub(crate) async fn resolve(
+    store: &Store,
+    tenant: &TenantId,
+    settings: TenantSettings,
+    path: Path,
+    filter: &Filter,
+    stats: &mut ReadStats,
+) -> Result<Resolved, StoreError> {
+    let mut r = Resolved::default();
+    match path {
+        Path::Actor => {
+            for a in &filter.actors {
+                r.actor_ids.push(a.clone());
+                let pk = keys::email_pk(tenant, a);
+                for it in store.query_partition(&pk, None).await? {
+                    stats.requests += 1;
+                    r.actor_ids.extend(item::string(&it, keys::SK).ok().cloned());
+                }
+            }
+        }
+        Path::Action => {
+            for a in &filter.actions {
+                match a {
+                    ActionMatch::Exact(x) => r.actions.push(x.clone()),
+                    ActionMatch::Category(c) => {
+                        for shard in 0..settings.shards.max(1) {
+                            let pk = keys::action_catalog_pk(tenant, shard);
+                            let found = store.query_partition(&pk, Some(&format!("{c}."))).await?;
+                            r.actions.extend(found.iter().filter_map(|it| item::string(it, keys::SK).ok().cloned()));
+                        }
+                    }
+                }
+            }
+        }
+        Path::Resource | Path::Time => {}
+    }
+    Ok(r)
+}
+
 /// A Query of one index partition over the filter's time range, with its expression.
-fn index_query(
+pub(crate) fn index_query(
     store: &Store,
     index: Index,
     partition: &str,

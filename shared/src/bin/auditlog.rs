@@ -107,7 +107,9 @@ async fn main() -> anyhow::Result<()> {
                     audit::convert::parquet_to_export(&input, &output, format)?
                 }
                 (from, to) => {
-                    anyhow::bail!("cannot convert .{from} to .{to}: use .jsonl to .parquet, or .parquet to .csv or .jsonl")
+                    anyhow::bail!(
+                        "cannot convert .{from} to .{to}: use .jsonl to .parquet, or .parquet to .csv or .jsonl"
+                    )
                 }
             };
             eprintln!(

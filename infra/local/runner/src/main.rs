@@ -1,12 +1,14 @@
 //! The local stack's application process: the API (ingest and query routers) on
-//! `127.0.0.1:$AUDIT_PORT`, the queue consumer and the archive schedule, running the same code paths the Lambda entry points call.
+//! `127.0.0.1:$AUDIT_PORT`, the queue consumer, the export worker and the archive schedule, running the same code paths the Lambda entry points call.
 
+use ::export::ExportState;
 use anyhow::Context;
 use audit::archive::{Archiver, Options};
 use audit::auth::Verifier;
 use audit::blob::Bucket;
 use audit::config::{self, Config};
 use audit::cursor::CursorKey;
+use audit::export::{self, Exporter};
 use audit::queue::{self, DeadLetters};
 use audit::store::Store;
 use audit::timestamp::Timestamp;
@@ -57,10 +59,11 @@ async fn main() -> anyhow::Result<()> {
     let archive_store = Store::new(dynamodb.clone(), &config.table);
     let archive_bucket =
         Bucket::new(audit::aws::s3(&sdk), config.require(&config.archive_bucket, config::ARCHIVE_BUCKET)?);
+    let job_bucket = archive_bucket.clone();
     let archive_options = Options::from_config(&config);
     tokio::spawn(async move {
         loop {
-            let archiver = Archiver::new(&archive_store, &archive_bucket, archive_options.clone());
+            let archiver = Archiver::new(&archive_store, &job_bucket, archive_options.clone());
             match archiver.run(Timestamp::now(), None, None).await {
                 Ok(report) => tracing::info!(days = report.days.len(), failures = report.failures.len(), "archive run"),
                 Err(e) => tracing::error!(error = %e, "archive run failed"),
@@ -69,10 +72,35 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    // The export worker: the same handler the export queue's Lambda runs.
+    let export_store = Store::new(dynamodb.clone(), &config.table);
+    let export_archive = archive_bucket.clone();
+    let exports = Bucket::new(audit::aws::s3(&sdk), config.require(&config.export_bucket, config::EXPORT_BUCKET)?);
+    let export_queue = config.require(&config.export_queue_url, config::EXPORT_QUEUE_URL)?.to_owned();
+    let export_sqs = audit::aws::sqs(&sdk);
+    let max_rows = config.export_max_rows;
+    let worker_exports = exports.clone();
+    tokio::spawn(async move {
+        let exporter = Exporter { store: &export_store, archive: &export_archive, exports: &worker_exports, max_rows };
+        loop {
+            if let Err(e) = export::poll_once(&exporter, &export_sqs, &export_queue, 2).await {
+                tracing::error!(error = ?e, "export queue poll failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let export_state = Arc::new(ExportState {
+        store: Store::new(dynamodb.clone(), &config.table),
+        verifier: verifier(),
+        exports,
+        sqs: audit::aws::sqs(&sdk),
+        queue_url: config.require(&config.export_queue_url, config::EXPORT_QUEUE_URL)?.to_owned(),
+    });
+
     let addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, ingest::app(ingest_state).merge(query::app(query_state)))
+    axum::serve(listener, ingest::app(ingest_state).merge(query::app(query_state)).merge(::export::app(export_state)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
