@@ -2,6 +2,7 @@
 //! free port, tokens, and a DynamoDB proxy that injects faults.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod data;
 pub mod faults;
 pub mod proxy;
 

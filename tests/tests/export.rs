@@ -1,0 +1,421 @@
+//! Exports against DynamoDB Local, s3s-fs (which checks signatures and presigned expiry)
+//! and moto: the file is downloaded through its presigned link and read back with
+//! Python's csv module.
+
+mod common;
+
+use audit::auth::Verifier;
+use audit::blob::{Bucket, Condition};
+use audit::event::Event;
+use audit::export::job::Jobs;
+use audit::export::{Exporter, Message};
+use audit::filter::{Extra, parse_query};
+use audit::tenant::TenantId;
+use audit::timestamp::Timestamp;
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::data::{archive, bucket, day_ago, day_events, load, options};
+use common::{env, new_tenant, secret, token};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Service {
+    base: String,
+    store: audit::store::Store,
+    archive: Bucket,
+    exports: Bucket,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+/// The export API on a free port, with a queue of its own so tests do not take each
+/// other's messages.
+async fn service() -> Service {
+    let sdk = common::sdk().await;
+    let sqs = audit::aws::sqs(&sdk);
+    let name = format!("exports-{}", uuid::Uuid::now_v7().simple());
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .queue_url
+        .unwrap_or_default();
+    let exports = Bucket::new(audit::aws::s3(&sdk), env("AUDIT_EXPORT_BUCKET"));
+    let state = Arc::new(export::ExportState {
+        store: common::store(None).await,
+        verifier: Verifier::new(Some(&secret()), None),
+        exports: exports.clone(),
+        sqs: sqs.clone(),
+        queue_url: queue_url.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, export::app(state)).await });
+    Service {
+        base: format!("http://{addr}"),
+        store: common::store(None).await,
+        archive: bucket(None).await,
+        exports,
+        sqs,
+        queue_url,
+    }
+}
+
+impl Service {
+    async fn post(&self, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = reqwest::Client::new().post(format!("{}/v1/exports", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        common::get(&self.base, token, path).await
+    }
+
+    /// Runs the job the way the worker does after the queue delivers it.
+    async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
+        let exporter = Exporter { store: &self.store, archive: &self.archive, exports: &self.exports, max_rows };
+        exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Requests an export and runs it; returns the job as `GET /v1/exports/{id}` shows it.
+    async fn export(&self, tenant: &TenantId, body: Value, max_rows: u64) -> Value {
+        let t = token(tenant, "audit:export");
+        let (status, created) = self.post(Some(&t), body).await;
+        assert_eq!(status, 202, "{created}");
+        assert_eq!(created["status"], "queued");
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        self.run(tenant, &id, max_rows).await;
+        let (status, job) = self.get(&t, &format!("/v1/exports/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+}
+
+async fn download(url: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::get(url).await.unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap_or_default().to_vec())
+}
+
+/// The CSV as Python's csv module reads it.
+fn python_csv(bytes: &[u8]) -> (Vec<String>, Vec<serde_json::Map<String, Value>>) {
+    let dir = std::env::temp_dir().join(format!("export-{}.csv", uuid::Uuid::now_v7()));
+    std::fs::write(&dir, bytes).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env("AUDIT_TEST_PYTHON"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python/csv_rows.py"))
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let header = v["header"].as_array().into_iter().flatten().filter_map(|h| h.as_str().map(str::to_owned)).collect();
+    let rows = v["rows"].as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect();
+    (header, rows)
+}
+
+/// What a spreadsheet-safe cell of `v` reads back as.
+fn guarded(v: &str) -> String {
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_owned() }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map(guarded).unwrap_or_default()
+}
+
+/// Events in several old days (archived) and recent ones (online), plus a late event for
+/// an archived day that is still online: every kind of source an export merges.
+async fn archived_and_online(s: &Service, tenant: &TenantId) -> Vec<Value> {
+    let mut all = day_events("x", &day_ago(200), 40);
+    all.extend(day_events("x", &day_ago(199), 25));
+    all.extend(day_events("x", &day_ago(2), 30));
+    load(&s.store, tenant, &all).await;
+    let report = archive(&s.store, &s.archive, tenant, options()).await;
+    assert_eq!(report.days.len(), 2, "{report:?}");
+    let late = day_events("late", &day_ago(200), 3);
+    load(&s.store, tenant, &late).await;
+    all.extend(late);
+    all
+}
+
+/// The stored form of each raw event, newest first, keeping those the filter matches.
+fn expected(tenant: &TenantId, events: &[Value], query: &str) -> Vec<audit::event::StoredEvent> {
+    let filter = parse_query(query, Extra::Export, Timestamp::now()).unwrap_or_else(|v| panic!("{v:?}")).filter;
+    let mut out: Vec<_> = events
+        .iter()
+        .map(|raw| {
+            Event::validate(raw.clone(), tenant, Timestamp::now())
+                .unwrap_or_else(|v| panic!("{v:?}"))
+                .stamp(Timestamp::now())
+        })
+        .filter(|s| filter.matches(&s.event))
+        .collect();
+    out.sort_by(|a, b| (b.event.occurred_at, &b.event.id).cmp(&(a.event.occurred_at, &a.event.id)));
+    out
+}
+
+fn range() -> (String, String) {
+    (format!("{}T00:00:00Z", day_ago(201)), Timestamp::now().plus_seconds(-3600).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_csv_export_spans_archive_and_online_newest_first() {
+    let s = service().await;
+    let tenant = new_tenant();
+    let all = archived_and_online(&s, &tenant).await;
+    let (from, to) = range();
+    let job = s.export(&tenant, json!({"from": from, "to": to}), 1_000_000).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["truncated"], false);
+    let want = expected(&tenant, &all, &format!("from={from}&to={to}"));
+    assert_eq!(want.len(), 98);
+    assert_eq!(job["rows"], json!(want.len()));
+    let url = job["download_url"].as_str().unwrap_or_default();
+    let (status, bytes) = download(url).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["bytes"], json!(bytes.len()));
+    let (header, rows) = python_csv(&bytes);
+    assert_eq!(header, audit::export_format::CSV_COLUMNS.map(str::to_owned).to_vec());
+    assert_eq!(rows.len(), want.len());
+    for (row, s) in rows.iter().zip(&want) {
+        let raw = serde_json::to_value(s.event.to_json()).unwrap_or_default();
+        let cell = |c: &str| row.get(c).and_then(Value::as_str).unwrap_or_default().to_owned();
+        assert_eq!(cell("id"), guarded(&s.event.id));
+        assert_eq!(cell("occurred_at"), s.event.occurred_at.to_string());
+        for (column, value) in [
+            ("action", &raw["action"]),
+            ("outcome", &raw["outcome"]),
+            ("actor_type", &raw["actor"]["type"]),
+            ("actor_id", &raw["actor"]["id"]),
+            ("actor_name", &raw["actor"]["name"]),
+            ("actor_email", &raw["actor"]["email"]),
+            ("resource_type", &raw["resource"]["type"]),
+            ("resource_id", &raw["resource"]["id"]),
+            ("resource_name", &raw["resource"]["name"]),
+            ("workspace_id", &raw["workspace"]["id"]),
+            ("workspace_name", &raw["workspace"]["name"]),
+            ("source_ip", &raw["source"]["ip"]),
+            ("user_agent", &raw["source"]["user_agent"]),
+            ("request_id", &raw["request_id"]),
+            ("description", &raw["description"]),
+        ] {
+            assert_eq!(cell(column), text(value), "{column} of {}", s.event.id);
+        }
+        assert_eq!(serde_json::from_str::<Value>(&cell("changes")).unwrap_or_default(), raw["changes"]);
+        assert_eq!(serde_json::from_str::<Value>(&cell("metadata")).unwrap_or_default(), raw["metadata"]);
+    }
+    // The awkward values really were there: commas, quotes, newlines, unicode, formulas.
+    let first = &rows[0];
+    assert_eq!(first["resource_name"], "'=SUM(A1)");
+    assert!(first["actor_name"].as_str().is_some_and(|n| n.contains(", \"the\"")));
+    assert!(first["description"].as_str().is_some_and(|d| d.contains('\n') && d.contains('雪')));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filters_and_jsonl_match_the_query_definition() {
+    let s = service().await;
+    let tenant = new_tenant();
+    let all = archived_and_online(&s, &tenant).await;
+    let (from, to) = range();
+    let body = json!({"from": from, "to": to, "action": ["channel.*", "api_key.delete"], "actor": "U3@EXAMPLE.COM", "format": "jsonl"});
+    let job = s.export(&tenant, body, 1_000_000).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let want = expected(
+        &tenant,
+        &all,
+        &format!("from={from}&to={to}&action=channel.*&action=api_key.delete&actor=U3%40EXAMPLE.COM"),
+    );
+    assert!(!want.is_empty());
+    let (_, bytes) = download(job["download_url"].as_str().unwrap_or_default()).await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), want.len());
+    for (line, s) in lines.iter().zip(&want) {
+        let mut expected = s.to_json();
+        expected["received_at"] = line["received_at"].clone();
+        assert_eq!(line, &expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_expire_and_expired_exports_are_gone() {
+    let s = service().await;
+    let tenant = new_tenant();
+    load(&s.store, &tenant, &day_events("e", &day_ago(1), 5)).await;
+    let job = s.export(&tenant, json!({}), 1_000_000).await;
+    let id = job["id"].as_str().unwrap_or_default().to_owned();
+    let url = job["download_url"].as_str().unwrap_or_default();
+    let expires_at = Timestamp::parse(job["expires_at"].as_str().unwrap_or_default()).unwrap_or(Timestamp::MIN);
+    let completed_at = Timestamp::parse(job["completed_at"].as_str().unwrap_or_default()).unwrap_or(Timestamp::MIN);
+    assert_eq!(expires_at, completed_at.plus_seconds(24 * 3600));
+    // The link names its own expiry, which is never past expires_at.
+    let link_expiry: u64 = url
+        .split("X-Amz-Expires=")
+        .nth(1)
+        .and_then(|v| v.split('&').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(link_expiry <= 3600);
+    assert_eq!(download(url).await.0, 200);
+
+    // A link past its own expiry is refused by s3s-fs.
+    let key = format!("exports/{tenant}/{id}.csv");
+    let short = s.exports.presign_get(&key, std::time::Duration::from_secs(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(download(&short).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(download(&short).await.0, 403);
+
+    // Past expires_at: the API says expired, gives no link, and the file is gone.
+    let past = Timestamp::now().plus_seconds(-1).to_string();
+    s.store
+        .client()
+        .update_item()
+        .table_name(env("AUDIT_TABLE"))
+        .key("pk", AttributeValue::S(format!("EXPORTS#{tenant}")))
+        .key("sk", AttributeValue::S(id.clone()))
+        .update_expression("SET expires_at = :p")
+        .expression_attribute_values(":p", AttributeValue::S(past))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let t = token(&tenant, "audit:export");
+    let (status, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "expired");
+    assert_eq!(job["download_url"], Value::Null);
+    assert!(
+        s.exports.get_bytes(&key).await.unwrap_or_else(|e| panic!("{e}")).is_none(),
+        "the expired file is still there"
+    );
+    let (_, again) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(again["status"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn empty_truncated_and_failed_exports() {
+    let s = service().await;
+    let tenant = new_tenant();
+    let all = archived_and_online(&s, &tenant).await;
+    let (from, to) = range();
+
+    // Nothing matches: a header-only file.
+    let none = s.export(&tenant, json!({"from": from, "to": to, "resource_id": "no-such-thing"}), 1_000_000).await;
+    assert_eq!((none["status"].as_str(), none["rows"].as_u64()), (Some("succeeded"), Some(0)));
+    let (_, bytes) = download(none["download_url"].as_str().unwrap_or_default()).await;
+    assert_eq!(bytes, audit::export_format::Format::Csv.header());
+
+    // Over the row limit: the most recent rows, and truncated.
+    let capped = s.export(&tenant, json!({"from": from, "to": to}), 7).await;
+    assert_eq!((capped["rows"].as_u64(), capped["truncated"].as_bool()), (Some(7), Some(true)));
+    let (_, bytes) = download(capped["download_url"].as_str().unwrap_or_default()).await;
+    let (_, rows) = python_csv(&bytes);
+    let want = expected(&tenant, &all, &format!("from={from}&to={to}"));
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    let want_ids: Vec<&str> = want.iter().take(7).map(|s| s.event.id.as_str()).collect();
+    assert_eq!(ids, want_ids);
+
+    // An archived day whose manifest is damaged: the job fails and says why.
+    let manifest = audit::archive::manifest::manifest_key(tenant.as_str(), &day_ago(199));
+    s.archive
+        .put_bytes(&manifest, b"{not json".to_vec(), "application/json", Condition::None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed = s.export(&tenant, json!({"from": from, "to": to}), 1_000_000).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "data_integrity");
+    assert!(failed["error"]["message"].as_str().is_some_and(|m| m.contains(&day_ago(199))), "{failed}");
+    assert_eq!(failed["download_url"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_cannot_see_each_others_exports() {
+    let s = service().await;
+    let (a, b) = (new_tenant(), new_tenant());
+    let events = day_events("iso", &day_ago(1), 4);
+    load(&s.store, &a, &events).await;
+    load(&s.store, &b, &day_events("iso-b", &day_ago(1), 2)).await;
+    let job = s.export(&a, json!({}), 1_000_000).await;
+    let id = job["id"].as_str().unwrap_or_default();
+    // Only A's events are in A's file (its export event, too).
+    let (_, bytes) = download(job["download_url"].as_str().unwrap_or_default()).await;
+    let (_, rows) = python_csv(&bytes);
+    assert!(
+        rows.iter().all(|r| r["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("iso-") && !i.starts_with("iso-b") || i.starts_with("export:"))),
+        "{rows:?}"
+    );
+    let tb = token(&b, "audit:export");
+    let (status, body) = s.get(&tb, &format!("/v1/exports/{id}")).await;
+    assert_eq!(status, 404, "{body}");
+    let (_, list) = s.get(&tb, "/v1/exports").await;
+    assert_eq!(list["items"], json!([]));
+    let ta = token(&a, "audit:export");
+    let (_, list) = s.get(&ta, "/v1/exports").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["items"][0]["id"], json!(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_are_checked_logged_and_queued() {
+    let s = service().await;
+    let tenant = new_tenant();
+    let (status, _) = s.post(None, json!({})).await;
+    assert_eq!(status, 401);
+    let (status, body) = s.post(Some(&token(&tenant, "audit:read")), json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let t = token(&tenant, "audit:export");
+    for (bad, field) in [
+        (json!({"format": "xlsx"}), "format"),
+        (json!({"cursor": "x"}), "cursor"),
+        (json!({"from": 1}), "from"),
+        (json!({"action": "x' OR 1=1"}), "action"),
+        (json!(["x"]), ""),
+    ] {
+        let (status, body) = s.post(Some(&t), bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+        assert!(
+            body["error"]["details"].as_array().into_iter().flatten().any(|d| d["field"] == field),
+            "{bad}: {body}"
+        );
+    }
+    let (status, created) = s.post(Some(&t), json!({"action": "channel.create", "format": "jsonl"})).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    // Queued: the message names the job.
+    let got = s
+        .sqs
+        .receive_message()
+        .queue_url(&s.queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let bodies: Vec<Message> =
+        got.messages().iter().filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok()).collect();
+    assert_eq!(bodies, vec![Message { tenant_id: tenant.to_string(), id: id.clone() }]);
+    let job = (Jobs { store: &s.store }).get(&tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
+    // Logged: an audit_log.export event by the caller, in the caller's tenant.
+    let logged = s.store.get_event(&tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged = logged.unwrap_or_else(|| panic!("no export event"));
+    assert_eq!(logged.event.action, "audit_log.export");
+    assert_eq!(logged.event.actor.id, "tester");
+    assert_eq!(logged.event.metadata.as_ref().and_then(|m| m.get("format")), Some(&json!("jsonl")));
+    // A second run of the same message does nothing more.
+    s.run(&tenant, &id, 10).await;
+    s.run(&tenant, &id, 10).await;
+    let (_, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(job["status"], "succeeded");
+    let (status, _) = s.get(&t, "/v1/exports/not-a-job").await;
+    assert_eq!(status, 404);
+}
