@@ -167,7 +167,7 @@ async fn every_filter_and_page_walk_agrees_with_an_in_memory_oracle() {
         let filter = parse_query(&query, Extra::List, now).map(|p| p.filter).unwrap_or_else(|e| panic!("{e:?}"));
         let asc = rng.random_bool(0.5);
         let limit = if rng.random_bool(0.8) { rng.random_range(1..15) } else { rng.random_range(15..=100) };
-        let mut expected: Vec<&Event> = evs.iter().filter(|e| filter.matches(e)).collect();
+        let mut expected: Vec<&Event> = evs.iter().filter(|e| filter.matches(*e)).collect();
         expected.sort_by(|x, y| (x.occurred_at, &x.id).cmp(&(y.occurred_at, &y.id)));
         if !asc {
             expected.reverse();
