@@ -22,8 +22,12 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Lines handed from the validating thread to the writing thread at a time.
+/// Lines handed from a validating thread to the writing thread at a time.
 const CHUNK: usize = 1024;
+/// Validating threads.
+const VALIDATORS: usize = 2;
+
+type Chunk = anyhow::Result<Vec<(usize, StoredEvent)>>;
 
 /// What a conversion did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,31 +90,40 @@ pub fn jsonl_to_parquet(input: &Path, output: &Path) -> anyhow::Result<Converted
 
     let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
     let mut writer = PartWriter::new(BufWriter::with_capacity(1 << 20, out))?;
-    // Two stages on two threads: reading and validating lines, and encoding Parquet.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<(usize, StoredEvent)>>>(4);
+    // Validating (parse, rules, RFC 8785, SHA-256) costs more than encoding, so it runs on
+    // VALIDATORS threads, each taking every VALIDATORS-th chunk; the encoder takes the
+    // chunks back in order from their channels in turn.
+    let channels: Vec<_> = (0..VALIDATORS).map(|_| std::sync::mpsc::sync_channel::<Chunk>(2)).collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let file = &file;
         let entries = &entries;
-        scope.spawn(move || {
-            let mut buf = Vec::new();
-            for chunk in entries.chunks(CHUNK) {
-                let parsed: anyhow::Result<Vec<(usize, StoredEvent)>> = chunk
-                    .iter()
-                    .map(|e| {
-                        buf.resize(e.len as usize, 0);
-                        file.read_exact_at(&mut buf, e.offset)?;
-                        let stored = parse_line(&buf, e, now).with_context(|| format!("line {}", e.line_no))?;
-                        Ok((e.line_no, stored))
-                    })
-                    .collect();
-                let failed = parsed.is_err();
-                if tx.send(parsed).is_err() || failed {
-                    return;
+        for (k, tx) in senders.into_iter().enumerate() {
+            scope.spawn(move || {
+                let mut buf = Vec::new();
+                for chunk in entries.chunks(CHUNK).skip(k).step_by(VALIDATORS) {
+                    let parsed: anyhow::Result<Vec<(usize, StoredEvent)>> = chunk
+                        .iter()
+                        .map(|e| {
+                            buf.resize(e.len as usize, 0);
+                            file.read_exact_at(&mut buf, e.offset)?;
+                            let stored = parse_line(&buf, e, now).with_context(|| format!("line {}", e.line_no))?;
+                            Ok((e.line_no, stored))
+                        })
+                        .collect();
+                    let failed = parsed.is_err();
+                    if tx.send(parsed).is_err() || failed {
+                        return;
+                    }
                 }
-            }
-        });
+            });
+        }
+        // Owned here, so an early return drops them and unblocks the validators.
+        let receivers = receivers;
+        let in_order = (0..entries.len().div_ceil(CHUNK)).map(|i| receivers[i % VALIDATORS].recv());
         let mut previous: Option<(usize, StoredEvent)> = None;
-        for batch in rx {
+        for batch in in_order {
+            let batch = batch.map_err(|_| anyhow::anyhow!("a validating thread stopped"))?;
             for (line_no, stored) in batch? {
                 // Repeats of one (tenant, id) are adjacent here: the same event twice is
                 // stored once, as the service does; different content is a conflict.

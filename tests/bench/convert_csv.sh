@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Benchmark: `auditlog convert day.parquet out.csv` beside DuckDB's
+# `COPY (SELECT * ... ORDER BY occurred_at DESC) TO ... (FORMAT csv, HEADER)` on the same
+# archive part, runs interleaved; prints median wall time and peak memory of each.
+# usage: tests/bench/convert_csv.sh [N]   (default: 1000000 events)
+set -euo pipefail
+# shellcheck source=infra/local/lib.sh
+source "$(dirname "$0")/../../infra/local/lib.sh"
+cd "$ROOT"
+ensure_tools
+cargo build --release --quiet -p audit-shared --bin auditlog
+BENCH="$ROOT/../shared/bench"
+WORK=$(mktemp -d "$LOCAL/convert-csv.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+RUNS=${RUNS:-3}
+n=${1:-1000000}
+
+measure() { # label cmd... -> "label seconds maxrss_kb"
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+  echo "$label $(cat "$WORK/time")"
+}
+
+python3 "$BENCH/gen_events.py" "$n" --tenants 1 --days 1 >"$WORK/events.jsonl"
+target/release/auditlog convert "$WORK/events.jsonl" "$WORK/day.parquet" 2>/dev/null
+rm "$WORK/events.jsonl"
+: >"$WORK/results"
+for _ in $(seq "$RUNS"); do
+  measure ours target/release/auditlog convert "$WORK/day.parquet" "$WORK/ours.csv" >>"$WORK/results"
+  measure duckdb "$VENV/bin/python" "$BENCH/ref_csv_duckdb.py" "$WORK/day.parquet" "$WORK/duckdb.csv" >>"$WORK/results"
+done
+"$VENV/bin/python" - "$WORK" "$n" <<'PY'
+import os, statistics, sys
+work, n = sys.argv[1], int(sys.argv[2])
+rows = [l.split() for l in open(os.path.join(work, "results"))]
+med = {k: (statistics.median(float(r[1]) for r in rows if r[0] == k), statistics.median(int(r[2]) for r in rows if r[0] == k)) for k in ("ours", "duckdb")}
+for k, (t, m) in med.items():
+    size = os.path.getsize(os.path.join(work, f"{k}.csv"))
+    print(f"parquet->csv {n} rows: {k:6s} median {t:6.2f} s ({n / t:8.0f} rows/s), peak {m / 1024:7.0f} MiB, file {size / 1e6:6.1f} MB")
+o, d = med["ours"], med["duckdb"]
+print(f"parquet->csv {n} rows: throughput vs duckdb {d[0] / o[0]:.2f}x; memory vs duckdb {o[1] / d[1]:.2f}")
+PY
