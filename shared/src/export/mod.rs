@@ -463,3 +463,18 @@ pub async fn poll_once(
     }
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_queue_event_carries_a_job_message() {
+        let event: SqsEvent = serde_json::from_str(include_str!("../../../events/sqs-export.json"))
+            .unwrap_or_else(|e| panic!("not an SQS event: {e}"));
+        let body = event.records[0].body.as_deref().unwrap_or_default();
+        let message: Message = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
+        assert!(TenantId::parse(&message.tenant_id).is_ok());
+        assert!(serde_json::from_str::<Message>(r#"{"tenant_id": "t", "id": "x", "extra": 1}"#).is_err());
+    }
+}
