@@ -10,7 +10,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use tokio::io::AsyncWriteExt;
 
 /// Objects up to this size go up in one PUT; larger ones in parts of this size.
 pub const MULTIPART_CHUNK: u64 = 16 * 1024 * 1024;
@@ -95,75 +94,25 @@ impl Bucket {
     /// # Errors
     /// [`BlobError`] when S3 refuses after retries; a failed multipart upload is aborted.
     pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
-        let size = tokio::fs::metadata(path).await?.len();
-        if size <= MULTIPART_CHUNK {
-            let body = ByteStream::from_path(path).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-            self.client
-                .put_object()
-                .bucket(&self.name)
-                .key(key)
-                .content_type(content_type)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| failed("PutObject", key, &e))?;
-            return Ok(());
+        use std::io::Read;
+        let mut upload = Upload::new(self, key, content_type, None);
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = Vec::new();
+        let result = async {
+            loop {
+                let room = MULTIPART_CHUNK - buf.len() as u64;
+                if (&mut file).take(room).read_to_end(&mut buf)? == 0 {
+                    break;
+                }
+                upload.offer(&mut buf).await?;
+            }
+            upload.finish(std::mem::take(&mut buf)).await
         }
-        let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.name)
-            .key(key)
-            .content_type(content_type)
-            .send()
-            .await
-            .map_err(|e| failed("CreateMultipartUpload", key, &e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(key, path, size, &upload_id).await;
+        .await;
         if result.is_err() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.name).key(key).upload_id(&upload_id).send().await;
+            upload.abort().await;
         }
-        result
-    }
-
-    async fn upload_parts(&self, key: &str, path: &Path, size: u64, upload_id: &str) -> Result<(), BlobError> {
-        let mut parts = Vec::new();
-        let mut offset = 0;
-        let mut number = 1;
-        while offset < size {
-            let len = MULTIPART_CHUNK.min(size - offset);
-            let body = ByteStream::read_from()
-                .path(path)
-                .offset(offset)
-                .length(aws_sdk_s3::primitives::Length::Exact(len))
-                .build()
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let out = self
-                .client
-                .upload_part()
-                .bucket(&self.name)
-                .key(key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| failed("UploadPart", key, &e))?;
-            parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
-            offset += len;
-            number += 1;
-        }
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.name)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-            .send()
-            .await
-            .map_err(|e| failed("CompleteMultipartUpload", key, &e))?;
-        Ok(())
+        result.map(|_| ())
     }
 
     /// Writes a small object under `condition`.
@@ -187,15 +136,27 @@ impl Bucket {
         Ok(())
     }
 
-    /// A small object's bytes and ETag, or `None` when it does not exist.
-    ///
-    /// # Errors
-    /// [`BlobError`] on any other failure.
-    pub async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, BlobError> {
+    /// Reads an object, or a range of it, through `feed` into what `init` makes, starting
+    /// over when the body breaks mid-stream. `None` when the object does not exist.
+    async fn read<S>(
+        &self,
+        key: &str,
+        range: Option<&str>,
+        init: impl Fn() -> std::io::Result<S>,
+        feed: impl Fn(&mut S, &[u8]) -> std::io::Result<()>,
+    ) -> Result<Option<(S, String)>, BlobError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+            let mut out = match self
+                .client
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .set_range(range.map(str::to_owned))
+                .send()
+                .await
+            {
                 Ok(out) => out,
                 Err(e) => {
                     return match failed("GetObject", key, &e) {
@@ -205,12 +166,37 @@ impl Bucket {
                 }
             };
             let etag = out.e_tag().unwrap_or_default().to_owned();
-            match out.body.collect().await {
-                Ok(b) => return Ok(Some((b.into_bytes().to_vec(), etag))),
-                Err(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
-                Err(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            let mut sink = init()?;
+            let broke = loop {
+                match out.body.try_next().await {
+                    Ok(Some(chunk)) => feed(&mut sink, &chunk)?,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match broke {
+                None => return Ok(Some((sink, etag))),
+                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
+                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
             }
         }
+    }
+
+    /// A small object's bytes and ETag, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`BlobError`] on any other failure.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, BlobError> {
+        self.read(
+            key,
+            None,
+            || Ok(Vec::new()),
+            |v, chunk| {
+                v.extend_from_slice(chunk);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Streams an object through SHA-256: its size and hex digest, or `None` if absent.
@@ -218,36 +204,19 @@ impl Bucket {
     /// # Errors
     /// [`BlobError`] on failure.
     pub async fn hash(&self, key: &str) -> Result<Option<(u64, String)>, BlobError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut out = match self.client.get_object().bucket(&self.name).key(key).send().await {
-                Ok(out) => out,
-                Err(e) => {
-                    return match failed("GetObject", key, &e) {
-                        BlobError::NotFound(_) => Ok(None),
-                        other => Err(other),
-                    };
-                }
-            };
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            let broke = loop {
-                match out.body.try_next().await {
-                    Ok(Some(chunk)) => {
-                        size += chunk.len() as u64;
-                        hasher.update(&chunk);
-                    }
-                    Ok(None) => break None,
-                    Err(e) => break Some(e),
-                }
-            };
-            match broke {
-                None => return Ok(Some((size, hex::encode(hasher.finalize())))),
-                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
-                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
-            }
-        }
+        let read = self
+            .read(
+                key,
+                None,
+                || Ok((Sha256::new(), 0u64)),
+                |(h, n), chunk| {
+                    h.update(chunk);
+                    *n += chunk.len() as u64;
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(read.map(|((h, n), _)| (n, hex::encode(h.finalize()))))
     }
 
     /// Downloads an object to a local file, streaming.
@@ -255,34 +224,11 @@ impl Bucket {
     /// # Errors
     /// [`BlobError`] on failure, including [`BlobError::NotFound`].
     pub async fn download(&self, key: &str, path: &Path) -> Result<(), BlobError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut out = self
-                .client
-                .get_object()
-                .bucket(&self.name)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| failed("GetObject", key, &e))?;
-            let mut file = tokio::fs::File::create(path).await?;
-            let broke = loop {
-                match out.body.try_next().await {
-                    Ok(Some(chunk)) => file.write_all(&chunk).await?,
-                    Ok(None) => break None,
-                    Err(e) => break Some(e),
-                }
-            };
-            match broke {
-                None => {
-                    file.flush().await?;
-                    return Ok(());
-                }
-                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "download broke; starting again"),
-                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
-            }
-        }
+        use std::io::Write;
+        let read = self.read(key, None, || std::fs::File::create(path), |f, chunk| f.write_all(chunk)).await?;
+        let (mut file, _) = read.ok_or_else(|| BlobError::NotFound(key.to_owned()))?;
+        file.flush()?;
+        Ok(())
     }
 
     /// The last `n` bytes of an object.
@@ -302,24 +248,18 @@ impl Bucket {
     }
 
     async fn range(&self, key: &str, range: &str) -> Result<Vec<u8>, BlobError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.name)
-                .key(key)
-                .range(range)
-                .send()
-                .await
-                .map_err(|e| failed("GetObject", key, &e))?;
-            match out.body.collect().await {
-                Ok(b) => return Ok(b.into_bytes().to_vec()),
-                Err(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
-                Err(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
-            }
-        }
+        let read = self
+            .read(
+                key,
+                Some(range),
+                || Ok(Vec::new()),
+                |v, chunk| {
+                    v.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .await?;
+        read.map(|(v, _)| v).ok_or_else(|| BlobError::NotFound(key.to_owned()))
     }
 
     /// The row count a Parquet object's footer declares, read with two ranged GETs.
@@ -391,20 +331,21 @@ pub struct Upload<'a> {
     bucket: &'a Bucket,
     key: String,
     content_type: String,
-    disposition: String,
+    disposition: Option<String>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     bytes: u64,
 }
 
 impl<'a> Upload<'a> {
+    /// `filename`: what a browser saves a download as.
     #[must_use]
-    pub fn new(bucket: &'a Bucket, key: &str, content_type: &str, filename: &str) -> Self {
+    pub fn new(bucket: &'a Bucket, key: &str, content_type: &str, filename: Option<&str>) -> Self {
         Self {
             bucket,
             key: key.to_owned(),
             content_type: content_type.to_owned(),
-            disposition: format!("attachment; filename=\"{filename}\""),
+            disposition: filename.map(|f| format!("attachment; filename=\"{f}\"")),
             upload_id: None,
             parts: Vec::new(),
             bytes: 0,
@@ -435,7 +376,7 @@ impl<'a> Upload<'a> {
                     .bucket(&self.bucket.name)
                     .key(&self.key)
                     .content_type(&self.content_type)
-                    .content_disposition(&self.disposition)
+                    .set_content_disposition(self.disposition.clone())
                     .send()
                     .await
                     .map_err(|e| failed("CreateMultipartUpload", &self.key, &e))?;
@@ -476,7 +417,7 @@ impl<'a> Upload<'a> {
                 .bucket(&self.bucket.name)
                 .key(&self.key)
                 .content_type(&self.content_type)
-                .content_disposition(&self.disposition)
+                .set_content_disposition(self.disposition.clone())
                 .body(ByteStream::from(rest))
                 .send()
                 .await

@@ -256,6 +256,24 @@ fn is_segment(s: &str) -> bool {
 }
 
 impl Filter {
+    /// Everything in `[from, to)`, no other filter.
+    #[must_use]
+    pub fn range(from: Timestamp, to: Timestamp) -> Self {
+        Self {
+            from,
+            to,
+            actors: Vec::new(),
+            actions: Vec::new(),
+            resource_type: None,
+            resource_id: None,
+            workspace: None,
+            outcome: None,
+            q: None,
+            from_given: true,
+            to_given: true,
+        }
+    }
+
     /// Whether an event (stored online or read from the archive) passes every filter: the
     /// definition the planner's key conditions and filter expressions must agree with.
     #[must_use]

@@ -17,6 +17,7 @@ pub mod export_format;
 pub mod filter;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod index_stream;
 pub mod ingest;
 pub mod item;
 pub mod keys;

@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let stored = Event::validate(raw, &tenant, now).map_err(|v| anyhow::anyhow!("{v:?}"))?.stamp(now);
             let item = audit::item::to_item(&stored, 0, &stored.hash);
-            requests.push(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build()?).build());
+            requests
+                .push(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build()?).build());
         }
         let batches = requests.chunks(25).map(|b| {
             let (client, table) = (&client, &table);

@@ -34,10 +34,8 @@ use registry::{Pending, Phase, Registry, RegistryError};
 use serde::Serialize;
 use std::io::BufWriter;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-/// How long a run holds a tenant before another run may take over (renewed every day).
-const LEASE: Duration = Duration::from_secs(20 * 60);
 /// Ids read back from a part per delete round.
 const DELETE_CHUNK: usize = 4_096;
 /// Events checked against the base table at once when adding to an archived day.
@@ -115,10 +113,6 @@ pub struct Archiver<'a> {
     pub registry: Registry<'a>,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl<'a> Archiver<'a> {
     #[must_use]
     pub fn new(store: &'a Store, bucket: &'a Bucket, options: Options) -> Self {
@@ -163,8 +157,7 @@ impl<'a> Archiver<'a> {
         deadline: Option<Instant>,
         report: &mut Report,
     ) -> Result<(), ArchiveError> {
-        let lease_secs = i64::try_from(LEASE.as_secs()).unwrap_or(i64::MAX);
-        self.registry.lease(tenant, unix_now(), unix_now() + lease_secs).await?;
+        self.registry.lease(tenant).await?;
         let result = self.tenant_leased(tenant, now, deadline, report).await;
         if let Err(e) = self.registry.release(tenant).await {
             tracing::warn!(%tenant, error = %e, "could not release the archive lease; it expires by itself");
@@ -187,7 +180,6 @@ impl<'a> Archiver<'a> {
             head = self.resume(tenant, &p, head).await?;
             report.resumed += 1;
         }
-        let lease_secs = i64::try_from(LEASE.as_secs()).unwrap_or(i64::MAX);
         // Days done in this run are not visited again: an index can still list items this
         // run deleted a moment ago. Later late events wait for the next run.
         let mut after: Option<String> = None;
@@ -201,7 +193,7 @@ impl<'a> Archiver<'a> {
             else {
                 return Ok(());
             };
-            self.registry.lease(tenant, unix_now(), unix_now() + lease_secs).await?;
+            self.registry.lease(tenant).await?;
             if let Some(done) = self.day(tenant, settings.shards, &day, &mut head).await? {
                 tracing::info!(%tenant, date = %done.date, rows = done.rows, seq = done.seq, "day archived");
                 report.days.push(done);

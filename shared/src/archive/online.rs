@@ -2,14 +2,18 @@
 //! in (occurred_at, id) order merged across write shards, and batched deletes.
 
 use crate::event::StoredEvent;
-use crate::item::{self, Item};
+use crate::filter::Filter;
+use crate::index_stream::IndexStream;
+use crate::item;
 use crate::keys::{self, BY_TIME};
+use crate::planner::Expr;
 use crate::retry::retry;
 use crate::store::{Store, StoreError};
 use crate::tenant::TenantId;
+use crate::timestamp::Timestamp;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
 use futures::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// Items per Query page of a day read, across all shards together: bounds the memory a
 /// merge holds whatever the shard count.
@@ -72,33 +76,18 @@ pub async fn earliest_day(
     Ok(earliest)
 }
 
-struct Shard {
-    pk: String,
-    buf: VecDeque<Item>,
-    next: Option<HashMap<String, AttributeValue>>,
-    started: bool,
-}
-
-/// One tenant-day's online events in (occurred_at, id) order, one page per shard at a time.
+/// One tenant-day's online events in (occurred_at, id) order, merged across shards.
 pub struct DayStream<'a> {
-    store: &'a Store,
-    day: String,
-    shards: Vec<Shard>,
-    limit: i32,
+    inner: IndexStream<'a>,
 }
 
 impl<'a> DayStream<'a> {
     #[must_use]
     pub fn new(store: &'a Store, tenant: &TenantId, shards: u16, day: &str) -> Self {
-        let n = usize::from(shards.max(1));
-        Self {
-            store,
-            day: day.to_owned(),
-            shards: (0..shards.max(1))
-                .map(|i| Shard { pk: keys::time_pk(tenant, i), buf: VecDeque::new(), next: None, started: false })
-                .collect(),
-            limit: i32::try_from((PAGE_ITEMS_TOTAL / n).max(50)).unwrap_or(50),
-        }
+        let from = Timestamp::parse(&format!("{day}T00:00:00Z")).unwrap_or(Timestamp::MIN);
+        let filter = Filter::range(from, from.plus_seconds(86_400));
+        let partitions = (0..shards.max(1)).map(|s| keys::time_pk(tenant, s)).collect();
+        Self { inner: IndexStream::new(store, BY_TIME, partitions, &filter, Expr::default(), true, PAGE_ITEMS_TOTAL) }
     }
 
     /// The next event, or `None` at the end of the day.
@@ -106,54 +95,10 @@ impl<'a> DayStream<'a> {
     /// # Errors
     /// [`StoreError`], including an item whose content does not match its hash.
     pub async fn next(&mut self) -> Result<Option<StoredEvent>, StoreError> {
-        loop {
-            let empty: Vec<usize> = (0..self.shards.len())
-                .filter(|&i| {
-                    let s = &self.shards[i];
-                    s.buf.is_empty() && (!s.started || s.next.is_some())
-                })
-                .collect();
-            if empty.is_empty() {
-                break;
-            }
-            let pages = futures::future::join_all(empty.iter().map(|&i| self.fetch(i))).await;
-            for (&i, page) in empty.iter().zip(pages) {
-                let (items, next) = page?;
-                let shard = &mut self.shards[i];
-                shard.buf.extend(items);
-                shard.next = next;
-                shard.started = true;
-            }
+        match self.inner.next().await? {
+            Some(it) => Ok(Some(item::from_item(&it)?)),
+            None => Ok(None),
         }
-        let ts = |s: &Shard| s.buf.front().and_then(|it| item::string(it, keys::TS).ok()).cloned();
-        let best = (0..self.shards.len()).filter_map(|i| ts(&self.shards[i]).map(|t| (t, i))).min().map(|(_, i)| i);
-        let Some(i) = best else { return Ok(None) };
-        let Some(it) = self.shards[i].buf.pop_front() else { return Ok(None) };
-        Ok(Some(item::from_item(&it)?))
-    }
-
-    async fn fetch(&self, i: usize) -> Result<(Vec<Item>, Option<HashMap<String, AttributeValue>>), StoreError> {
-        let shard = &self.shards[i];
-        let start = shard.next.clone();
-        let run = retry(self.store.backoff(), "Query archive day", || {
-            self.store
-                .client()
-                .query()
-                .table_name(self.store.table())
-                .index_name(BY_TIME.name)
-                .key_condition_expression("#pk = :pk AND #ts BETWEEN :lo AND :hi")
-                .expression_attribute_names("#pk", BY_TIME.pk)
-                .expression_attribute_names("#ts", keys::TS)
-                .expression_attribute_values(":pk", s(&shard.pk))
-                .expression_attribute_values(":lo", s(&self.day))
-                .expression_attribute_values(":hi", s(&format!("{}\u{10FFFF}", self.day)))
-                .limit(self.limit)
-                .set_exclusive_start_key(start.clone())
-                .send()
-        })
-        .await;
-        let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 }
 

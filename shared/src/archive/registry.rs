@@ -12,12 +12,15 @@ use crate::store::{Store, StoreError};
 use crate::tenant::TenantId;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const SEQ: &str = "archive_seq";
 const HEAD: &str = "archive_head";
 const PENDING: &str = "archive_pending";
 const LEASE: &str = "archive_lease";
 const LEASE_UNTIL: &str = "archive_lease_until";
+/// How long a run holds a tenant before another run may take over; renewed every day.
+const LEASE_SECONDS: u64 = 20 * 60;
 
 /// Where an archive step stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,53 +87,32 @@ impl Registry<'_> {
             .collect())
     }
 
-    /// Takes (or renews) the tenant's lease until `until` (Unix seconds).
+    /// Takes (or renews) the tenant's lease for `LEASE_SECONDS`.
     ///
     /// # Errors
     /// [`RegistryError::Busy`] when another run holds an unexpired lease.
-    pub async fn lease(&self, tenant: &TenantId, now: i64, until: i64) -> Result<(), RegistryError> {
-        let run = retry(self.store.backoff(), "UpdateItem archive lease", || {
-            self.store
-                .client()
-                .update_item()
-                .table_name(self.store.table())
-                .set_key(Some(key(tenant)))
-                .update_expression("SET #l = :me, #u = :until")
-                .condition_expression("attribute_not_exists(#u) OR #u < :now OR #l = :me")
-                .expression_attribute_names("#l", LEASE)
-                .expression_attribute_names("#u", LEASE_UNTIL)
-                .expression_attribute_values(":me", s(&self.owner))
-                .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
-                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-                .send()
-        })
-        .await;
-        self.conditional(run.result, tenant)
+    pub async fn lease(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.update(
+            tenant,
+            "SET #l = :me, #u = :until",
+            "attribute_not_exists(#u) OR #u < :now OR #l = :me",
+            vec![
+                (":until", AttributeValue::N((now + LEASE_SECONDS).to_string())),
+                (":now", AttributeValue::N(now.to_string())),
+            ],
+        )
+        .await
     }
 
-    /// Gives the lease back.
+    /// Gives the lease back; one that already lapsed is not an error.
     ///
     /// # Errors
-    /// [`StoreError`]; losing a lease that already lapsed is not an error.
+    /// [`StoreError`].
     pub async fn release(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let run = retry(self.store.backoff(), "UpdateItem archive release", || {
-            self.store
-                .client()
-                .update_item()
-                .table_name(self.store.table())
-                .set_key(Some(key(tenant)))
-                .update_expression("REMOVE #l, #u")
-                .condition_expression("#l = :me")
-                .expression_attribute_names("#l", LEASE)
-                .expression_attribute_names("#u", LEASE_UNTIL)
-                .expression_attribute_values(":me", s(&self.owner))
-                .send()
-        })
-        .await;
-        match run.result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(StoreError::from_sdk(&e)),
+        match self.update(tenant, "REMOVE #l, #u", "#l = :me", vec![]).await {
+            Ok(()) | Err(RegistryError::Busy(_)) => Ok(()),
+            Err(RegistryError::Store(e)) => Err(e),
         }
     }
 
@@ -165,22 +147,7 @@ impl Registry<'_> {
             ("seq".into(), AttributeValue::N(p.seq.to_string())),
             ("phase".into(), s("manifest")),
         ]));
-        let run = retry(self.store.backoff(), "UpdateItem archive begin", || {
-            self.store
-                .client()
-                .update_item()
-                .table_name(self.store.table())
-                .set_key(Some(key(tenant)))
-                .update_expression("SET #p = :p")
-                .condition_expression("#l = :me AND attribute_not_exists(#p)")
-                .expression_attribute_names("#p", PENDING)
-                .expression_attribute_names("#l", LEASE)
-                .expression_attribute_values(":me", s(&self.owner))
-                .expression_attribute_values(":p", pending.clone())
-                .send()
-        })
-        .await;
-        self.conditional(run.result, tenant)
+        self.update(tenant, "SET #p = :p", "#l = :me AND attribute_not_exists(#p)", vec![(":p", pending)]).await
     }
 
     /// The manifest of the pending step is stored: it becomes the chain's head.
@@ -188,26 +155,13 @@ impl Registry<'_> {
     /// # Errors
     /// [`RegistryError::Busy`] if the lease was lost or the step changed.
     pub async fn advance(&self, tenant: &TenantId, p: &Pending) -> Result<(), RegistryError> {
-        let run = retry(self.store.backoff(), "UpdateItem archive advance", || {
-            self.store
-                .client()
-                .update_item()
-                .table_name(self.store.table())
-                .set_key(Some(key(tenant)))
-                .update_expression("SET #s = :seq, #h = :sha, #p.phase = :delete")
-                .condition_expression("#l = :me AND #p.manifest = :sha")
-                .expression_attribute_names("#s", SEQ)
-                .expression_attribute_names("#h", HEAD)
-                .expression_attribute_names("#p", PENDING)
-                .expression_attribute_names("#l", LEASE)
-                .expression_attribute_values(":me", s(&self.owner))
-                .expression_attribute_values(":seq", AttributeValue::N(p.seq.to_string()))
-                .expression_attribute_values(":sha", s(&p.manifest))
-                .expression_attribute_values(":delete", s("delete"))
-                .send()
-        })
-        .await;
-        self.conditional(run.result, tenant)
+        self.update(
+            tenant,
+            "SET #s = :seq, #h = :sha, #p.phase = :delete",
+            "#l = :me AND #p.manifest = :sha",
+            vec![(":seq", AttributeValue::N(p.seq.to_string())), (":sha", s(&p.manifest)), (":delete", s("delete"))],
+        )
+        .await
     }
 
     /// The pending step is over (finished, or abandoned before its manifest was written).
@@ -215,36 +169,43 @@ impl Registry<'_> {
     /// # Errors
     /// [`RegistryError::Busy`] if the lease was lost or the step changed.
     pub async fn finish(&self, tenant: &TenantId, p: &Pending) -> Result<(), RegistryError> {
-        let run = retry(self.store.backoff(), "UpdateItem archive finish", || {
+        self.update(tenant, "REMOVE #p", "#l = :me AND #p.manifest = :sha", vec![(":sha", s(&p.manifest))]).await
+    }
+
+    /// One conditional update of the registry item; `:me` is this run's lease owner.
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        expression: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), RegistryError> {
+        let names: HashMap<String, String> =
+            [("#s", SEQ), ("#h", HEAD), ("#p", PENDING), ("#l", LEASE), ("#u", LEASE_UNTIL)]
+                .into_iter()
+                .filter(|(n, _)| expression.contains(n) || condition.contains(n))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+        let mut values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if condition.contains(":me") || expression.contains(":me") {
+            values.insert(":me".into(), s(&self.owner));
+        }
+        let run = retry(self.store.backoff(), "UpdateItem archive registry", || {
             self.store
                 .client()
                 .update_item()
                 .table_name(self.store.table())
                 .set_key(Some(key(tenant)))
-                .update_expression("REMOVE #p")
-                .condition_expression("#l = :me AND #p.manifest = :sha")
-                .expression_attribute_names("#p", PENDING)
-                .expression_attribute_names("#l", LEASE)
-                .expression_attribute_values(":me", s(&self.owner))
-                .expression_attribute_values(":sha", s(&p.manifest))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
                 .send()
         })
         .await;
-        self.conditional(run.result, tenant)
-    }
-
-    fn conditional<T, E, R>(
-        &self,
-        result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
-        tenant: &TenantId,
-    ) -> Result<(), RegistryError>
-    where
-        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
-        R: crate::retry::HasStatus + std::fmt::Debug,
-    {
-        match result {
+        match run.result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => {
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Err(RegistryError::Busy(tenant.to_string()))
             }
             Err(e) => Err(StoreError::from_sdk(&e).into()),

@@ -18,21 +18,18 @@ pub mod request;
 use crate::archive::manifest::{self, Manifest, PartEntry};
 use crate::blob::{BlobError, Bucket, Upload};
 use crate::filter::Filter;
-use crate::item::{self, Item};
-use crate::keys::{self, Index};
+use crate::index_stream::IndexStream;
+use crate::item;
 use crate::parquet_reader::{Batch, Part, Span};
-use crate::planner::{self, Expr};
-use crate::reader::{ReadStats, index_query, resolve};
-use crate::retry::retry;
+use crate::planner;
+use crate::reader::{ReadStats, resolve};
 use crate::row::Row;
 use crate::store::{Store, StoreError};
 use crate::tenant::TenantId;
 use crate::timestamp::Timestamp;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::AttributeValue;
 use job::{Job, Jobs};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
 
 /// Items per Query page of the online stream, across all partitions together.
 const PAGE_ITEMS_TOTAL: usize = 1_000;
@@ -123,7 +120,7 @@ impl Exporter<'_> {
     async fn produce(&self, job: &Job) -> Result<Produced, ExportError> {
         let filter = request::stored_filter(&job.query).map_err(|v| ExportError::BadJob(format!("{v:?}")))?;
         let filename = format!("audit-export-{}.{}", job.id, job.format.as_str());
-        let mut upload = Upload::new(self.exports, &job.object_key(), job.format.content_type(), &filename);
+        let mut upload = Upload::new(self.exports, &job.object_key(), job.format.content_type(), Some(&filename));
         let result = self.write(job, &filter, &mut upload).await;
         if result.is_err() {
             upload.abort().await;
@@ -171,22 +168,10 @@ impl Exporter<'_> {
     }
 }
 
-struct Partition {
-    pk: String,
-    buf: VecDeque<Item>,
-    next: Option<HashMap<String, AttributeValue>>,
-    started: bool,
-}
-
-/// The online events matching a filter, newest first, merged across the plan's
-/// partitions.
+/// The online events matching a filter, newest first, over the query planner's path.
 struct OnlineStream<'a> {
-    store: &'a Store,
-    index: Index,
+    inner: IndexStream<'a>,
     filter: Filter,
-    expr: Expr,
-    partitions: Vec<Partition>,
-    limit: i32,
 }
 
 impl<'a> OnlineStream<'a> {
@@ -194,64 +179,20 @@ impl<'a> OnlineStream<'a> {
         let settings = store.tenant_settings(tenant).await?;
         let path = planner::choose(filter);
         let resolved = resolve(store, tenant, settings, path, filter, &mut ReadStats::default()).await?;
-        let partitions: Vec<Partition> = planner::partitions(path, tenant, settings.shards, filter, &resolved)
-            .into_iter()
-            .map(|pk| Partition { pk, buf: VecDeque::new(), next: None, started: false })
-            .collect();
-        let limit = i32::try_from((PAGE_ITEMS_TOTAL / partitions.len().max(1)).max(50)).unwrap_or(50);
-        Ok(Self {
-            store,
-            index: path.index(),
-            filter: filter.clone(),
-            expr: planner::expression(filter),
-            partitions,
-            limit,
-        })
+        let partitions = planner::partitions(path, tenant, settings.shards, filter, &resolved);
+        let expr = planner::expression(filter);
+        let inner = IndexStream::new(store, path.index(), partitions, filter, expr, false, PAGE_ITEMS_TOTAL);
+        Ok(Self { inner, filter: filter.clone() })
     }
 
     async fn next(&mut self) -> Result<Option<Row<'static>>, StoreError> {
-        loop {
-            let empty: Vec<usize> = (0..self.partitions.len())
-                .filter(|&i| {
-                    let p = &self.partitions[i];
-                    p.buf.is_empty() && (!p.started || p.next.is_some())
-                })
-                .collect();
-            if !empty.is_empty() {
-                let pages = futures::future::join_all(empty.iter().map(|&i| self.fetch(i))).await;
-                for (&i, page) in empty.iter().zip(pages) {
-                    let (items, next) = page?;
-                    let p = &mut self.partitions[i];
-                    p.buf.extend(items);
-                    p.next = next;
-                    p.started = true;
-                }
-                continue;
-            }
-            let ts = |p: &Partition| p.buf.front().and_then(|it| item::string(it, keys::TS).ok()).cloned();
-            let newest = (0..self.partitions.len()).filter_map(|i| ts(&self.partitions[i]).map(|t| (t, i))).max();
-            let Some((_, i)) = newest else { return Ok(None) };
-            let Some(it) = self.partitions[i].buf.pop_front() else { return Ok(None) };
+        while let Some(it) = self.inner.next().await? {
             let stored = item::from_item(&it)?;
             if self.filter.matches(&stored.event) {
                 return Ok(Some(Row::from_stored(&stored).into_owned()));
             }
         }
-    }
-
-    async fn fetch(&self, i: usize) -> Result<(Vec<Item>, Option<HashMap<String, AttributeValue>>), StoreError> {
-        let p = &self.partitions[i];
-        let start = p.next.clone();
-        let run = retry(self.store.backoff(), "Query export page", || {
-            index_query(self.store, self.index, &p.pk, &self.filter, &self.expr)
-                .scan_index_forward(false)
-                .limit(self.limit)
-                .set_exclusive_start_key(start.clone())
-                .send()
-        })
-        .await;
-        let out = run.result.map_err(|e| StoreError::from_sdk(&e))?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        Ok(None)
     }
 }
 
