@@ -366,6 +366,10 @@ impl<'a> Upload<'a> {
         if (buf.len() as u64) < MULTIPART_CHUNK {
             return Ok(());
         }
+        self.send_part(std::mem::take(buf)).await
+    }
+
+    async fn send_part(&mut self, body: Vec<u8>) -> Result<(), BlobError> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
@@ -386,7 +390,6 @@ impl<'a> Upload<'a> {
             }
         };
         let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
-        let body = std::mem::take(buf);
         self.bytes += body.len() as u64;
         let out = self
             .bucket
@@ -425,22 +428,7 @@ impl<'a> Upload<'a> {
             return Ok(self.bytes);
         };
         if !rest.is_empty() {
-            let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
-            self.bytes += rest.len() as u64;
-            let out = self
-                .bucket
-                .client
-                .upload_part()
-                .bucket(&self.bucket.name)
-                .key(&self.key)
-                .upload_id(&upload_id)
-                .part_number(number)
-                .body(ByteStream::from(rest))
-                .send()
-                .await
-                .map_err(|e| failed("UploadPart", &self.key, &e))?;
-            self.parts
-                .push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+            self.send_part(rest).await?;
         }
         self.bucket
             .client

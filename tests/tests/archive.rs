@@ -455,3 +455,31 @@ async fn a_day_of_two_hundred_thousand_events() {
     assert_eq!(online_ids(&store, &tenant, 1).await.len(), 0);
     assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 200_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_file_goes_up_in_parts_and_reads_back_whole() {
+    let bucket = bucket(None).await;
+    let scratch = audit::scratch::Scratch::new(".bin");
+    // 2.5 parts of pseudo-random bytes.
+    let size = usize::try_from(audit::blob::MULTIPART_CHUNK * 5 / 2).unwrap_or(0);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(scratch.path(), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let key = format!("test/{}.bin", uuid::Uuid::now_v7());
+    bucket.put_file(&key, scratch.path(), "application/octet-stream").await.unwrap_or_else(|e| panic!("{e}"));
+    let local = audit::blob::hash_file(scratch.path()).unwrap_or_else(|e| panic!("{e}"));
+    let remote = bucket.hash(&key).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(remote, Some(local));
+    let tail = bucket.tail(&key, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tail, bytes[size - 10..].to_vec());
+    let middle = bucket.read_range(&key, 100, 200).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(middle, bytes[100..200].to_vec());
+    bucket.delete(&key).await.unwrap_or_else(|e| panic!("{e}"));
+}
