@@ -11,8 +11,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-/// Objects up to this size go up in one PUT; larger ones in parts of this size.
-pub const MULTIPART_CHUNK: u64 = 16 * 1024 * 1024;
+/// Objects up to this size go up in one PUT; larger ones in parts of this size (S3's
+/// minimum is 5 MiB; 10,000 parts of this size allow 80 GiB).
+pub const MULTIPART_CHUNK: u64 = 8 * 1024 * 1024;
 /// Whole-object reads retried after a broken stream.
 const READ_ATTEMPTS: u32 = 3;
 
