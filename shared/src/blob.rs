@@ -8,6 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub enum BlobError {
     Precondition(String),
     #[error("S3 {op} {key}: {message}")]
     Failed { op: &'static str, key: String, message: String },
+    #[error("not Parquet: {0}")]
+    NotParquet(String),
     #[error("local file: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -263,21 +266,28 @@ impl Bucket {
         read.map(|(v, _)| v).ok_or_else(|| BlobError::NotFound(key.to_owned()))
     }
 
-    /// The row count a Parquet object's footer declares, read with two ranged GETs.
+    /// A Parquet object's footer, read with two ranged GETs (its length, then itself).
     ///
     /// # Errors
-    /// [`BlobError`] on failure or when the object is not Parquet.
-    pub async fn parquet_rows(&self, key: &str) -> Result<u64, BlobError> {
-        let not_parquet = |why: String| BlobError::Failed { op: "GetObject", key: key.into(), message: why };
+    /// [`BlobError::NotParquet`] when the object has no valid footer, or a read failure.
+    pub async fn parquet_footer(&self, key: &str) -> Result<ParquetMetaData, BlobError> {
+        let not_parquet = |why: String| BlobError::NotParquet(format!("{key}: {why}"));
         let end = self.tail(key, 8).await?;
         if end.len() != 8 || &end[4..] != b"PAR1" {
             return Err(not_parquet("no Parquet footer".into()));
         }
         let len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
         let footer = self.tail(key, len + 8).await?;
-        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer[..footer.len() - 8])
-            .map_err(|e| not_parquet(e.to_string()))?;
-        u64::try_from(meta.file_metadata().num_rows()).map_err(|e| not_parquet(e.to_string()))
+        ParquetMetaDataReader::decode_metadata(&footer[..footer.len() - 8]).map_err(|e| not_parquet(e.to_string()))
+    }
+
+    /// The row count a Parquet object's footer declares.
+    ///
+    /// # Errors
+    /// As [`Bucket::parquet_footer`].
+    pub async fn parquet_rows(&self, key: &str) -> Result<u64, BlobError> {
+        let meta = self.parquet_footer(key).await?;
+        u64::try_from(meta.file_metadata().num_rows()).map_err(|e| BlobError::NotParquet(format!("{key}: {e}")))
     }
 
     /// Every object under `prefix`.

@@ -210,13 +210,10 @@ struct PartCursor {
 
 impl PartCursor {
     async fn open(bucket: &Bucket, key: String, entry: &PartEntry, filter: &Filter) -> Result<Self, ExportError> {
-        let end = bucket.tail(&key, 8).await?;
-        if end.len() != 8 || &end[4..] != b"PAR1" {
-            return Err(ExportError::Archive(format!("{key} is not Parquet")));
-        }
-        let len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
-        let footer = bucket.tail(&key, len + 8).await?;
-        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer[..footer.len() - 8])?;
+        let meta = bucket.parquet_footer(&key).await.map_err(|e| match e {
+            BlobError::NotParquet(why) => ExportError::Archive(why),
+            other => ExportError::Blob(other),
+        })?;
         let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
         if rows != entry.rows {
             return Err(ExportError::Archive(format!("{key} holds {rows} rows; its manifest says {}", entry.rows)));
@@ -318,11 +315,9 @@ impl<'a> ArchiveStream<'a> {
     async fn next(&mut self) -> Result<Option<Row<'static>>, ExportError> {
         loop {
             let newest = (0..self.heads.len())
-                .filter_map(|i| {
-                    self.heads[i].as_ref().map(|r| (r.occurred_at, r.get(crate::row::col::ID).unwrap_or_default(), i))
-                })
+                .filter_map(|i| self.heads[i].as_ref().map(|r| (r.key(), i)))
                 .max()
-                .map(|(_, _, i)| i);
+                .map(|(_, i)| i);
             let Some(i) = newest else {
                 self.cursors.clear();
                 self.heads.clear();
