@@ -6,7 +6,20 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-GEN = ROOT.parent / "shared" / "bench" / "gen_events.py"
+
+
+def _shared():
+    """`../shared` beside the clone, or beside the main checkout when this is a git worktree."""
+    beside = ROOT.parent / "shared"
+    if beside.exists():
+        return beside
+    common = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return pathlib.Path(common).parent.parent / "shared" if common else beside
+
+
+SHARED = _shared()
+GEN = SHARED / "bench" / "gen_events.py"
 
 
 @pytest.fixture(scope="session")
