@@ -95,16 +95,19 @@ stop_stack() { # DIR
   rm -f "$1/pids"
 }
 
-# start_app_stack: for benchmarks. A private stack on free ports plus the release build of
-# the local runner; exports the stack's environment and STATE; stops all on exit.
+# start_app_stack [PROFILE]: a private stack on free ports plus the local runner built with
+# PROFILE (release, the default, for benchmarks; dev for API checkers); exports the
+# stack's environment and STATE; stops all on exit.
 start_app_stack() {
-  cargo build --release --quiet -p audit-local
+  local profile=${1:-release} dir=release
+  [ "$profile" = dev ] && dir=debug
+  cargo build --profile "$profile" --quiet -p audit-local
   STATE=$(mktemp -d "$LOCAL/bench.XXXXXX")
   trap 'stop_stack "$STATE"; rm -rf "$STATE"' EXIT
   AUDIT_PORT=$(free_port) start_stack "$STATE"
   # shellcheck disable=SC1091
   source "$STATE/env"
-  RUST_LOG=warn target/release/audit-local >"$STATE/app.log" 2>&1 &
+  RUST_LOG=warn "target/$dir/audit-local" >"$STATE/app.log" 2>&1 &
   echo $! >>"$STATE/pids"
   wait_port "$AUDIT_PORT" "the API"
 }

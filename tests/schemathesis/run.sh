@@ -19,15 +19,8 @@ cd "$ROOT"
 SPEC=implemented
 if [ "${1:-}" = "--target" ]; then SPEC=target; shift; fi
 ensure_tools
-cargo build --quiet -p audit-local -p audit-shared --bin audit-local --bin auditlog
-STATE=$(mktemp -d "$LOCAL/schemathesis.XXXXXX")
-trap 'stop_stack "$STATE"; rm -rf "$STATE"' EXIT
-AUDIT_PORT=$(free_port) start_stack "$STATE"
-# shellcheck disable=SC1091
-source "$STATE/env"
-RUST_LOG=warn target/debug/audit-local >"$STATE/app.log" 2>&1 &
-echo $! >>"$STATE/pids"
-wait_port "$AUDIT_PORT" "the API"
+start_app_stack dev
+cargo build --quiet -p audit-shared --bin auditlog
 API="http://127.0.0.1:$AUDIT_PORT"
 
 # A tenant of its own with something to read: events of the last minutes (so the default
