@@ -33,9 +33,12 @@ def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+JWT_HEADER = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+
+
 def token(tenant, scope="audit:read audit:export", ttl=3600):
     """An HS256 JWT as the API expects (contract section 2), signed here with the stack's secret."""
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    header = JWT_HEADER
     claims = {"tenant": tenant, "sub": "console-test", "scope": scope, "exp": int(time.time()) + ttl}
     body = b64(json.dumps(claims).encode())
     mac = hmac.new(os.environ["AUDIT_JWT_SECRET"].encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
@@ -209,6 +212,8 @@ def page(context):
     """A page that fails the test on an uncaught error, a dialog, or a blocked resource."""
     pg = context.new_page()
     problems = []
+    urls = []
+    pg.on("request", lambda r: urls.append(r.url))
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     pg.set_default_timeout(10_000)
@@ -216,6 +221,9 @@ def page(context):
     if not pg.is_closed():
         problems += [f"CSP: {v}" for v in pg.evaluate("window.__csp || []")]
         assert pg.evaluate("window.__xss") == 0, "injected code ran"
+        assert pg.evaluate("localStorage.length + sessionStorage.length") == 0, "the page stored something"
+    # No token rides in a URL (the /console fragment never leaves the browser).
+    assert not [u for u in urls if JWT_HEADER in u], "a token went into a URL"
     assert not problems, problems
 
 
