@@ -18,7 +18,7 @@ export class ApiError extends Error {
 }
 
 /** The `exp` claim of a JWT, read without verifying it (only to word an error), in ms. */
-export function tokenExpiry(token) {
+function tokenExpiry(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const exp = JSON.parse(atob(part)).exp;

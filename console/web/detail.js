@@ -23,10 +23,6 @@ export class Detail {
     this.el = this.dialog;
   }
 
-  get isOpen() {
-    return this.dialog.open;
-  }
-
   close() {
     if (this.dialog.open) this.dialog.close();
   }
