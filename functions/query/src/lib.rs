@@ -42,6 +42,7 @@ pub fn app(state: Arc<QueryState>) -> Router {
         .route("/v1/actors", get(actors))
         .route("/healthz", get(healthz))
         .with_state(state)
+        .merge(audit_console::router())
 }
 
 fn invalid(violations: &[audit::event::Violation]) -> ApiError {
