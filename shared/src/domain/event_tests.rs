@@ -9,21 +9,7 @@ fn now() -> Timestamp {
     Timestamp::parse("2026-11-20T12:00:00Z").unwrap_or(Timestamp::MIN)
 }
 
-fn minimal() -> Value {
-    json!({"action": "channel.create", "actor": {"type": "member", "id": "u-1"}})
-}
-
-fn with(patch: Value) -> Value {
-    let mut base = minimal();
-    if let (Value::Object(b), Value::Object(p)) = (&mut base, patch) {
-        for (k, v) in p {
-            b.insert(k, v);
-        }
-    }
-    base
-}
-
-use crate::domain::fixtures::{arb_event, arb_full_event, bad_events, json_value};
+use crate::domain::fixtures::{arb_event, arb_full_event, bad_events, json_value, minimal, with};
 
 #[test]
 fn every_bad_event_is_refused_with_its_reason() {

@@ -9,11 +9,15 @@ use crate::domain::timestamp::Timestamp;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn minimal() -> Value {
+/// The smallest valid event.
+#[must_use]
+pub fn minimal() -> Value {
     json!({"action": "channel.create", "actor": {"type": "member", "id": "u-1"}})
 }
 
-fn with(patch: Value) -> Value {
+/// [`minimal`] with `patch`'s members set.
+#[must_use]
+pub fn with(patch: Value) -> Value {
     let mut base = minimal();
     if let (Value::Object(b), Value::Object(p)) = (&mut base, patch) {
         for (k, v) in p {

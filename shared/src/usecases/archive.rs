@@ -24,7 +24,7 @@ use crate::formats::parquet_write::PartWriter;
 use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventDeleter, EventIndex, EventReader};
 use crate::ports::{RegistryError, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
-use crate::usecases::merge::{Fetch, Merge, PartitionStream};
+use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream};
 use serde::Serialize;
 use std::io::BufWriter;
 use std::path::Path;
@@ -279,23 +279,9 @@ impl Archiver {
         let filter = Filter::range(from, from.plus_seconds(86_400));
         let per_read = (PAGE_ITEMS_TOTAL / usize::from(shards.max(1))).max(50);
         let fetch = Fetch { first: per_read, most: per_read };
-        let streams = (0..shards.max(1))
-            .map(|shard| {
-                let partition = Partition::new(shard, None);
-                PartitionStream::new(
-                    &*self.stores.index,
-                    tenant,
-                    ReadPath::Time,
-                    &filter,
-                    Order::Asc,
-                    partition,
-                    None,
-                    false,
-                    fetch,
-                )
-            })
-            .collect();
-        let mut stream = Merge::new(streams, Order::Asc);
+        let path = ReadPath::Time;
+        let read = IndexRead { index: &*self.stores.index, tenant, path, filter: &filter, order: Order::Asc, fetch };
+        let mut stream = read.merge((0..shards.max(1)).map(|shard| Partition::new(shard, None)));
         let mut parts: Vec<(PartEntry, Scratch)> = Vec::new();
         loop {
             let scratch = Scratch::new(".parquet");

@@ -70,6 +70,52 @@ impl<S: Sorted + ?Sized> Sorted for Box<S> {
     }
 }
 
+/// A stream that yields its items one at a time, in key order; [`Ahead`] makes it
+/// [`Sorted`].
+#[async_trait]
+pub trait Pull: Send {
+    type Item: Keyed + Send;
+    type Error: Send;
+
+    /// The next item, or `None` at the end.
+    async fn pull(&mut self) -> Result<Option<Self::Item>, Self::Error>;
+}
+
+/// A [`Pull`] stream with its next item at hand.
+pub struct Ahead<P: Pull> {
+    inner: P,
+    head: Option<P::Item>,
+    done: bool,
+}
+
+impl<P: Pull> Ahead<P> {
+    #[must_use]
+    pub fn new(inner: P) -> Self {
+        Self { inner, head: None, done: false }
+    }
+}
+
+#[async_trait]
+impl<P: Pull> Sorted for Ahead<P> {
+    type Item = P::Item;
+    type Error = P::Error;
+
+    fn head(&self) -> Option<&P::Item> {
+        self.head.as_ref()
+    }
+    fn pop(&mut self) -> Option<P::Item> {
+        self.head.take()
+    }
+    fn exhausted(&self) -> bool {
+        self.done
+    }
+    async fn fill(&mut self) -> Result<(), P::Error> {
+        self.head = self.inner.pull().await?;
+        self.done = self.head.is_none();
+        Ok(())
+    }
+}
+
 /// Streams merged into one, in `order`.
 pub struct Merge<S> {
     streams: Vec<S>,
@@ -140,13 +186,47 @@ pub struct Fetch {
     pub most: usize,
 }
 
-/// One index partition read page by page, in `order`.
+/// What every stream of one merge reads: one path of a tenant's index, filtered, in one
+/// order, so many `limit`s at a time.
+#[derive(Clone, Copy)]
+pub struct IndexRead<'a> {
+    pub index: &'a dyn EventIndex,
+    pub tenant: &'a TenantId,
+    pub path: Path,
+    pub filter: &'a Filter,
+    pub order: Order,
+    pub fetch: Fetch,
+}
+
+impl<'a> IndexRead<'a> {
+    /// One partition's stream, from `after` (exclusive); `done` for one a previous page
+    /// finished.
+    #[must_use]
+    pub fn stream(&self, partition: Partition, after: Option<EventKey>, done: bool) -> PartitionStream<'a> {
+        PartitionStream {
+            read: *self,
+            partition,
+            after,
+            evaluated: None,
+            started: false,
+            exhausted: done,
+            buf: VecDeque::new(),
+            limit: self.fetch.first.max(1),
+            requests: 0,
+            items_read: 0,
+        }
+    }
+
+    /// The partitions merged, each read from its start.
+    #[must_use]
+    pub fn merge(&self, partitions: impl IntoIterator<Item = Partition>) -> Merge<PartitionStream<'a>> {
+        Merge::new(partitions.into_iter().map(|p| self.stream(p, None, false)).collect(), self.order)
+    }
+}
+
+/// One index partition read page by page.
 pub struct PartitionStream<'a> {
-    index: &'a dyn EventIndex,
-    tenant: &'a TenantId,
-    path: Path,
-    filter: &'a Filter,
-    order: Order,
+    read: IndexRead<'a>,
     partition: Partition,
     /// Where the stream resumes (a cursor's position), before the first read.
     after: Option<EventKey>,
@@ -156,47 +236,12 @@ pub struct PartitionStream<'a> {
     exhausted: bool,
     buf: VecDeque<StoredEvent>,
     limit: usize,
-    most: usize,
     /// Reads made and items they read, for a page's cost.
     pub requests: u32,
     pub items_read: u32,
 }
 
-impl<'a> PartitionStream<'a> {
-    /// Reads `partition` of `path` from `after` (exclusive); `done` for one a previous page
-    /// finished.
-    #[allow(clippy::too_many_arguments)]
-    #[must_use]
-    pub fn new(
-        index: &'a dyn EventIndex,
-        tenant: &'a TenantId,
-        path: Path,
-        filter: &'a Filter,
-        order: Order,
-        partition: Partition,
-        after: Option<EventKey>,
-        done: bool,
-        fetch: Fetch,
-    ) -> Self {
-        Self {
-            index,
-            tenant,
-            path,
-            filter,
-            order,
-            partition,
-            after,
-            evaluated: None,
-            started: false,
-            exhausted: done,
-            buf: VecDeque::new(),
-            limit: fetch.first.max(1),
-            most: fetch.most.max(fetch.first).max(1),
-            requests: 0,
-            items_read: 0,
-        }
-    }
-
+impl PartitionStream<'_> {
     #[must_use]
     pub fn partition(&self) -> &Partition {
         &self.partition
@@ -238,21 +283,22 @@ impl Sorted for PartitionStream<'_> {
     }
 
     async fn fill(&mut self) -> Result<(), StoreError> {
+        let r = &self.read;
         let after = if self.started { self.evaluated.as_ref() } else { self.after.as_ref() };
         let q = IndexQuery {
-            tenant: self.tenant,
-            path: self.path,
+            tenant: r.tenant,
+            path: r.path,
             partition: &self.partition,
-            filter: self.filter,
-            order: self.order,
+            filter: r.filter,
+            order: r.order,
             after,
             limit: self.limit,
         };
-        let page = self.index.page(&q).await?;
+        let page = r.index.page(&q).await?;
         self.requests += 1;
         self.items_read += page.read;
         if page.events.len() < self.limit && page.last_evaluated.is_some() {
-            self.limit = (self.limit * 8).min(self.most);
+            self.limit = (self.limit * 8).min(r.fetch.most.max(r.fetch.first));
         }
         self.started = true;
         self.exhausted = page.last_evaluated.is_none();

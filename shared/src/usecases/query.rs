@@ -12,7 +12,7 @@ use crate::domain::retention::online_start;
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{Catalogs, EventIndex, EventReader, IndexQuery, StoreError, Tenants};
-use crate::usecases::merge::{Fetch, Merge, PartitionStream};
+use crate::usecases::merge::{Fetch, IndexRead, Merge};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -124,12 +124,8 @@ impl Query {
         // whether a next page exists, without reading far past what the page returns.
         let first = (parsed.limit + 1).div_ceil(live) + usize::from(live > 1);
         let fetch = Fetch { first, most: MAX_FETCH };
-        let streams = positions
-            .into_iter()
-            .map(|s| {
-                PartitionStream::new(&*self.index, tenant, path, &filter, order, s.partition, s.after, s.done, fetch)
-            })
-            .collect();
+        let read = IndexRead { index: &*self.index, tenant, path, filter: &filter, order, fetch };
+        let streams = positions.into_iter().map(|s| read.stream(s.partition, s.after, s.done)).collect();
         let mut merge = Merge::new(streams, order);
         let mut items = Vec::with_capacity(parsed.limit);
         let mut taken: Vec<Option<EventKey>> = vec![None; merge.streams().len()];

@@ -9,7 +9,7 @@ use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, Batch, Part, Span};
 use crate::ports::BlobStore;
 use crate::usecases::export::ExportError;
-use crate::usecases::merge::{Merge, Sorted};
+use crate::usecases::merge::{Ahead, Merge, Pull};
 use async_trait::async_trait;
 
 /// One archived part, read newest first, one row group at a time.
@@ -24,8 +24,6 @@ pub struct PartRows<'a> {
     batches: Vec<Batch>,
     /// Rows left in the last batch.
     left: usize,
-    head: Option<Row<'static>>,
-    done: bool,
 }
 
 impl<'a> PartRows<'a> {
@@ -46,44 +44,27 @@ impl<'a> PartRows<'a> {
         let row_groups = (0..part.row_groups())
             .filter(|&rg| part.time_range(rg).is_none_or(|(lo, hi)| hi >= from && lo < to))
             .collect();
-        let (batches, left, head, done) = (Vec::new(), 0, None, false);
-        Ok(Self { bucket, columns, key, size: entry.bytes, part, row_groups, batches, left, head, done })
+        Ok(Self { bucket, columns, key, size: entry.bytes, part, row_groups, batches: Vec::new(), left: 0 })
     }
 }
 
 #[async_trait]
-impl Sorted for PartRows<'_> {
+impl Pull for PartRows<'_> {
     type Item = Row<'static>;
     type Error = ExportError;
 
-    fn head(&self) -> Option<&Row<'static>> {
-        self.head.as_ref()
-    }
-
-    fn pop(&mut self) -> Option<Row<'static>> {
-        self.head.take()
-    }
-
-    fn exhausted(&self) -> bool {
-        self.done
-    }
-
-    async fn fill(&mut self) -> Result<(), ExportError> {
+    async fn pull(&mut self) -> Result<Option<Row<'static>>, ExportError> {
         loop {
             if let Some(batch) = self.batches.last() {
                 if self.left > 0 {
                     self.left -= 1;
-                    self.head = Some(batch.row(self.left).into_owned());
-                    return Ok(());
+                    return Ok(Some(batch.row(self.left).into_owned()));
                 }
                 self.batches.pop();
                 self.left = self.batches.last().map_or(0, Batch::len);
                 continue;
             }
-            let Some(rg) = self.row_groups.pop() else {
-                self.done = true;
-                return Ok(());
-            };
+            let Some(rg) = self.row_groups.pop() else { return Ok(None) };
             let (start, len) = self.part.byte_range(rg);
             let data = self.bucket.read_range(&self.key, start, start + len).await?;
             let span = Span { offset: start, data: bytes::Bytes::from(data), file_len: self.size };
@@ -101,9 +82,7 @@ pub struct ArchiveRows<'a> {
     columns: Option<&'static [&'static str]>,
     /// Archived days in range, oldest first (taken from the end).
     days: Vec<String>,
-    day: Option<Merge<PartRows<'a>>>,
-    head: Option<Row<'static>>,
-    done: bool,
+    day: Option<Merge<Ahead<PartRows<'a>>>>,
 }
 
 impl<'a> ArchiveRows<'a> {
@@ -128,11 +107,11 @@ impl<'a> ArchiveRows<'a> {
             .filter(|d| *d >= first && *d <= last)
             .collect();
         days.sort();
-        Ok(Self { bucket, tenant, filter, columns, days, day: None, head: None, done: false })
+        Ok(Self { bucket, tenant, filter, columns, days, day: None })
     }
 
     /// The parts of `day` that overlap the range, merged.
-    async fn open_day(&self, day: &str) -> Result<Merge<PartRows<'a>>, ExportError> {
+    async fn open_day(&self, day: &str) -> Result<Merge<Ahead<PartRows<'a>>>, ExportError> {
         let key = manifest::manifest_key(self.tenant.as_str(), day);
         let mut parts = Vec::new();
         if let Some((bytes, _)) = self.bucket.get_bytes(&key).await? {
@@ -147,7 +126,7 @@ impl<'a> ArchiveRows<'a> {
                     continue;
                 }
                 let part_key = format!("{}{}", manifest::day_prefix(self.tenant.as_str(), day), entry.name);
-                parts.push(PartRows::open(self.bucket, self.columns, part_key, entry, self.filter).await?);
+                parts.push(Ahead::new(PartRows::open(self.bucket, self.columns, part_key, entry, self.filter).await?));
             }
         }
         Ok(Merge::new(parts, Order::Desc))
@@ -155,38 +134,20 @@ impl<'a> ArchiveRows<'a> {
 }
 
 #[async_trait]
-impl Sorted for ArchiveRows<'_> {
+impl Pull for ArchiveRows<'_> {
     type Item = Row<'static>;
     type Error = ExportError;
 
-    fn head(&self) -> Option<&Row<'static>> {
-        self.head.as_ref()
-    }
-
-    fn pop(&mut self) -> Option<Row<'static>> {
-        self.head.take()
-    }
-
-    fn exhausted(&self) -> bool {
-        self.done
-    }
-
-    async fn fill(&mut self) -> Result<(), ExportError> {
+    async fn pull(&mut self) -> Result<Option<Row<'static>>, ExportError> {
         loop {
             if let Some(day) = &mut self.day {
                 match day.next().await? {
-                    Some((_, row)) if self.filter.matches(&row) => {
-                        self.head = Some(row);
-                        return Ok(());
-                    }
+                    Some((_, row)) if self.filter.matches(&row) => return Ok(Some(row)),
                     Some(_) => continue,
                     None => self.day = None,
                 }
             }
-            let Some(day) = self.days.pop() else {
-                self.done = true;
-                return Ok(());
-            };
+            let Some(day) = self.days.pop() else { return Ok(None) };
             self.day = Some(self.open_day(&day).await?);
         }
     }

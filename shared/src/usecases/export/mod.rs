@@ -27,7 +27,7 @@ use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
 use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, ExportJobs, StoreError, Tenants, Upload};
-use crate::usecases::merge::{Merge, Sorted};
+use crate::usecases::merge::{Ahead, Merge, Sorted};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -166,10 +166,9 @@ impl Exporter {
 
     async fn write(&self, job: &Job, filter: &Filter, upload: &mut dyn Upload) -> Result<Produced, ExportError> {
         let settings = self.tenants.settings(&job.tenant).await?;
-        let online: Side<'_> =
-            Box::new(online::OnlineRows::open(&*self.catalogs, &*self.index, &job.tenant, settings, filter).await?);
-        let archived: Side<'_> =
-            Box::new(archived::ArchiveRows::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?);
+        let online = online::OnlineRows::open(&*self.catalogs, &*self.index, &job.tenant, settings, filter).await?;
+        let archived = archived::ArchiveRows::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;
+        let (online, archived): (Side<'_>, Side<'_>) = (Box::new(Ahead::new(online)), Box::new(Ahead::new(archived)));
         // Online first: on equal keys its copy is the one kept.
         let mut merged = Merge::new(vec![online, archived], Order::Desc);
         let mut buf = job.format.header();

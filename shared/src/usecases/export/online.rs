@@ -6,7 +6,7 @@ use crate::domain::row::Row;
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::ports::{Catalogs, EventIndex};
 use crate::usecases::export::ExportError;
-use crate::usecases::merge::{Fetch, Merge, PartitionStream, Sorted};
+use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream, Pull};
 use crate::usecases::query::plan_partitions;
 use async_trait::async_trait;
 
@@ -16,8 +16,6 @@ const PAGE_ITEMS_TOTAL: usize = 1_000;
 pub struct OnlineRows<'a> {
     merge: Merge<PartitionStream<'a>>,
     filter: &'a Filter,
-    head: Option<Row<'static>>,
-    done: bool,
 }
 
 impl<'a> OnlineRows<'a> {
@@ -33,40 +31,23 @@ impl<'a> OnlineRows<'a> {
         let (path, partitions) = plan_partitions(catalogs, tenant, settings, filter, &mut 0).await?;
         let per_read = (PAGE_ITEMS_TOTAL / partitions.len().max(1)).max(50);
         let fetch = Fetch { first: per_read, most: per_read };
-        let streams = partitions
-            .into_iter()
-            .map(|p| PartitionStream::new(index, tenant, path, filter, Order::Desc, p, None, false, fetch))
-            .collect();
-        Ok(Self { merge: Merge::new(streams, Order::Desc), filter, head: None, done: false })
+        let read = IndexRead { index, tenant, path, filter, order: Order::Desc, fetch };
+        Ok(Self { merge: read.merge(partitions), filter })
     }
 }
 
 #[async_trait]
-impl Sorted for OnlineRows<'_> {
+impl Pull for OnlineRows<'_> {
     type Item = Row<'static>;
     type Error = ExportError;
 
-    fn head(&self) -> Option<&Row<'static>> {
-        self.head.as_ref()
-    }
-
-    fn pop(&mut self) -> Option<Row<'static>> {
-        self.head.take()
-    }
-
-    fn exhausted(&self) -> bool {
-        self.done
-    }
-
-    async fn fill(&mut self) -> Result<(), ExportError> {
+    async fn pull(&mut self) -> Result<Option<Row<'static>>, ExportError> {
         while let Some((_, stored)) = self.merge.next().await? {
             // The store applied the filters already; this is the definition they follow.
             if self.filter.matches(&stored.event) {
-                self.head = Some(Row::from_stored(&stored).into_owned());
-                return Ok(());
+                return Ok(Some(Row::from_stored(&stored).into_owned()));
             }
         }
-        self.done = true;
-        Ok(())
+        Ok(None)
     }
 }
