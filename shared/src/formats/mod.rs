@@ -10,7 +10,7 @@ pub mod parquet_write;
 pub use export_file::ExportFile;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::domain::event::{Event, StoredEvent};
     use crate::domain::export::Format;
     use crate::domain::fixtures::{arb_event, arb_full_event};
@@ -21,6 +21,17 @@ mod tests {
     use crate::formats::parquet_write::PartWriter;
     use proptest::prelude::*;
     use serde_json::Value;
+
+    /// Stored events in the archive's order, and written as one part.
+    pub(crate) fn part_of(events: impl IntoIterator<Item = StoredEvent>) -> (Vec<StoredEvent>, bytes::Bytes) {
+        let mut stored: Vec<StoredEvent> = events.into_iter().collect();
+        stored.sort_by(|a, b| a.key().cmp(&b.key()));
+        let mut w = PartWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        for s in &stored {
+            w.push(s).unwrap_or_else(|e| panic!("{e}"));
+        }
+        (stored, bytes::Bytes::from(w.finish().unwrap_or_else(|e| panic!("{e}"))))
+    }
 
     /// The event back from a JSON form of it: validated as the service validates, after
     /// taking off what the server added.
@@ -41,9 +52,7 @@ mod tests {
         let event = Event::from_stored(&doc);
         prop_assert_eq!(event.as_ref(), Ok(&stored.event));
         // The flat row, through Parquet, as a JSON-lines line.
-        let mut w = PartWriter::new(Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        w.push(stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let bytes = bytes::Bytes::from(w.finish().map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let (_, bytes) = part_of([stored.clone()]);
         let part = Part::open(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let batches = part.read(bytes.clone(), 0, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let row = batches[0].row(0);

@@ -254,23 +254,15 @@ impl ChunkReader for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::StoredEvent;
     use crate::domain::fixtures::arb_event;
     use crate::domain::timestamp::Timestamp;
-    use crate::formats::parquet_write::PartWriter;
     use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn rows_read_back_equal_the_rows_written(events in proptest::collection::vec(arb_event(), 1..60)) {
-            let mut stored: Vec<StoredEvent> = events.into_iter().map(|e| e.stamp(Timestamp::now())).collect();
-            stored.sort_by(|a, b| (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id)));
-            let mut w = PartWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-            for s in &stored {
-                w.push(s).unwrap_or_else(|e| panic!("{e}"));
-            }
-            let bytes = Bytes::from(w.finish().unwrap_or_else(|e| panic!("{e}")));
+            let (stored, bytes) = crate::formats::tests::part_of(events.into_iter().map(|e| e.stamp(Timestamp::now())));
             let part = Part::open(&bytes).unwrap_or_else(|e| panic!("{e}"));
             prop_assert_eq!(part.row_groups(), 1);
             let (lo, hi) = part.time_range(0).unwrap_or_default();

@@ -178,13 +178,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
         fn rows_read_back_with_the_contract_columns(events in proptest::collection::vec(arb_event(), 1..40)) {
-            let mut stored: Vec<StoredEvent> = events.into_iter().map(|e| e.stamp(Timestamp::now())).collect();
-            stored.sort_by(|a, b| (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id)));
-            let mut w = PartWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-            for s in &stored {
-                w.push(s).unwrap_or_else(|e| panic!("{e}"));
-            }
-            let bytes = bytes::Bytes::from(w.finish().unwrap_or_else(|e| panic!("{e}")));
+            let (stored, bytes) = crate::formats::tests::part_of(events.into_iter().map(|e| e.stamp(Timestamp::now())));
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap_or_else(|e| panic!("{e}"));
             let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
             prop_assert_eq!(names, FIELDS.iter().map(|f| f.column.to_owned()).collect::<Vec<_>>());
