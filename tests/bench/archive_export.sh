@@ -10,7 +10,7 @@ source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
 ensure_tools
 n=${1:-1000000}
-cargo build --release --quiet -p audit-shared --bin auditlog
+cargo build --release --quiet -p audit-cli --bin auditlog
 cargo build --release --quiet -p audit-tests --example bulk_load
 start_app_stack
 WORK="$STATE/work"; mkdir -p "$WORK"

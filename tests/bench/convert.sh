@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
 ensure_tools
-cargo build --release --quiet -p audit-shared --bin auditlog
+cargo build --release --quiet -p audit-cli --bin auditlog
 BENCH="$ROOT/../shared/bench"
 WORK=$(mktemp -d "$LOCAL/convert.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

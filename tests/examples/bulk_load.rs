@@ -5,9 +5,11 @@
 //!
 //! usage: cargo run --release -p audit-tests --example bulk_load -- FILE  (with .local/env)
 
-use audit::event::Event;
-use audit::tenant::TenantId;
-use audit::timestamp::Timestamp;
+use audit::domain::event::Event;
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::ports::TenantRegistry;
+use audit_aws::dynamodb::{Table, item::to_item};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::StreamExt;
 use std::io::BufRead;
@@ -16,9 +18,9 @@ use std::io::BufRead;
 async fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: bulk_load FILE"))?;
     let table = std::env::var("AUDIT_TABLE")?;
-    let sdk = audit::aws::sdk_config().await;
-    let client = audit::aws::dynamodb(&sdk);
-    let store = audit::store::Store::new(client.clone(), &table);
+    let sdk = audit_aws::sdk::sdk_config().await;
+    let client = audit_aws::sdk::dynamodb(&sdk);
+    let store = Table::new(client.clone(), &table);
     let now = Timestamp::now();
     let started = std::time::Instant::now();
     let mut tenants = std::collections::HashSet::new();
@@ -34,10 +36,10 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|t| t.as_str().and_then(|t| TenantId::parse(t).ok()))
                 .ok_or_else(|| anyhow::anyhow!("a line without tenant_id"))?;
             if tenants.insert(tenant.clone()) {
-                store.register_tenant(&tenant, &now.to_string()).await?;
+                store.register(&tenant, now).await?;
             }
             let stored = Event::validate(raw, &tenant, now).map_err(|v| anyhow::anyhow!("{v:?}"))?.stamp(now);
-            let item = audit::item::to_item(&stored, 0, &stored.hash);
+            let item = to_item(&stored, 0, &stored.hash);
             requests
                 .push(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build()?).build());
         }

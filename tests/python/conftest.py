@@ -26,7 +26,7 @@ GEN = SHARED / "bench" / "gen_events.py"
 def auditlog():
     """The auditlog binary, built by infra/local/test before pytest runs."""
     path = ROOT / "target" / "debug" / "auditlog"
-    assert path.exists(), "build it first: cargo build -p audit-shared --bin auditlog"
+    assert path.exists(), "build it first: cargo build -p audit-cli --bin auditlog"
 
     def run(*args, check=True):
         return subprocess.run([str(path), *map(str, args)], capture_output=True, text=True, check=check,

@@ -20,7 +20,7 @@ SPEC=implemented
 if [ "${1:-}" = "--target" ]; then SPEC=target; shift; fi
 ensure_tools
 start_app_stack dev
-cargo build --quiet -p audit-shared --bin auditlog
+cargo build --quiet -p audit-cli --bin auditlog
 API="http://127.0.0.1:$AUDIT_PORT"
 
 # A tenant of its own with something to read: events of the last minutes (so the default

@@ -4,16 +4,15 @@
 
 mod common;
 
-use audit::archive::Options;
-use audit::archive::manifest::{self, Manifest};
-use audit::archive::registry::Registry;
-use audit::archive::verify::verify;
-use audit::blob::{Bucket, Condition};
-use audit::event::Event;
-use audit::keys;
-use audit::store::Store;
-use audit::tenant::{TenantId, TenantSettings};
-use audit::timestamp::Timestamp;
+use audit::domain::event::Event;
+use audit::domain::manifest::{self, Manifest};
+use audit::domain::tenant::{TenantId, TenantSettings};
+use audit::domain::timestamp::Timestamp;
+use audit::ports::{BlobStore, Condition, TenantRegistry, Tenants};
+use audit::usecases::archive::Options;
+use audit::usecases::verify::verify;
+use audit_aws::dynamodb::{Table, keys};
+use audit_aws::s3::Bucket;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use common::data::{archive, bucket, bucket_name, day_ago, day_events, load, options};
 use common::faults::{self, Rule};
@@ -21,28 +20,29 @@ use common::{env, new_tenant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Loads many events fast: BatchWriteItem of the service's own items, several in flight.
-async fn bulk_load(store: &Store, tenant: &TenantId, events: Vec<Value>) {
-    store.register_tenant(tenant, &Timestamp::now().to_string()).await.unwrap_or_else(|e| panic!("{e}"));
+async fn bulk_load(store: &Arc<Table>, tenant: &TenantId, events: Vec<Value>) {
+    store.register(tenant, Timestamp::now()).await.unwrap_or_else(|e| panic!("{e}"));
     let now = Timestamp::now();
     let items: Vec<WriteRequest> = events
         .into_iter()
         .map(|raw| {
             let stored = Event::validate(raw, tenant, now).unwrap_or_else(|e| panic!("{e:?}")).stamp(now);
-            let item = audit::item::to_item(&stored, 0, &stored.hash);
+            let item = audit_aws::dynamodb::item::to_item(&stored, 0, &stored.hash);
             let put = PutRequest::builder().set_item(Some(item)).build().unwrap_or_else(|e| panic!("{e}"));
             WriteRequest::builder().put_request(put).build()
         })
         .collect();
     let table = env("AUDIT_TABLE");
+    let client = common::dynamodb(None).await;
     let batches = items.chunks(25).map(|b| {
-        let (store, table) = (&store, &table);
+        let (client, table) = (&client, &table);
         async move {
             let mut pending = b.to_vec();
             while !pending.is_empty() {
-                let out = store
-                    .client()
+                let out = client
                     .batch_write_item()
                     .request_items(table.clone(), pending.clone())
                     .send()
@@ -56,15 +56,15 @@ async fn bulk_load(store: &Store, tenant: &TenantId, events: Vec<Value>) {
 }
 
 /// The ids of the tenant's online events (a Query of its time index).
-async fn online_ids(store: &Store, tenant: &TenantId, shards: u16) -> Vec<String> {
+async fn online_ids(store: &Table, tenant: &TenantId, shards: u16) -> Vec<String> {
+    let client = common::dynamodb(None).await;
     let mut ids = Vec::new();
     for shard in 0..shards {
         let mut start = None;
         loop {
-            let out = store
-                .client()
+            let out = client
                 .query()
-                .table_name(store.table())
+                .table_name(store.name())
                 .index_name(keys::BY_TIME.name)
                 .key_condition_expression("gt_pk = :p")
                 .expression_attribute_values(":p", AttributeValue::S(keys::time_pk(tenant, shard)))
@@ -101,7 +101,7 @@ fn duckdb_ids(tenant: &TenantId) -> Vec<String> {
 }
 
 /// Every event is in exactly one place: archived once, or online, never both or neither.
-async fn assert_each_event_in_one_place(store: &Store, tenant: &TenantId, all: &[Value], shards: u16) {
+async fn assert_each_event_in_one_place(store: &Table, tenant: &TenantId, all: &[Value], shards: u16) {
     let archived = duckdb_ids(tenant);
     let online = online_ids(store, tenant, shards).await;
     let archived_set: BTreeSet<&String> = archived.iter().collect();
@@ -113,9 +113,8 @@ async fn assert_each_event_in_one_place(store: &Store, tenant: &TenantId, all: &
     assert_eq!(found, expected, "events lost or invented");
 }
 
-async fn assert_verifies(store: &Store, bucket: &Bucket, tenant: &TenantId) -> u64 {
-    let registry = Registry { store, owner: "test-verify".into() };
-    let checked = verify(&registry, bucket, Some(tenant)).await.unwrap_or_else(|e| panic!("{e}"));
+async fn assert_verifies(store: &Table, bucket: &Bucket, tenant: &TenantId) -> u64 {
+    let checked = verify(store, store, bucket, Some(tenant)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(checked.findings, vec![], "verify found problems");
     checked.rows
 }
@@ -125,10 +124,7 @@ async fn old_days_move_to_parquet_exactly_and_recent_ones_stay() {
     let store = common::store(None).await;
     let bucket = bucket(None).await;
     let tenant = new_tenant();
-    store
-        .set_tenant_settings(&tenant, TenantSettings { shards: 3, hot_days: None })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.set_settings(&tenant, TenantSettings { shards: 3, hot_days: None }).await.unwrap_or_else(|e| panic!("{e}"));
     let (d1, d3, recent) = (day_ago(200), day_ago(198), day_ago(2));
     let mut all = day_events("a", &d1, 120);
     all.extend(day_events("a", &d3, 80));
@@ -206,7 +202,7 @@ async fn each_tenant_keeps_its_own_window() {
     let bucket = bucket(None).await;
     let (short, default) = (new_tenant(), new_tenant());
     store
-        .set_tenant_settings(&short, TenantSettings { shards: 1, hot_days: Some(30) })
+        .set_settings(&short, TenantSettings { shards: 1, hot_days: Some(30) })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let day = day_ago(60);
@@ -267,7 +263,7 @@ async fn crash_then_rerun(s3_rule: Option<Rule>, dynamodb_rule: Option<Rule>) {
     let clean_bucket = bucket(None).await;
     let tenant = new_tenant();
     clean_store
-        .set_tenant_settings(&tenant, TenantSettings { shards: 2, hot_days: None })
+        .set_settings(&tenant, TenantSettings { shards: 2, hot_days: None })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut all = day_events("c", &day_ago(120), 300);
@@ -360,13 +356,12 @@ async fn verify_catches_each_kind_of_tampering() {
 
     let t = tenant.as_str();
     let part = format!("{}part-00000.parquet", manifest::day_prefix(t, &days[1]));
-    let registry = Registry { store: &store, owner: "test".into() };
-    let kinds = |checked: audit::archive::verify::Checked| -> Vec<&'static str> {
+    let kinds = |checked: audit::usecases::verify::Checked| -> Vec<&'static str> {
         let mut k: Vec<&'static str> = checked.findings.iter().map(|f| f.kind).collect();
         k.dedup();
         k
     };
-    let check = || async { verify(&registry, &bucket, Some(&tenant)).await.unwrap_or_else(|e| panic!("{e}")) };
+    let check = || async { verify(&*store, &*store, &*bucket, Some(&tenant)).await.unwrap_or_else(|e| panic!("{e}")) };
     let get = |key: String| {
         let bucket = &bucket;
         async move { bucket.get_bytes(&key).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("{key}")).0 }
@@ -459,9 +454,9 @@ async fn a_day_of_two_hundred_thousand_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_file_goes_up_in_parts_and_reads_back_whole() {
     let bucket = bucket(None).await;
-    let scratch = audit::scratch::Scratch::new(".bin");
+    let scratch = audit::usecases::files::Scratch::new(".bin");
     // 2.5 parts of pseudo-random bytes.
-    let size = usize::try_from(audit::blob::MULTIPART_CHUNK * 5 / 2).unwrap_or(0);
+    let size = usize::try_from(audit_aws::s3::MULTIPART_CHUNK * 5 / 2).unwrap_or(0);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let bytes: Vec<u8> = (0..size)
         .map(|_| {
@@ -474,7 +469,7 @@ async fn a_large_file_goes_up_in_parts_and_reads_back_whole() {
     std::fs::write(scratch.path(), &bytes).unwrap_or_else(|e| panic!("{e}"));
     let key = format!("test/{}.bin", uuid::Uuid::now_v7());
     bucket.put_file(&key, scratch.path(), "application/octet-stream").await.unwrap_or_else(|e| panic!("{e}"));
-    let local = audit::blob::hash_file(scratch.path()).unwrap_or_else(|e| panic!("{e}"));
+    let local = audit::usecases::files::hash_file(scratch.path()).unwrap_or_else(|e| panic!("{e}"));
     let remote = bucket.hash(&key).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(remote, Some(local));
     let tail = bucket.tail(&key, 10).await.unwrap_or_else(|e| panic!("{e}"));

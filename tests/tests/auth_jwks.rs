@@ -1,6 +1,6 @@
 //! RS256 tokens verified against a JWKS served over real HTTP on loopback.
 
-use audit::auth::{AuthError, Scope, Verifier};
+use audit_http::auth::{AuthError, Scope, Verifier};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
 
@@ -50,9 +50,9 @@ async fn unknown_kids_tampered_expired_and_hs256_tokens_are_refused() {
         )
     };
     let tampered = parts.join(".");
-    let hs = audit::auth::issue_hs256(
+    let hs = audit_http::auth::issue_hs256(
         "s",
-        &audit::tenant::TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}")),
+        &audit::domain::tenant::TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}")),
         "x",
         "audit:write",
         std::time::Duration::from_secs(60),

@@ -4,14 +4,20 @@
 
 mod common;
 
-use audit::auth::Verifier;
-use audit::blob::{Bucket, Condition};
-use audit::event::Event;
-use audit::export::job::Jobs;
-use audit::export::{Exporter, Message};
-use audit::filter::{Extra, parse_query};
-use audit::tenant::TenantId;
-use audit::timestamp::Timestamp;
+use audit::domain::event::{Event, StoredEvent};
+use audit::domain::export::{Format, Message};
+use audit::domain::filter::{Extra, parse_query};
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::formats::ExportFile;
+use audit::formats::export_file::CSV_COLUMNS;
+use audit::ports::{BlobStore, Condition, EventReader, ExportJobs};
+use audit::usecases::export::Exporter;
+use audit::usecases::export::requests::Exports;
+use audit_aws::dynamodb::Table;
+use audit_aws::s3::Bucket;
+use audit_aws::sqs::Queue;
+use audit_http::Verifier;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::data::{archive, bucket, day_ago, day_events, load, options};
 use common::{env, new_tenant, secret, token};
@@ -20,9 +26,9 @@ use std::sync::Arc;
 
 struct Service {
     base: String,
-    store: audit::store::Store,
-    archive: Bucket,
-    exports: Bucket,
+    store: Arc<Table>,
+    archive: Arc<Bucket>,
+    exports: Arc<Bucket>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 }
@@ -31,7 +37,7 @@ struct Service {
 /// other's messages.
 async fn service() -> Service {
     let sdk = common::sdk().await;
-    let sqs = audit::aws::sqs(&sdk);
+    let sqs = audit_aws::sdk::sqs(&sdk);
     let name = format!("exports-{}", uuid::Uuid::now_v7().simple());
     let queue_url = sqs
         .create_queue()
@@ -41,13 +47,11 @@ async fn service() -> Service {
         .unwrap_or_else(|e| panic!("{e:?}"))
         .queue_url
         .unwrap_or_default();
-    let exports = Bucket::new(audit::aws::s3(&sdk), env("AUDIT_EXPORT_BUCKET"));
+    let exports = Arc::new(Bucket::new(audit_aws::sdk::s3(&sdk), env("AUDIT_EXPORT_BUCKET")));
+    let queue = Arc::new(Queue::new(sqs.clone(), &queue_url));
     let state = Arc::new(export::ExportState {
-        store: common::store(None).await,
+        exports: Exports::on(&common::store(None).await, &queue, &exports),
         verifier: Verifier::new(Some(&secret()), None),
-        exports: exports.clone(),
-        sqs: sqs.clone(),
-        queue_url: queue_url.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -79,7 +83,7 @@ impl Service {
 
     /// Runs the job the way the worker does after the queue delivers it.
     async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
-        let exporter = Exporter { store: &self.store, archive: &self.archive, exports: &self.exports, max_rows };
+        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, max_rows);
         exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -145,7 +149,7 @@ async fn archived_and_online(s: &Service, tenant: &TenantId) -> Vec<Value> {
 }
 
 /// The stored form of each raw event, newest first, keeping those the filter matches.
-fn expected(tenant: &TenantId, events: &[Value], query: &str) -> Vec<audit::event::StoredEvent> {
+fn expected(tenant: &TenantId, events: &[Value], query: &str) -> Vec<StoredEvent> {
     let filter = parse_query(query, Extra::Export, Timestamp::now()).unwrap_or_else(|v| panic!("{v:?}")).filter;
     let mut out: Vec<_> = events
         .iter()
@@ -181,7 +185,7 @@ async fn a_csv_export_spans_archive_and_online_newest_first() {
     assert_eq!(status, 200);
     assert_eq!(job["bytes"], json!(bytes.len()));
     let (header, rows) = python_csv(&bytes);
-    assert_eq!(header, audit::export_format::CSV_COLUMNS.map(str::to_owned).to_vec());
+    assert_eq!(header, CSV_COLUMNS.map(str::to_owned).to_vec());
     assert_eq!(rows.len(), want.len());
     for (row, s) in rows.iter().zip(&want) {
         let raw = serde_json::to_value(s.event.to_json()).unwrap_or_default();
@@ -275,8 +279,8 @@ async fn links_expire_and_expired_exports_are_gone() {
 
     // Past expires_at: the API says expired, gives no link, and the file is gone.
     let past = Timestamp::now().plus_seconds(-1).to_string();
-    s.store
-        .client()
+    common::dynamodb(None)
+        .await
         .update_item()
         .table_name(env("AUDIT_TABLE"))
         .key("pk", AttributeValue::S(format!("EXPORTS#{tenant}")))
@@ -310,7 +314,7 @@ async fn empty_truncated_and_failed_exports() {
     let none = s.export(&tenant, json!({"from": from, "to": to, "resource_id": "no-such-thing"}), 1_000_000).await;
     assert_eq!((none["status"].as_str(), none["rows"].as_u64()), (Some("succeeded"), Some(0)));
     let (_, bytes) = download(none["download_url"].as_str().unwrap_or_default()).await;
-    assert_eq!(bytes, audit::export_format::Format::Csv.header());
+    assert_eq!(bytes, Format::Csv.header());
 
     // Over the row limit: the most recent rows, and truncated.
     let capped = s.export(&tenant, json!({"from": from, "to": to}), 7).await;
@@ -323,7 +327,7 @@ async fn empty_truncated_and_failed_exports() {
     assert_eq!(ids, want_ids);
 
     // An archived day whose manifest is damaged: the job fails and says why.
-    let manifest = audit::archive::manifest::manifest_key(tenant.as_str(), &day_ago(199));
+    let manifest = audit::domain::manifest::manifest_key(tenant.as_str(), &day_ago(199));
     s.archive
         .put_bytes(&manifest, b"{not json".to_vec(), "application/json", Condition::None)
         .await
@@ -403,10 +407,10 @@ async fn requests_are_checked_logged_and_queued() {
     let bodies: Vec<Message> =
         got.messages().iter().filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok()).collect();
     assert_eq!(bodies, vec![Message { tenant_id: tenant.to_string(), id: id.clone() }]);
-    let job = (Jobs { store: &s.store }).get(&tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
+    let job = ExportJobs::get(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
-    let logged = s.store.get_event(&tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged = EventReader::get(&*s.store, &tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
     let logged = logged.unwrap_or_else(|| panic!("no export event"));
     assert_eq!(logged.event.action, "audit_log.export");
     assert_eq!(logged.event.actor.id, "tester");

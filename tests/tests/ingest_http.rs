@@ -2,7 +2,8 @@
 
 mod common;
 
-use audit::fixtures::bad_events;
+use audit::domain::fixtures::bad_events;
+use audit::ports::EventReader;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -59,12 +60,12 @@ async fn a_single_bad_event_is_a_400_with_the_same_body() {
 async fn stored_events_read_back_exactly_with_a_verifiable_hash() {
     let tenant = new_tenant();
     let store = store(None).await;
-    let base = serve(store::clone_of(&store).await).await;
+    let base = serve(store.clone()).await;
     let (status, body) =
         post(&base, Some(&token(&tenant, "audit:write")), event("rb-1", "channel.create").to_string()).await;
     assert_eq!(status, 202, "{body}");
 
-    let stored = store.get_event(&tenant, "rb-1").await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = store.get(&tenant, "rb-1").await.unwrap_or_else(|e| panic!("{e}"));
     let stored = stored.unwrap_or_else(|| panic!("not stored"));
     let json = stored.to_json();
     assert_eq!(json["tenant_id"], tenant.as_str());
@@ -76,14 +77,14 @@ async fn stored_events_read_back_exactly_with_a_verifiable_hash() {
         m.remove("received_at");
         m.remove("hash");
     }
-    assert_eq!(json["hash"], audit::canonical::sha256_hex(&audit::canonical::to_canonical(&unstamped)));
+    assert_eq!(json["hash"], audit::domain::canonical::sha256_hex(&audit::domain::canonical::to_canonical(&unstamped)));
 }
 
 #[tokio::test]
 async fn the_same_batch_twice_is_stored_once_and_a_conflicting_id_is_refused() {
     let tenant = new_tenant();
     let store = store(None).await;
-    let base = serve(store::clone_of(&store).await).await;
+    let base = serve(store.clone()).await;
     let token = token(&tenant, "audit:write");
     let batch =
         json!({"events": (0..40).map(|i| event(&format!("dup-{i}"), "member.invite")).collect::<Vec<_>>()}).to_string();
@@ -96,11 +97,11 @@ async fn the_same_batch_twice_is_stored_once_and_a_conflicting_id_is_refused() {
     assert_eq!(count_events(&tenant).await, 40);
 
     // A different event under an existing id: conflict, the original untouched.
-    let original = store.get_event(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
+    let original = store.get(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
     let (status, body) = post(&base, Some(&token), event("dup-0", "member.delete").to_string()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["results"][0]["error"]["code"], "conflict");
-    let after = store.get_event(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
+    let after = store.get(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
     assert_eq!(after, original);
     assert_eq!(count_events(&tenant).await, 40);
 }
@@ -121,7 +122,7 @@ async fn a_retry_of_an_event_without_id_time_is_still_a_duplicate() {
 async fn a_token_for_one_tenant_never_writes_into_another() {
     let (a, b) = (new_tenant(), new_tenant());
     let store = store(None).await;
-    let base = serve(store::clone_of(&store).await).await;
+    let base = serve(store.clone()).await;
     let token_a = token(&a, "audit:write");
 
     let mut forged = event("iso-1", "channel.create");
@@ -132,8 +133,8 @@ async fn a_token_for_one_tenant_never_writes_into_another() {
 
     let (status, _) = post(&base, Some(&token_a), event("iso-2", "channel.create").to_string()).await;
     assert_eq!(status, 202);
-    assert!(store.get_event(&a, "iso-2").await.ok().flatten().is_some());
-    assert!(store.get_event(&b, "iso-2").await.ok().flatten().is_none());
+    assert!(store.get(&a, "iso-2").await.ok().flatten().is_some());
+    assert!(store.get(&b, "iso-2").await.ok().flatten().is_none());
     assert_eq!(count_events(&b).await, 0);
 }
 
@@ -147,9 +148,14 @@ async fn bad_tokens_are_401_and_a_missing_scope_is_403() {
         use jsonwebtoken_shim::expired_token;
         expired_token(&secret(), tenant.as_str())
     };
-    let wrong_key =
-        audit::auth::issue_hs256("not-the-secret", &tenant, "x", "audit:write", std::time::Duration::from_secs(60))
-            .unwrap_or_default();
+    let wrong_key = audit_http::auth::issue_hs256(
+        "not-the-secret",
+        &tenant,
+        "x",
+        "audit:write",
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_default();
     for (token, expected) in [
         (None, 401),
         (Some("garbage".to_owned()), 401),
@@ -278,7 +284,7 @@ async fn a_throttling_and_failing_dynamodb_loses_nothing_and_duplicates_nothing(
     let direct = store(None).await;
     let mut seen = HashSet::new();
     for id in &ids {
-        let e = direct.get_event(&tenant, id).await.ok().flatten();
+        let e = direct.get(&tenant, id).await.ok().flatten();
         assert!(e.is_some_and(|e| seen.insert(e.event.id)), "{id} missing");
     }
     // And a replay through the same faults stores nothing new. (Where an injected 500 hid
@@ -294,11 +300,4 @@ async fn a_throttling_and_failing_dynamodb_loses_nothing_and_duplicates_nothing(
     );
     assert!(statuses(&again).iter().filter(|s| *s == "duplicate").count() >= 60, "{again}");
     assert_eq!(count_events(&tenant).await, 120);
-}
-
-mod store {
-    /// A second handle on the same table (the API takes ownership of its store).
-    pub async fn clone_of(_: &audit::store::Store) -> audit::store::Store {
-        super::common::store(None).await
-    }
 }

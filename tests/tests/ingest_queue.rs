@@ -3,12 +3,17 @@
 
 mod common;
 
-use audit::fixtures::bad_events;
-use audit::queue::{DeadLetters, poll_once};
-use audit::retry::Backoff;
-use audit::tenant::TenantId;
+use audit::domain::fixtures::bad_events;
+use audit::domain::tenant::TenantId;
+use audit::ports::EventReader;
+use audit::usecases::consume::Consumer;
+use audit::usecases::ingest::Ingest;
+use audit_aws::dynamodb::Table;
+use audit_aws::retry::Backoff;
+use audit_aws::sqs::Queue;
 use common::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A queue with its own dead-letter queue, for this test alone.
@@ -19,7 +24,7 @@ struct Queues {
 }
 
 async fn queues() -> Queues {
-    let sqs = audit::aws::sqs(&sdk().await);
+    let sqs = audit_aws::sdk::sqs(&sdk().await);
     let name = format!("t-{}", uuid::Uuid::now_v7().simple());
     let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap_or_else(|e| panic!("{e:?}"));
     let dlq = dlq.queue_url.unwrap_or_default();
@@ -60,12 +65,20 @@ impl Queues {
             .unwrap_or_else(|e| panic!("{e:?}"));
     }
 
+    /// One delivery, handled as the Lambda entry point and the local runner do.
+    async fn poll(&self, store: &Arc<Table>, wait_seconds: i32) -> usize {
+        let consumer =
+            Consumer { ingest: Ingest::on(store), dead_letters: Arc::new(Queue::new(self.sqs.clone(), &self.dlq)) };
+        let queue = Queue::new(self.sqs.clone(), &self.url);
+        let polled = audit_local::poll(&queue, 10, wait_seconds, |e| ingest::handle_queue(&consumer, e)).await;
+        polled.unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
     /// Polls until the queue stays empty.
-    async fn drain(&self, store: &audit::store::Store) {
-        let dead = DeadLetters { sqs: &self.sqs, url: &self.dlq };
+    async fn drain(&self, store: &Arc<Table>) {
         let mut idle = 0;
         while idle < 2 {
-            let n = poll_once(store, &dead, &self.url, 0).await.unwrap_or_else(|e| panic!("{e:?}"));
+            let n = self.poll(store, 0).await;
             idle = if n == 0 { idle + 1 } else { 0 };
         }
     }
@@ -132,7 +145,7 @@ async fn bad_events_go_to_the_dead_letter_queue_with_their_reason() {
     q.drain(&store).await;
 
     // Then: the good event stored, every bad one dead-lettered with its own reason
-    assert!(store.get_event(&tenant, "q-good").await.ok().flatten().is_some());
+    assert!(store.get(&tenant, "q-good").await.ok().flatten().is_some());
     assert_eq!(count_events(&tenant).await, 1);
     let dead = q.dead_letters().await;
     assert_eq!(dead.len(), table.len() + 2, "{dead:?}");
@@ -171,12 +184,11 @@ async fn a_transient_failure_returns_the_message_to_the_queue_not_the_dlq() {
     let tenant = new_tenant();
     let q = queues().await;
     let fast = Backoff { attempts: 2, base: Duration::from_millis(5), cap: Duration::from_millis(10) };
-    let down = store(Some("http://127.0.0.1:9")).await.with_backoff(fast);
+    let down = store_with_backoff(Some("http://127.0.0.1:9"), fast).await;
     q.send(message(&tenant, &event("t-1", "a.b"))).await;
 
     // When: one delivery fails
-    let dead = DeadLetters { sqs: &q.sqs, url: &q.dlq };
-    let n = poll_once(&down, &dead, &q.url, 1).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let n = q.poll(&down, 1).await;
     assert_eq!(n, 1);
     assert_eq!(count_events(&tenant).await, 0);
 
@@ -194,11 +206,11 @@ async fn a_conflicting_reuse_of_an_id_is_dead_lettered_and_the_original_kept() {
     let store = store(None).await;
     q.send(message(&tenant, &event("c-1", "a.b"))).await;
     q.drain(&store).await;
-    let original = store.get_event(&tenant, "c-1").await.ok().flatten().map(|e| e.hash);
+    let original = store.get(&tenant, "c-1").await.ok().flatten().map(|e| e.hash);
     q.send(message(&tenant, &event("c-1", "a.changed"))).await;
     q.drain(&store).await;
     let dead = q.dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].1[0]["error"]["code"], "conflict");
-    assert_eq!(store.get_event(&tenant, "c-1").await.ok().flatten().map(|e| e.hash), original);
+    assert_eq!(store.get(&tenant, "c-1").await.ok().flatten().map(|e| e.hash), original);
 }

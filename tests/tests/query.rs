@@ -3,10 +3,11 @@
 
 mod common;
 
-use audit::event::Event;
-use audit::filter::{Extra, parse_query};
-use audit::tenant::{TenantId, TenantSettings};
-use audit::timestamp::Timestamp;
+use audit::domain::event::Event;
+use audit::domain::filter::{Extra, parse_query};
+use audit::domain::tenant::{TenantId, TenantSettings};
+use audit::domain::timestamp::Timestamp;
+use audit::ports::Tenants;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -63,14 +64,8 @@ fn events(rng: &mut StdRng, n: usize, now: Timestamp, prefix: &str) -> Vec<Value
 
 async fn seed(tenant: &TenantId, shards: u16, raw: &[Value], now: Timestamp) -> Vec<Event> {
     let store = store(None).await;
-    store
-        .set_tenant_settings(tenant, TenantSettings { shards, hot_days: None })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for chunk in raw.chunks(500) {
-        let results = audit::ingest::ingest(&store, tenant, chunk.to_vec()).await;
-        assert!(results.iter().all(|r| r.status == audit::ingest::Status::Created), "{results:?}");
-    }
+    store.set_settings(tenant, TenantSettings { shards, hot_days: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    ingest_all(&store, tenant, raw).await;
     raw.iter()
         .map(|r| Event::validate(r.clone(), tenant, now).map(|a| a.event).unwrap_or_else(|e| panic!("{e:?}")))
         .collect()

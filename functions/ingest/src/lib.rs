@@ -1,11 +1,14 @@
-//! The ingest function's HTTP edge: `POST /v1/events`. Parsing, rules and
-//! storage live in `audit::ingest`; this only maps them to HTTP.
+//! The ingest function: `POST /v1/events` (`ingest-api`) and the ingest queue consumer
+//! (`ingest-queue`). Parsing, rules and storage live in `audit::usecases::{ingest,
+//! consume}`; this maps them to HTTP and to SQS deliveries.
 
-use audit::api::{ApiError, caller};
-use audit::auth::{Scope, Verifier};
-use audit::error::Code;
-use audit::ingest::{self, ItemResult, MAX_BODY_BYTES};
-use audit::store::Store;
+use audit::domain::error::Code;
+use audit::domain::ingest::{ItemResult, MAX_BODY_BYTES, parse_body};
+use audit::usecases::consume::Consumer;
+use audit::usecases::ingest::Ingest;
+use audit_http::{ApiError, Scope, Verifier, caller};
+use audit_runtime::config::{self, Auth, ConfigError, FromEnv};
+use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,9 +18,34 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 
+/// What `ingest-api` reads from the environment.
+pub struct ApiConfig {
+    pub table: String,
+    pub auth: Auth,
+}
+
+impl FromEnv for ApiConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { table: config::table()?, auth: Auth::from_env()? })
+    }
+}
+
+/// What `ingest-queue` reads from the environment.
+pub struct QueueConfig {
+    pub table: String,
+    /// Where events that can never be stored go.
+    pub dead_letter_url: String,
+}
+
+impl FromEnv for QueueConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { table: config::table()?, dead_letter_url: config::required(config::INGEST_DLQ_URL)? })
+    }
+}
+
 /// What every request handler shares, built once per process.
 pub struct AppState {
-    pub store: Store,
+    pub ingest: Ingest,
     pub verifier: Verifier,
 }
 
@@ -31,8 +59,8 @@ async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::new(Code::PayloadTooLarge, "a request body is at most 5 MiB"))?;
-    let events = ingest::parse_body(&bytes).map_err(|e| ApiError(e.0))?;
-    let results = ingest::ingest(&s.store, &caller.tenant, events).await;
+    let events = parse_body(&bytes).map_err(|e| ApiError(e.0))?;
+    let results = s.ingest.ingest(&caller.tenant, events).await;
     let status = if results.iter().any(ItemResult::stored) {
         StatusCode::ACCEPTED
     } else if results.iter().any(ItemResult::transient) {
@@ -43,3 +71,15 @@ async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     };
     Ok((status, Json(json!({ "results": results }))).into_response())
 }
+
+/// One delivery of the ingest queue: each message stored or dead-lettered, or reported
+/// for redelivery after a transient failure.
+pub async fn handle_queue(consumer: &Consumer, event: SqsEvent) -> SqsBatchResponse {
+    partial_batch(event, |m| async move {
+        consumer.consume(m.message_id.as_deref(), m.body.as_deref().unwrap_or_default()).await
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,13 @@
 //! Events spread over days, loaded through the ingest path, and the archive's bucket.
 
 use super::env;
-use audit::archive::{Archiver, Options, Report};
-use audit::blob::Bucket;
-use audit::store::Store;
-use audit::tenant::TenantId;
-use audit::timestamp::Timestamp;
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::usecases::archive::{ArchiveStores, Archiver, Options, Report};
+use audit_aws::dynamodb::Table;
+use audit_aws::s3::Bucket;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 pub const DAY: i64 = 86_400;
 
@@ -14,23 +15,23 @@ pub fn bucket_name() -> String {
     env("AUDIT_ARCHIVE_BUCKET")
 }
 
-pub async fn bucket(endpoint: Option<&str>) -> Bucket {
+pub async fn bucket(endpoint: Option<&str>) -> Arc<Bucket> {
     let sdk = super::sdk().await;
     let client = match endpoint {
-        None => audit::aws::s3(&sdk),
+        None => audit_aws::sdk::s3(&sdk),
         Some(url) => aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk).endpoint_url(url).force_path_style(true).build(),
         ),
     };
-    Bucket::new(client, bucket_name())
+    Arc::new(Bucket::new(client, bucket_name()))
 }
 
 pub fn options() -> Options {
     Options { default_hot_days: 90, part_max_rows: 1_000_000 }
 }
 
-pub async fn archive(store: &Store, bucket: &Bucket, tenant: &TenantId, options: Options) -> Report {
-    let archiver = Archiver::new(store, bucket, options);
+pub async fn archive(store: &Arc<Table>, bucket: &Arc<Bucket>, tenant: &TenantId, options: Options) -> Report {
+    let archiver = Archiver::new(ArchiveStores::on(store, bucket), options);
     archiver.run(Timestamp::now(), Some(tenant), None).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -62,9 +63,6 @@ pub fn day_events(tag: &str, day: &str, n: usize) -> Vec<Value> {
         .collect()
 }
 
-pub async fn load(store: &Store, tenant: &TenantId, events: &[Value]) {
-    for chunk in events.chunks(500) {
-        let results = audit::ingest::ingest(store, tenant, chunk.to_vec()).await;
-        assert!(results.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v["status"] == "created")), "{results:?}");
-    }
+pub async fn load(store: &Arc<Table>, tenant: &TenantId, events: &[Value]) {
+    super::ingest_all(store, tenant, events).await;
 }

@@ -6,9 +6,14 @@ pub mod data;
 pub mod faults;
 pub mod proxy;
 
-use audit::auth::{Verifier, issue_hs256};
-use audit::store::Store;
-use audit::tenant::TenantId;
+use audit::domain::cursor::CursorKey;
+use audit::domain::tenant::TenantId;
+use audit::usecases::ingest::Ingest;
+use audit::usecases::query::Query;
+use audit_aws::dynamodb::{Table, keys};
+use audit_aws::retry::Backoff;
+use audit_http::Verifier;
+use audit_http::auth::issue_hs256;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,16 +38,16 @@ pub fn token(tenant: &TenantId, scope: &str) -> String {
 }
 
 pub async fn sdk() -> aws_config::SdkConfig {
-    audit::aws::sdk_config().await
+    audit_aws::sdk::sdk_config().await
 }
 
 /// A DynamoDB client for the local table, or for `endpoint` (a fault proxy) if given.
 pub async fn dynamodb(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
     let sdk = sdk().await;
     match endpoint {
-        None => audit::aws::dynamodb(&sdk),
+        None => audit_aws::sdk::dynamodb(&sdk),
         // Set on the service's own builder: it outranks AWS_ENDPOINT_URL_DYNAMODB. Retries
-        // stay off as in `audit::aws::dynamodb`, so only `audit::retry` retries.
+        // stay off as in `audit_aws::sdk::dynamodb`, so only `audit_aws::retry` retries.
         Some(url) => aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .retry_config(aws_config::retry::RetryConfig::disabled())
@@ -52,13 +57,28 @@ pub async fn dynamodb(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
     }
 }
 
-pub async fn store(endpoint: Option<&str>) -> Store {
-    Store::new(dynamodb(endpoint).await, env("AUDIT_TABLE"))
+/// The local table, through `endpoint` (a fault proxy) if given.
+pub async fn store(endpoint: Option<&str>) -> Arc<Table> {
+    Arc::new(Table::new(dynamodb(endpoint).await, env("AUDIT_TABLE")))
+}
+
+/// As [`store`], with its own retry policy.
+pub async fn store_with_backoff(endpoint: Option<&str>, backoff: Backoff) -> Arc<Table> {
+    Arc::new(Table::new(dynamodb(endpoint).await, env("AUDIT_TABLE")).with_backoff(backoff))
+}
+
+/// Stores events through the ingest use case; every one must be created.
+pub async fn ingest_all(store: &Arc<Table>, tenant: &TenantId, events: &[serde_json::Value]) {
+    for chunk in events.chunks(500) {
+        let results = Ingest::on(store).ingest(tenant, chunk.to_vec()).await;
+        assert!(results.iter().all(|r| r.status == audit::domain::ingest::Status::Created), "{results:?}");
+    }
 }
 
 /// Serves the ingest router on a free loopback port; returns its base URL.
-pub async fn serve(store: Store) -> String {
-    let state = Arc::new(ingest::AppState { store, verifier: Verifier::new(Some(&secret()), None) });
+pub async fn serve(store: Arc<Table>) -> String {
+    let state =
+        Arc::new(ingest::AppState { ingest: Ingest::on(&store), verifier: Verifier::new(Some(&secret()), None) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move { axum::serve(listener, ingest::app(state)).await });
@@ -66,16 +86,14 @@ pub async fn serve(store: Store) -> String {
 }
 
 /// Serves the query router on a free loopback port; returns its base URL.
-pub async fn serve_query(store: Store) -> String {
+pub async fn serve_query(store: Arc<Table>) -> String {
     let state = Arc::new(query::QueryState {
-        store,
+        query: Query::on(&store, CursorKey::derive(&secret()), 90),
         verifier: Verifier::new(Some(&secret()), None),
-        cursor_key: audit::cursor::CursorKey::derive(&secret()),
-        hot_days: 90,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move { axum::serve(listener, query::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, query::app(state, store)).await });
     format!("http://{addr}")
 }
 
@@ -100,9 +118,9 @@ pub async fn count_events(tenant: &TenantId) -> i32 {
         let out = client
             .query()
             .table_name(env("AUDIT_TABLE"))
-            .index_name(audit::keys::BY_TIME.name)
+            .index_name(keys::BY_TIME.name)
             .key_condition_expression("gt_pk = :p")
-            .expression_attribute_values(":p", AttributeValue::S(audit::keys::time_pk(tenant, 0)))
+            .expression_attribute_values(":p", AttributeValue::S(keys::time_pk(tenant, 0)))
             .select(Select::Count)
             .set_exclusive_start_key(start)
             .send()

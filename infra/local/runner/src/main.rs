@@ -1,106 +1,80 @@
-//! The local stack's application process: the API (ingest and query routers) on
-//! `127.0.0.1:$AUDIT_PORT`, the queue consumer, the export worker and the archive schedule, running the same code paths the Lambda entry points call.
+//! The local stack's application process: the API (ingest, query and export routers) on
+//! `127.0.0.1:$AUDIT_PORT`, the ingest queue consumer, the export worker and the archive
+//! schedule, each through the handler its Lambda entry point runs.
 
-use ::export::ExportState;
 use anyhow::Context;
-use audit::archive::{Archiver, Options};
-use audit::auth::Verifier;
-use audit::blob::Bucket;
-use audit::config::{self, Config};
-use audit::cursor::CursorKey;
-use audit::export::{self, Exporter};
-use audit::queue::{self, DeadLetters};
-use audit::store::Store;
-use audit::timestamp::Timestamp;
-use ingest::AppState;
-use query::QueryState;
+use audit::usecases::archive::ArchiveStores;
+use audit::usecases::consume::Consumer;
+use audit::usecases::export::Exporter;
+use audit::usecases::export::requests::Exports;
+use audit::usecases::ingest::Ingest;
+use audit::usecases::query::Query;
+use audit_local::{Config, poll};
+use audit_runtime as runtime;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Ingest and queries allocate many small strings; mimalloc handles that far better than
-/// the system allocator (see the ingest_cpu benchmark).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How often the local stack runs the archive (deployed, it is daily).
 const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    audit::telemetry::init();
-    let config = Config::from_env()?;
-    let sdk = audit::aws::sdk_config().await;
-    let dynamodb = audit::aws::dynamodb(&sdk);
-    let verifier = || Verifier::new(config.jwt_secret.as_deref(), config.jwks_url.as_deref());
-    let ingest_state = Arc::new(AppState { store: Store::new(dynamodb.clone(), &config.table), verifier: verifier() });
-    let query_state = Arc::new(QueryState {
-        store: Store::new(dynamodb.clone(), &config.table),
-        verifier: verifier(),
-        cursor_key: CursorKey::derive(config.require(&config.cursor_secret, config::CURSOR_SECRET)?),
-        hot_days: config.hot_days,
-    });
+    let (config, aws) = runtime::start::<Config>().await?;
+    let table = aws.table(&config.ingest_api.table);
+    runtime::warm_up(&*table).await;
+    let (archive_bucket, export_bucket) =
+        (aws.bucket(&config.archive.archive_bucket), aws.bucket(&config.export_api.export_bucket));
 
-    let queue_url = config.require(&config.ingest_queue_url, config::INGEST_QUEUE_URL)?.to_owned();
-    let dlq_url = config.require(&config.ingest_dlq_url, config::INGEST_DLQ_URL)?.to_owned();
-    let consumer_store = Store::new(dynamodb.clone(), &config.table);
-    let sqs = audit::aws::sqs(&sdk);
+    let consumer =
+        Consumer { ingest: Ingest::on(&table), dead_letters: aws.queue(&config.ingest_queue.dead_letter_url) };
+    let ingest_queue = aws.queue(&config.ingest_queue_url);
     tokio::spawn(async move {
-        let dead = DeadLetters { sqs: &sqs, url: &dlq_url };
         loop {
-            if let Err(e) = queue::poll_once(&consumer_store, &dead, &queue_url, 2).await {
+            if let Err(e) = poll(&ingest_queue, 10, 2, |event| ingest::handle_queue(&consumer, event)).await {
                 tracing::error!(error = ?e, "ingest queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });
 
-    // The archive schedule: the same job the daily Lambda runs, here once at start-up and
-    // then hourly.
-    let archive_store = Store::new(dynamodb.clone(), &config.table);
-    let archive_bucket =
-        Bucket::new(audit::aws::s3(&sdk), config.require(&config.archive_bucket, config::ARCHIVE_BUCKET)?);
-    let job_bucket = archive_bucket.clone();
-    let archive_options = Options::from_config(&config);
+    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, config.export_worker.max_rows);
+    let export_queue = aws.queue(&config.export_api.export_queue_url);
     tokio::spawn(async move {
         loop {
-            let archiver = Archiver::new(&archive_store, &job_bucket, archive_options.clone());
-            match archiver.run(Timestamp::now(), None, None).await {
-                Ok(report) => tracing::info!(days = report.days.len(), failures = report.failures.len(), "archive run"),
-                Err(e) => tracing::error!(error = %e, "archive run failed"),
-            }
-            tokio::time::sleep(ARCHIVE_EVERY).await;
-        }
-    });
-
-    // The export worker: the same handler the export queue's Lambda runs.
-    let export_store = Store::new(dynamodb.clone(), &config.table);
-    let export_archive = archive_bucket.clone();
-    let exports = Bucket::new(audit::aws::s3(&sdk), config.require(&config.export_bucket, config::EXPORT_BUCKET)?);
-    let export_queue = config.require(&config.export_queue_url, config::EXPORT_QUEUE_URL)?.to_owned();
-    let export_sqs = audit::aws::sqs(&sdk);
-    let max_rows = config.export_max_rows;
-    let worker_exports = exports.clone();
-    tokio::spawn(async move {
-        let exporter = Exporter { store: &export_store, archive: &export_archive, exports: &worker_exports, max_rows };
-        loop {
-            if let Err(e) = export::poll_once(&exporter, &export_sqs, &export_queue, 2).await {
+            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_queue(&exporter, event)).await {
                 tracing::error!(error = ?e, "export queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });
-    let export_state = Arc::new(ExportState {
-        store: Store::new(dynamodb.clone(), &config.table),
-        verifier: verifier(),
-        exports,
-        sqs: audit::aws::sqs(&sdk),
-        queue_url: config.require(&config.export_queue_url, config::EXPORT_QUEUE_URL)?.to_owned(),
+
+    // The archive schedule: once at start-up, then hourly.
+    let job =
+        archive::Job { stores: ArchiveStores::on(&table, &archive_bucket), options: config.archive.options.clone() };
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = job.handle(serde_json::json!({}), None).await {
+                tracing::error!(error = %e, "archive run failed");
+            }
+            tokio::time::sleep(ARCHIVE_EVERY).await;
+        }
     });
+
+    let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier() };
+    let query_state = query::QueryState {
+        query: Query::on(&table, config.query.cursor_key(), config.query.hot_days),
+        verifier: config.query.auth.verifier(),
+    };
+    let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
+    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier() };
+    let app = ingest::app(Arc::new(ingest_state))
+        .merge(query::app(Arc::new(query_state), table.clone()))
+        .merge(export::app(Arc::new(export_state)));
 
     let addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, ingest::app(ingest_state).merge(query::app(query_state)).merge(::export::app(export_state)))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -1,0 +1,149 @@
+//! The archive's state per tenant, kept on the tenant's registry item: the head of its
+//! manifest chain, the one step in flight, and a lease so two runs never interleave.
+//!
+//! Every change is a conditional update on the lease, so a run that lost its lease (it
+//! stalled past the expiry and another run took over) fails instead of writing.
+
+use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
+use crate::dynamodb::{Table, keys, store_error};
+use crate::retry::retry;
+use async_trait::async_trait;
+use audit::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
+use audit::domain::tenant::TenantId;
+use audit::ports::registry::LEASE_SECONDS;
+use audit::ports::{ArchiveRegistry, RegistryError, StoreError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const SEQ: &str = "archive_seq";
+const HEAD: &str = "archive_head";
+const PENDING: &str = "archive_pending";
+const LEASE: &str = "archive_lease";
+const LEASE_UNTIL: &str = "archive_lease_until";
+
+fn tenant_key(tenant: &TenantId) -> Item {
+    key(keys::TENANTS_PK, tenant.as_str())
+}
+
+impl Table {
+    /// One conditional update of the registry item; `:me` is the lease owner.
+    async fn registry_update(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        expression: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), RegistryError> {
+        let names: HashMap<String, String> =
+            [("#s", SEQ), ("#h", HEAD), ("#p", PENDING), ("#l", LEASE), ("#u", LEASE_UNTIL)]
+                .into_iter()
+                .filter(|(n, _)| expression.contains(n) || condition.contains(n))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+        let mut values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if condition.contains(":me") || expression.contains(":me") {
+            values.insert(":me".into(), s(owner));
+        }
+        let run = retry(&self.backoff, "UpdateItem archive registry", || {
+            self.client
+                .update_item()
+                .table_name(&self.name)
+                .set_key(Some(tenant_key(tenant)))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
+                .send()
+        })
+        .await;
+        match run.result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(RegistryError::Busy(tenant.to_string()))
+            }
+            Err(e) => Err(store_error(&e).into()),
+        }
+    }
+}
+
+#[async_trait]
+impl ArchiveRegistry for Table {
+    async fn lease(&self, tenant: &TenantId, owner: &str) -> Result<(), RegistryError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.registry_update(
+            tenant,
+            owner,
+            "SET #l = :me, #u = :until",
+            "attribute_not_exists(#u) OR #u < :now OR #l = :me",
+            vec![(":until", n(now + LEASE_SECONDS)), (":now", n(now))],
+        )
+        .await
+    }
+
+    async fn release(&self, tenant: &TenantId, owner: &str) -> Result<(), StoreError> {
+        match self.registry_update(tenant, owner, "REMOVE #l, #u", "#l = :me", vec![]).await {
+            Ok(()) | Err(RegistryError::Busy(_)) => Ok(()),
+            Err(RegistryError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn state(&self, tenant: &TenantId) -> Result<ArchiveState, StoreError> {
+        let run = retry(&self.backoff, "GetItem archive state", || {
+            self.client.get_item().table_name(&self.name).set_key(Some(tenant_key(tenant))).consistent_read(true).send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        Ok(out.item().map(state_from_item).unwrap_or_default())
+    }
+
+    async fn begin(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {
+        let pending = AttributeValue::M(HashMap::from([
+            ("date".into(), s(&p.date)),
+            ("parts".into(), AttributeValue::L(p.parts.iter().map(|name| s(name)).collect())),
+            ("manifest".into(), s(&p.manifest)),
+            ("seq".into(), n(p.seq)),
+            ("phase".into(), s("manifest")),
+        ]));
+        let condition = "#l = :me AND attribute_not_exists(#p)";
+        self.registry_update(tenant, owner, "SET #p = :p", condition, vec![(":p", pending)]).await
+    }
+
+    async fn advance(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {
+        self.registry_update(
+            tenant,
+            owner,
+            "SET #s = :seq, #h = :sha, #p.phase = :delete",
+            "#l = :me AND #p.manifest = :sha",
+            vec![(":seq", n(p.seq)), (":sha", s(&p.manifest)), (":delete", s("delete"))],
+        )
+        .await
+    }
+
+    async fn finish(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {
+        let condition = "#l = :me AND #p.manifest = :sha";
+        self.registry_update(tenant, owner, "REMOVE #p", condition, vec![(":sha", s(&p.manifest))]).await
+    }
+}
+
+fn state_from_item(item: &Item) -> ArchiveState {
+    let head = match (get_n::<u64>(item, SEQ), get_s(item, HEAD)) {
+        (Some(seq), Some(sha)) => Some(ChainHead { seq, sha256: sha.clone() }),
+        _ => None,
+    };
+    let pending = item.get(PENDING).and_then(|v| v.as_m().ok()).and_then(|m| {
+        let st = |k: &str| get_s(m, k).cloned();
+        Some(Pending {
+            date: st("date")?,
+            parts: m.get("parts")?.as_l().ok()?.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+            manifest: st("manifest")?,
+            seq: get_n(m, "seq")?,
+            phase: match st("phase")?.as_str() {
+                "manifest" => Phase::Manifest,
+                _ => Phase::Delete,
+            },
+        })
+    });
+    ArchiveState { head, pending }
+}

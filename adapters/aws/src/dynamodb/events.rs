@@ -1,0 +1,281 @@
+//! Event items: the conditional put, reads by id, index pages, counts, and the archive's
+//! batched existence checks and deletes.
+
+use crate::dynamodb::expr::{Expr, expression, ts_bounds};
+use crate::dynamodb::item::{self, attr};
+use crate::dynamodb::keys;
+use crate::dynamodb::values::{Item, key, s};
+use crate::dynamodb::{Table, store_error};
+use crate::retry::retry;
+use async_trait::async_trait;
+use audit::domain::event::StoredEvent;
+use audit::domain::filter::{Filter, Order};
+use audit::domain::plan::{EventKey, Partition, Path};
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::ports::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, IndexPage, IndexQuery};
+use audit::ports::{PutOutcome, StoreError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, Select, WriteRequest,
+};
+use futures::StreamExt;
+use std::collections::HashSet;
+
+/// BatchWriteItem's limit.
+const DELETE_BATCH: usize = 25;
+/// BatchGetItem's limit.
+const GET_BATCH: usize = 100;
+/// Delete batches in flight.
+const DELETE_CONCURRENCY: usize = 8;
+
+type BatchFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+fn event_key(tenant: &TenantId, id: &str) -> Item {
+    key(&keys::event_pk(tenant, id), keys::EVENT_SK)
+}
+
+impl Table {
+    /// A Query of one index partition over the filter's time range, with its expression.
+    fn index_query(
+        &self,
+        tenant: &TenantId,
+        path: Path,
+        partition: &Partition,
+        filter: &Filter,
+        expr: &Expr,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let index = keys::index(path);
+        let (lo, hi) = ts_bounds(filter.from, filter.to);
+        let mut names = expr.names.clone();
+        names.insert("#ipk".into(), index.pk.into());
+        names.insert("#ts".into(), keys::TS.into());
+        let mut values = expr.values.clone();
+        values.insert(":ipk".into(), s(&keys::partition_key(tenant, path, partition)));
+        values.insert(":lo".into(), s(&lo));
+        values.insert(":hi".into(), s(&hi));
+        self.client
+            .query()
+            .table_name(&self.name)
+            .index_name(index.name)
+            .key_condition_expression("#ipk = :ipk AND #ts BETWEEN :lo AND :hi")
+            .set_filter_expression(expr.text.clone())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+    }
+
+    /// The ExclusiveStartKey of a query resuming after `after`: what DynamoDB's own
+    /// LastEvaluatedKey would have been there (the index keys and the table's).
+    fn start_key(tenant: &TenantId, q: &IndexQuery<'_>) -> Option<Item> {
+        q.after.map(|after| {
+            let mut start = event_key(tenant, &after.id);
+            start.insert(keys::index(q.path).pk.to_owned(), s(&keys::partition_key(tenant, q.path, q.partition)));
+            start.insert(keys::TS.to_owned(), s(&keys::ts(after)));
+            start
+        })
+    }
+
+    /// The key DynamoDB stopped at, where the next page starts.
+    fn last_evaluated(last: Option<&Item>) -> Result<Option<EventKey>, StoreError> {
+        last.map(item::event_key).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn delete_batch(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
+        let mut requests: Vec<WriteRequest> = ids
+            .iter()
+            .map(|id| {
+                let del = DeleteRequest::builder().set_key(Some(event_key(tenant, id))).build();
+                del.map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| StoreError::Refused(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let run = retry(&self.backoff, "BatchWriteItem archive delete", || {
+                self.client.batch_write_item().request_items(&self.name, requests.clone()).send()
+            })
+            .await;
+            let out = run.result.map_err(|e| store_error(&e))?;
+            requests = out.unprocessed_items().and_then(|u| u.get(&self.name)).cloned().unwrap_or_default();
+            if !requests.is_empty() {
+                attempt += 1;
+                if attempt >= self.backoff.attempts {
+                    return Err(StoreError::Unavailable(format!("{} deletes left unprocessed", requests.len())));
+                }
+                tokio::time::sleep(self.backoff.delay(attempt)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventWriter for Table {
+    async fn put(&self, stored: &StoredEvent, shard: u16, dedup: &str) -> Result<PutOutcome, StoreError> {
+        let item = item::to_item(stored, shard, dedup);
+        let run = retry(&self.backoff, "PutItem event", || {
+            self.client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+        })
+        .await;
+        match run.result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(err) => {
+                let existing = match err.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item(),
+                    _ => return Err(store_error(&err)),
+                };
+                let same =
+                    existing.and_then(|i| i.get(attr::DEDUP)).and_then(|v| v.as_s().ok()) == Some(&dedup.to_owned());
+                Ok(match (same, run.ambiguous) {
+                    // An earlier attempt of ours went through before its answer was lost.
+                    (true, true) => PutOutcome::Created,
+                    (true, false) => PutOutcome::Duplicate,
+                    (false, _) => PutOutcome::Conflict,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventReader for Table {
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let run = retry(&self.backoff, "GetItem event", || {
+            self.client
+                .get_item()
+                .table_name(&self.name)
+                .set_key(Some(event_key(tenant, id)))
+                .consistent_read(true)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        out.item().map(item::from_item).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(GET_BATCH) {
+            let mut keys_left: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
+            let mut attempt = 0;
+            while !keys_left.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys_left.clone()))
+                    .consistent_read(true)
+                    .projection_expression("#pk")
+                    .expression_attribute_names("#pk", keys::PK)
+                    .build()
+                    .map_err(|e| StoreError::Refused(e.to_string()))?;
+                let run = retry(&self.backoff, "BatchGetItem archive check", || {
+                    self.client.batch_get_item().request_items(&self.name, request.clone()).send()
+                })
+                .await;
+                let out = run.result.map_err(|e| store_error(&e))?;
+                for it in out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten() {
+                    if let Ok(pk) = item::string(it, keys::PK) {
+                        found.insert(pk.clone());
+                    }
+                }
+                keys_left = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.name))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+                if !keys_left.is_empty() {
+                    attempt += 1;
+                    if attempt >= self.backoff.attempts {
+                        return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
+                    }
+                    tokio::time::sleep(self.backoff.delay(attempt)).await;
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.contains(&keys::event_pk(tenant, id))).collect())
+    }
+}
+
+#[async_trait]
+impl EventIndex for Table {
+    async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
+        let expr = expression(q.filter);
+        let start = Self::start_key(q.tenant, q);
+        let limit = i32::try_from(q.limit.max(1)).unwrap_or(i32::MAX);
+        let run = retry(&self.backoff, "Query page", || {
+            self.index_query(q.tenant, q.path, q.partition, q.filter, &expr)
+                .scan_index_forward(q.order == Order::Asc)
+                .limit(limit)
+                .set_exclusive_start_key(start.clone())
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        let read = u32::try_from(out.scanned_count()).unwrap_or(0);
+        let last_evaluated = Self::last_evaluated(out.last_evaluated_key.as_ref())?;
+        let events = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(item::from_item)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(IndexPage { events, last_evaluated, read })
+    }
+
+    async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError> {
+        let expr = expression(q.filter);
+        let start = Self::start_key(q.tenant, q);
+        let run = retry(&self.backoff, "Query count", || {
+            self.index_query(q.tenant, q.path, q.partition, q.filter, &expr)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.clone())
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        let count = u64::try_from(out.count()).unwrap_or(0);
+        Ok(CountPage { count, last_evaluated: Self::last_evaluated(out.last_evaluated_key.as_ref())? })
+    }
+
+    async fn earliest(
+        &self,
+        tenant: &TenantId,
+        path: Path,
+        partition: &Partition,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<EventKey>, StoreError> {
+        let filter = Filter::range(from, to);
+        let run = retry(&self.backoff, "Query earliest", || {
+            self.index_query(tenant, path, partition, &filter, &Expr::default())
+                .projection_expression("#ts")
+                .limit(1)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        Self::last_evaluated(out.items().first())
+    }
+}
+
+#[async_trait]
+impl EventDeleter for Table {
+    /// 25 per BatchWriteItem with several in flight, retrying unprocessed items until
+    /// each is gone.
+    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
+        // Boxed and collected first so the stream's type names no closure lifetime (a
+        // caller's future must be provably Send, e.g. under tokio::spawn).
+        let batches: Vec<BatchFuture<'_>> = ids
+            .chunks(DELETE_BATCH)
+            .map(|chunk| -> BatchFuture<'_> { Box::pin(self.delete_batch(tenant, chunk)) })
+            .collect();
+        let results: Vec<Result<(), StoreError>> =
+            futures::stream::iter(batches).buffer_unordered(DELETE_CONCURRENCY).collect().await;
+        results.into_iter().collect()
+    }
+}

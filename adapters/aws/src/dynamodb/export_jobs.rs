@@ -1,0 +1,219 @@
+//! Export jobs: one item per job in the tenant's `EXPORTS#{tenant}` partition, sorted by
+//! id (a UUIDv7, so by creation time). Every state change is a conditional update written
+//! from the rules in `audit::domain::export` (`Job::claimable` and its siblings).
+
+use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
+use crate::dynamodb::{Table, keys, store_error};
+use crate::retry::retry;
+use async_trait::async_trait;
+use audit::domain::export::{DOWNLOAD_HOURS, Format, Job, Produced, STALE_SECONDS, Status, id_lower_bound};
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::ports::{ExportJobs, StoreError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+fn job_key(tenant: &TenantId, id: &str) -> Item {
+    key(&keys::export_jobs_pk(tenant), id)
+}
+
+fn to_item(job: &Job) -> Item {
+    let mut item = job_key(&job.tenant, &job.id);
+    item.insert("status".into(), s(job.status.as_str()));
+    item.insert("format".into(), s(job.format.as_str()));
+    item.insert("query".into(), s(&job.query));
+    item.insert("requested_by".into(), s(&job.requested_by));
+    item.insert("created_at".into(), s(&job.created_at.to_string()));
+    item
+}
+
+fn from_item(tenant: &TenantId, item: &Item) -> Option<Job> {
+    let st = |k: &str| get_s(item, k);
+    let time = |k: &str| st(k).and_then(|t| Timestamp::parse(t).ok());
+    let num = |k: &str| get_n::<u64>(item, k);
+    Some(Job {
+        tenant: tenant.clone(),
+        id: st(keys::SK)?.clone(),
+        status: Status::parse(st("status")?)?,
+        format: Format::parse(st("format")?).ok()?,
+        query: st("query")?.clone(),
+        requested_by: st("requested_by").cloned().unwrap_or_default(),
+        created_at: time("created_at")?,
+        started_at: time("started_at"),
+        completed_at: time("completed_at"),
+        expires_at: time("expires_at"),
+        rows: num("rows"),
+        bytes: num("bytes"),
+        truncated: item.get("truncated").and_then(|v| v.as_bool().ok()).copied(),
+        error: st("error_code").map(|c| (c.clone(), st("error_message").cloned().unwrap_or_default())),
+    })
+}
+
+#[async_trait]
+impl ExportJobs for Table {
+    async fn create(&self, job: &Job) -> Result<(), StoreError> {
+        let item = to_item(job);
+        let run = retry(&self.backoff, "PutItem export job", || {
+            self.client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+        })
+        .await;
+        run.result.map(|_| ()).map_err(|e| store_error(&e))
+    }
+
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Job>, StoreError> {
+        let run = retry(&self.backoff, "GetItem export job", || {
+            self.client
+                .get_item()
+                .table_name(&self.name)
+                .set_key(Some(job_key(tenant, id)))
+                .consistent_read(true)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        Ok(out.item().and_then(|it| from_item(tenant, it)))
+    }
+
+    async fn list(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<Job>, StoreError> {
+        let lower = id_lower_bound(since);
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let run = retry(&self.backoff, "Query export jobs", || {
+                self.client
+                    .query()
+                    .table_name(&self.name)
+                    .key_condition_expression("pk = :pk AND sk >= :lower")
+                    .expression_attribute_values(":pk", s(&keys::export_jobs_pk(tenant)))
+                    .expression_attribute_values(":lower", s(&lower))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start.clone())
+                    .send()
+            })
+            .await;
+            let out = run.result.map_err(|e| store_error(&e))?;
+            jobs.extend(out.items().iter().filter_map(|it| from_item(tenant, it)));
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(jobs);
+            }
+        }
+    }
+
+    async fn claim(&self, tenant: &TenantId, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let stale = now.plus_seconds(-STALE_SECONDS).to_string();
+        self.job_update(
+            tenant,
+            id,
+            "SET #st = :running, started_at = :now",
+            "#st = :queued OR (#st = :running AND started_at < :stale)",
+            &[
+                (":running", s(Status::Running.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":now", s(&now.to_string())),
+                (":stale", s(&stale)),
+            ],
+        )
+        .await
+    }
+
+    async fn succeed(&self, tenant: &TenantId, id: &str, p: Produced, now: Timestamp) -> Result<bool, StoreError> {
+        self.job_update(
+            tenant,
+            id,
+            "SET #st = :done, #rows = :rows, #bytes = :bytes, truncated = :tr, completed_at = :now, expires_at = :exp",
+            "#st = :running",
+            &[
+                (":done", s(Status::Succeeded.as_str())),
+                (":running", s(Status::Running.as_str())),
+                (":rows", n(p.rows)),
+                (":bytes", n(p.bytes)),
+                (":tr", AttributeValue::Bool(p.truncated)),
+                (":now", s(&now.to_string())),
+                (":exp", s(&now.plus_seconds(DOWNLOAD_HOURS * 3600).to_string())),
+            ],
+        )
+        .await
+    }
+
+    async fn fail(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        code: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.job_update(
+            tenant,
+            id,
+            "SET #st = :failed, error_code = :code, error_message = :msg, completed_at = :now",
+            "#st = :running OR #st = :queued",
+            &[
+                (":failed", s(Status::Failed.as_str())),
+                (":running", s(Status::Running.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":code", s(code)),
+                (":msg", s(message)),
+                (":now", s(&now.to_string())),
+            ],
+        )
+        .await
+    }
+
+    async fn expire(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        self.job_update(
+            tenant,
+            id,
+            "SET #st = :expired",
+            "#st = :done",
+            &[(":expired", s(Status::Expired.as_str())), (":done", s(Status::Succeeded.as_str()))],
+        )
+        .await
+    }
+}
+
+impl Table {
+    /// One conditional change of a job; `false` when its state does not allow it.
+    async fn job_update(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        set: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        let mut names = HashMap::from([("#st".to_owned(), "status".to_owned())]);
+        if set.contains("#rows") {
+            names.insert("#rows".into(), "rows".into());
+            names.insert("#bytes".into(), "bytes".into());
+        }
+        let values: HashMap<String, AttributeValue> =
+            values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let run = retry(&self.backoff, "UpdateItem export job", || {
+            self.client
+                .update_item()
+                .table_name(&self.name)
+                .set_key(Some(job_key(tenant, id)))
+                .update_expression(set)
+                .condition_expression(format!("attribute_exists(pk) AND ({condition})"))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .send()
+        })
+        .await;
+        match run.result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                // An ambiguous first attempt may have applied the change itself.
+                Ok(run.ambiguous)
+            }
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The DynamoDB adapter: one table holds the events and their indexes, the tenant
+//! registry (with each tenant's settings and archive state), the catalogs and the export
+//! jobs. [`Table`] implements every table-backed port; the key design ([`keys`]), the
+//! item mapping ([`item`]) and the expressions ([`expr`]) stay in here.
+//!
+//! Every call goes through [`crate::retry`], which retries throttling and 5xx with
+//! backoff and tells an idempotent write whether an earlier attempt may have applied.
+
+pub mod archive_registry;
+pub mod catalogs;
+pub mod events;
+pub mod export_jobs;
+pub mod expr;
+pub mod item;
+pub mod keys;
+pub mod tenants;
+pub mod values;
+
+use crate::retry::{Backoff, Class, HasStatus, classify, retry};
+use async_trait::async_trait;
+use audit::domain::tenant::{TenantId, TenantSettings};
+use audit::ports::{Health, StoreError};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+use values::{Item, s};
+
+/// The table, with what this process remembers of it.
+pub struct Table {
+    client: Client,
+    name: String,
+    backoff: Backoff,
+    /// Each tenant's settings and when they were read.
+    settings: Mutex<HashMap<TenantId, (Instant, TenantSettings)>>,
+    /// Tenants this process has registered.
+    registered: Mutex<HashSet<TenantId>>,
+    /// (email directory key, actor id) pairs this process has written.
+    emails_known: Mutex<HashSet<(String, String)>>,
+}
+
+impl Table {
+    #[must_use]
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+            backoff: Backoff::default(),
+            settings: Mutex::new(HashMap::new()),
+            registered: Mutex::new(HashSet::new()),
+            emails_known: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Replaces the retry policy (the default suits Lambda's 30 s budget).
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every item of one partition (a catalog, a directory, the tenant registry),
+    /// optionally those whose sort key starts with `prefix`.
+    async fn query_partition(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let run = retry(&self.backoff, "Query partition", || {
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(&self.name)
+                    .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_values(":pk", s(pk))
+                    .set_exclusive_start_key(start.clone());
+                q = match prefix {
+                    Some(p) => q
+                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                        .expression_attribute_names("#sk", keys::SK)
+                        .expression_attribute_values(":p", s(p)),
+                    None => q.key_condition_expression("#pk = :pk"),
+                };
+                q.send()
+            })
+            .await;
+            let page = run.result.map_err(|e| store_error(&e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A failed SDK call as the ports see it: unavailable (retry later) or refused.
+pub(crate) fn store_error<E, R>(err: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: HasStatus + std::fmt::Debug,
+{
+    let text = match err {
+        SdkError::ServiceError(s) => {
+            format!("{}: {}", s.err().code().unwrap_or("?"), s.err().message().unwrap_or(""))
+        }
+        other => format!("{other:?}"),
+    };
+    if classify(err) == Class::Permanent { StoreError::Refused(text) } else { StoreError::Unavailable(text) }
+}
+
+#[async_trait]
+impl Health for Table {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(values::key(keys::TENANTS_PK, "-")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+}

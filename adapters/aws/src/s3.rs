@@ -1,0 +1,437 @@
+//! The S3 adapter of the blob store: streaming uploads and reads with bounded memory,
+//! conditional writes, and what verification needs (size and hash).
+//!
+//! Throttling and transient failures are retried by the SDK's standard policy (every call
+//! here is idempotent); a body that breaks while streaming is read again from the start.
+
+use async_trait::async_trait;
+use audit::ports::{BlobError, BlobStore, Condition, Listed, Upload};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+
+/// Objects up to this size go up in one PUT; larger ones in parts of this size (S3's
+/// minimum is 5 MiB; 10,000 parts of this size allow 80 GiB).
+pub const MULTIPART_CHUNK: u64 = 8 * 1024 * 1024;
+/// Whole-object reads retried after a broken stream.
+const READ_ATTEMPTS: u32 = 3;
+
+fn failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    op: &'static str,
+    key: &str,
+    err: &SdkError<E, R>,
+) -> BlobError {
+    let message = match err {
+        SdkError::ServiceError(s) => {
+            format!("{}: {}", s.err().code().unwrap_or("?"), s.err().message().unwrap_or(""))
+        }
+        other => format!("{other:?}"),
+    };
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    match code {
+        Some("NoSuchKey" | "NotFound") => BlobError::NotFound(key.to_owned()),
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => BlobError::Precondition(key.to_owned()),
+        _ => BlobError::Failed { op, key: key.to_owned(), message },
+    }
+}
+
+/// One bucket.
+#[derive(Clone)]
+pub struct Bucket {
+    client: Client,
+    name: String,
+}
+
+impl Bucket {
+    #[must_use]
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self { client, name: name.into() }
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads an object, or a range of it, through `feed` into what `init` makes, starting
+    /// over when the body breaks mid-stream. `None` when the object does not exist.
+    async fn read<S>(
+        &self,
+        key: &str,
+        range: Option<&str>,
+        init: impl Fn() -> std::io::Result<S>,
+        feed: impl Fn(&mut S, &[u8]) -> std::io::Result<()>,
+    ) -> Result<Option<(S, String)>, BlobError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = match self
+                .client
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .set_range(range.map(str::to_owned))
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    return match failed("GetObject", key, &e) {
+                        BlobError::NotFound(_) => Ok(None),
+                        other => Err(other),
+                    };
+                }
+            };
+            let etag = out.e_tag().unwrap_or_default().to_owned();
+            let mut sink = init()?;
+            let broke = loop {
+                match out.body.try_next().await {
+                    Ok(Some(chunk)) => feed(&mut sink, &chunk)?,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match broke {
+                None => return Ok(Some((sink, etag))),
+                Some(e) if attempt < READ_ATTEMPTS => tracing::warn!(key, error = %e, "read broke; reading again"),
+                Some(e) => return Err(BlobError::Failed { op: "GetObject", key: key.into(), message: e.to_string() }),
+            }
+        }
+    }
+
+    async fn range(&self, key: &str, range: &str) -> Result<Vec<u8>, BlobError> {
+        let read = self
+            .read(
+                key,
+                Some(range),
+                || Ok(Vec::new()),
+                |v, chunk| {
+                    v.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .await?;
+        read.map(|(v, _)| v).ok_or_else(|| BlobError::NotFound(key.to_owned()))
+    }
+}
+
+#[async_trait]
+impl BlobStore for Bucket {
+    /// Uploads a local file, in parts of [`MULTIPART_CHUNK`] when larger, reading one part
+    /// at a time.
+    ///
+    /// # Errors
+    /// [`BlobError`] when S3 refuses after retries; a failed multipart upload is aborted.
+    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+        use std::io::Read;
+        let mut upload = S3Upload::new(self, key, content_type, None);
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = Vec::new();
+        let result = async {
+            loop {
+                let room = MULTIPART_CHUNK - buf.len() as u64;
+                if (&mut file).take(room).read_to_end(&mut buf)? == 0 {
+                    break;
+                }
+                upload.offer(&mut buf).await?;
+            }
+            upload.finish(std::mem::take(&mut buf)).await
+        }
+        .await;
+        if result.is_err() {
+            upload.abort().await;
+        }
+        result.map(|_| ())
+    }
+
+    /// Writes a small object under `condition`.
+    ///
+    /// # Errors
+    /// [`BlobError::Precondition`] when the condition does not hold.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        condition: Condition,
+    ) -> Result<(), BlobError> {
+        let mut req = self.client.put_object().bucket(&self.name).key(key).content_type(content_type);
+        req = match condition {
+            Condition::None => req,
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        req.body(ByteStream::from(bytes)).send().await.map_err(|e| failed("PutObject", key, &e))?;
+        Ok(())
+    }
+
+    /// A small object's bytes and ETag, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`BlobError`] on any other failure.
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, BlobError> {
+        self.read(
+            key,
+            None,
+            || Ok(Vec::new()),
+            |v, chunk| {
+                v.extend_from_slice(chunk);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Streams an object through SHA-256: its size and hex digest, or `None` if absent.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    async fn hash(&self, key: &str) -> Result<Option<(u64, String)>, BlobError> {
+        let read = self
+            .read(
+                key,
+                None,
+                || Ok((Sha256::new(), 0u64)),
+                |(h, n), chunk| {
+                    h.update(chunk);
+                    *n += chunk.len() as u64;
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(read.map(|((h, n), _)| (n, hex::encode(h.finalize()))))
+    }
+
+    /// Downloads an object to a local file, streaming.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure, including [`BlobError::NotFound`].
+    async fn download(&self, key: &str, path: &Path) -> Result<(), BlobError> {
+        use std::io::Write;
+        let read = self.read(key, None, || std::fs::File::create(path), |f, chunk| f.write_all(chunk)).await?;
+        let (mut file, _) = read.ok_or_else(|| BlobError::NotFound(key.to_owned()))?;
+        file.flush()?;
+        Ok(())
+    }
+
+    /// The last `n` bytes of an object.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    async fn tail(&self, key: &str, n: u64) -> Result<Vec<u8>, BlobError> {
+        self.range(key, &format!("bytes=-{n}")).await
+    }
+
+    /// Bytes `start..end` of an object.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, BlobError> {
+        self.range(key, &format!("bytes={start}-{}", end.saturating_sub(1))).await
+    }
+
+    /// Every object under `prefix`.
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BlobError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectsV2", prefix, &e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    out.push(Listed { key: key.to_owned(), size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0) });
+                }
+            }
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Deletes an object (absent is fine).
+    ///
+    /// # Errors
+    /// [`BlobError`] on failure.
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| failed("DeleteObject", key, &e))?;
+        Ok(())
+    }
+
+    /// A presigned GET of `key`, valid for `expires_in`, that downloads as an attachment.
+    ///
+    /// # Errors
+    /// [`BlobError`] when the URL cannot be signed.
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, BlobError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::Failed { op: "presign", key: key.into(), message: e.to_string() })?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| failed("presign GetObject", key, &e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    fn upload<'a>(&'a self, key: &str, content_type: &str, filename: Option<&str>) -> Box<dyn Upload + 'a> {
+        Box::new(S3Upload::new(self, key, content_type, filename))
+    }
+}
+
+/// A file written to S3 as it is produced: parts of at least [`MULTIPART_CHUNK`] go up as
+/// they fill, so memory holds one part whatever the file's size. A file that never fills
+/// a part is written with one PUT.
+pub struct S3Upload<'a> {
+    bucket: &'a Bucket,
+    key: String,
+    content_type: String,
+    disposition: Option<String>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    bytes: u64,
+}
+
+impl<'a> S3Upload<'a> {
+    /// `filename`: what a browser saves a download as.
+    #[must_use]
+    pub fn new(bucket: &'a Bucket, key: &str, content_type: &str, filename: Option<&str>) -> Self {
+        Self {
+            bucket,
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            disposition: filename.map(|f| format!("attachment; filename=\"{f}\"")),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    async fn send_part(&mut self, body: Vec<u8>) -> Result<(), BlobError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let out = self
+                    .bucket
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket.name)
+                    .key(&self.key)
+                    .content_type(&self.content_type)
+                    .set_content_disposition(self.disposition.clone())
+                    .send()
+                    .await
+                    .map_err(|e| failed("CreateMultipartUpload", &self.key, &e))?;
+                let id = out.upload_id().unwrap_or_default().to_owned();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        self.bytes += body.len() as u64;
+        let out = self
+            .bucket
+            .client
+            .upload_part()
+            .bucket(&self.bucket.name)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| failed("UploadPart", &self.key, &e))?;
+        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Upload for S3Upload<'_> {
+    /// Sends `buf` as the next part once it holds a full part (and empties it).
+    ///
+    /// # Errors
+    /// [`BlobError`]; call [`Upload::abort`] afterwards.
+    async fn offer(&mut self, buf: &mut Vec<u8>) -> Result<(), BlobError> {
+        if (buf.len() as u64) < MULTIPART_CHUNK {
+            return Ok(());
+        }
+        self.send_part(std::mem::take(buf)).await
+    }
+
+    /// Sends the rest and completes the object; returns its size.
+    ///
+    /// # Errors
+    /// [`BlobError`]; call [`Upload::abort`] afterwards.
+    async fn finish(&mut self, rest: Vec<u8>) -> Result<u64, BlobError> {
+        let Some(upload_id) = self.upload_id.clone() else {
+            self.bytes = rest.len() as u64;
+            self.bucket
+                .client
+                .put_object()
+                .bucket(&self.bucket.name)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .set_content_disposition(self.disposition.clone())
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+                .map_err(|e| failed("PutObject", &self.key, &e))?;
+            return Ok(self.bytes);
+        };
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        self.bucket
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket.name)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| failed("CompleteMultipartUpload", &self.key, &e))?;
+        Ok(self.bytes)
+    }
+
+    /// Gives up an unfinished upload (S3 would otherwise keep its parts until the
+    /// bucket's lifecycle rule aborts it).
+    async fn abort(&mut self) {
+        if let Some(id) = &self.upload_id {
+            let _ = self
+                .bucket
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket.name)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `auditlog`: the operator's command line (contract section 6).
+
+use anyhow::Context;
+use audit::domain::export::Format;
+use audit::domain::tenant::{MAX_SHARDS, TenantId, TenantSettings};
+use audit::domain::timestamp::Timestamp;
+use audit::ports::Tenants;
+use audit::usecases::archive::{ArchiveStores, Archiver};
+use audit::usecases::{convert, verify};
+use audit_http::auth::issue_hs256;
+use audit_runtime::config::{self, FromEnv};
+use audit_runtime::{Aws, telemetry};
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "auditlog", about = "Operate the audit log service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a development JWT signed with AUDIT_JWT_SECRET.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "audit:read audit:write audit:export")]
+        scope: String,
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// Lifetime: a number with s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Run the archive job once: every day past each tenant's online window moves to S3.
+    Archive {
+        /// Act as if the time were this (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Check every archived part against its manifest, and the manifest chain.
+    Verify {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Convert JSON-lines events to archive Parquet, or archive Parquet to an export file
+    /// (CSV or JSON lines, newest first); chosen by the file endings.
+    Convert { input: std::path::PathBuf, output: std::path::PathBuf },
+    /// Set a tenant's write shards (only ever raised) and its own online window.
+    Tenant {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        shards: u16,
+        #[arg(long)]
+        hot_days: Option<u32>,
+    },
+}
+
+/// The archive's settings and stores, as the archive function has them.
+async fn archive_env() -> anyhow::Result<(archive::Config, ArchiveStores)> {
+    let config = archive::Config::from_env()?;
+    let aws = Aws::load().await;
+    let stores = ArchiveStores::on(&aws.table(&config.table), &aws.bucket(&config.archive_bucket));
+    Ok((config, stores))
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("bad duration unit in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    match Cli::parse().command {
+        Command::Token { tenant, scope, sub, ttl } => {
+            let secret = config::required(config::JWT_SECRET)?;
+            let tenant = TenantId::parse(&tenant)?;
+            println!("{}", issue_hs256(&secret, &tenant, &sub, &scope, ttl)?);
+        }
+        Command::Convert { input, output } => {
+            let ext = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_lowercase();
+            let started = std::time::Instant::now();
+            let done = match (ext(&input).as_str(), ext(&output).as_str()) {
+                ("jsonl" | "json" | "ndjson", "parquet") => convert::jsonl_to_parquet(&input, &output)?,
+                ("parquet", to @ ("csv" | "jsonl")) => {
+                    let format = Format::parse(to).map_err(|f| anyhow::anyhow!("unknown format {f}"))?;
+                    convert::parquet_to_export(&input, &output, format)?
+                }
+                (from, to) => {
+                    anyhow::bail!(
+                        "cannot convert .{from} to .{to}: use .jsonl to .parquet, or .parquet to .csv or .jsonl"
+                    )
+                }
+            };
+            eprintln!(
+                "{} rows, {} bytes written to {} in {:.2} s",
+                done.rows,
+                done.bytes,
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Archive { now, tenant } => {
+            let now = match now {
+                Some(t) => Timestamp::parse(&t).map_err(|_| anyhow::anyhow!("--now must be RFC 3339"))?,
+                None => Timestamp::now(),
+            };
+            let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
+            let (config, stores) = archive_env().await?;
+            let report = Archiver::new(stores, config.options).run(now, tenant.as_ref(), None).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(report.failures.is_empty(), "{} tenant(s) failed", report.failures.len());
+        }
+        Command::Verify { tenant } => {
+            let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
+            let (_, s) = archive_env().await?;
+            let checked = verify::verify(&*s.tenant_registry, &*s.registry, &*s.bucket, tenant.as_ref()).await?;
+            for f in &checked.findings {
+                println!("{} {}: {}", f.tenant, f.kind, f.detail);
+            }
+            eprintln!(
+                "{} tenant(s), {} manifest(s), {} part(s), {} row(s) checked; {} problem(s)",
+                checked.tenants,
+                checked.manifests,
+                checked.parts,
+                checked.rows,
+                checked.findings.len()
+            );
+            if !checked.findings.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::Tenant { tenant, shards, hot_days } => {
+            anyhow::ensure!((1..=MAX_SHARDS).contains(&shards), "shards must be 1 to {MAX_SHARDS}");
+            let (table, default_hot_days) = (config::table()?, config::hot_days()?);
+            let tenant = TenantId::parse(&tenant)?;
+            Aws::load()
+                .await
+                .table(&table)
+                .set_settings(&tenant, TenantSettings { shards, hot_days })
+                .await
+                .context("shards can only be raised")?;
+            println!("tenant {tenant}: {shards} shard(s), online window {} days", hot_days.unwrap_or(default_hot_days));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ttls() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The exports API and the worker's handler on the in-memory adapters.
+
+use super::*;
+use audit::domain::tenant::TenantId;
+use audit::memory::{MemoryBlobs, MemoryQueue, MemoryStore};
+use audit::usecases::ingest::Ingest;
+use audit_http::auth::issue_hs256;
+use audit_runtime::run::SqsMessage;
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::Value;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const SECRET: &str = "test-secret";
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn token(t: &str, scope: &str) -> String {
+    issue_hs256(SECRET, &tenant(t), "tester", scope, Duration::from_secs(60)).unwrap_or_default()
+}
+
+struct Service {
+    store: Arc<MemoryStore>,
+    queue: Arc<MemoryQueue>,
+    files: Arc<MemoryBlobs>,
+    router: Router,
+}
+
+fn service() -> Service {
+    let (store, queue, files) =
+        (Arc::new(MemoryStore::default()), Arc::new(MemoryQueue::default()), Arc::new(MemoryBlobs::default()));
+    let state =
+        ExportState { exports: Exports::on(&store, &queue, &files), verifier: Verifier::new(Some(SECRET), None) };
+    let router = app(Arc::new(state));
+    Service { store, queue, files, router }
+}
+
+async fn call(router: &Router, req: axum::http::request::Builder, body: &str) -> (u16, Value) {
+    let resp = router.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap_or_default()).await;
+    let resp = resp.unwrap_or_else(|e| match e {});
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn post(token: &str) -> axum::http::request::Builder {
+    Request::post("/v1/exports").header("authorization", format!("Bearer {token}"))
+}
+
+fn get(token: &str, uri: &str) -> axum::http::request::Builder {
+    Request::get(uri).header("authorization", format!("Bearer {token}"))
+}
+
+fn delivery(bodies: &[&str]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some((*body).to_owned());
+        event.records.push(m);
+    }
+    event
+}
+
+#[tokio::test]
+async fn an_export_is_checked_logged_queued_run_and_downloadable() {
+    let s = service();
+    let t = token("acme", "audit:export");
+    let events = vec![json!({"id": "e1", "action": "auth.login", "actor": {"type": "member", "id": "u"}})];
+    Ingest::on(&s.store).ingest(&tenant("acme"), events).await;
+    let (status, body) = call(&s.router, post(&t), r#"{"format": "xlsx"}"#).await;
+    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("format")));
+    let (status, created) = call(&s.router, post(&t), r#"{"format": "jsonl"}"#).await;
+    assert_eq!((status, created["status"].as_str()), (202, Some("queued")));
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let messages = s.queue.messages();
+    assert_eq!(messages.len(), 1);
+    let message: Value = serde_json::from_str(&messages[0].body).unwrap_or_default();
+    assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
+
+    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100);
+    let response = handle_queue(&exporter, delivery(&[&messages[0].body, "not a job"])).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["m1"], "a message that is no job's goes back, to reach the dead-letter queue");
+
+    let (status, job) = call(&s.router, get(&t, &format!("/v1/exports/{id}")), "").await;
+    assert_eq!((status, job["status"].as_str(), job["rows"].as_u64()), (200, Some("succeeded"), Some(2)));
+    assert!(job["download_url"].as_str().is_some_and(|u| u.contains(&id)));
+    let file = s.files.bytes(&format!("exports/acme/{id}.jsonl")).unwrap_or_default();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
+    assert_eq!(
+        lines.iter().map(|l| l["action"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        vec!["audit_log.export", "auth.login"]
+    );
+    let (_, list) = call(&s.router, get(&t, "/v1/exports"), "").await;
+    assert_eq!(list["items"][0]["id"], json!(id));
+}
+
+#[tokio::test]
+async fn tenants_and_scopes_are_kept_apart() {
+    let s = service();
+    let (status, created) = call(&s.router, post(&token("acme", "audit:export")), "{}").await;
+    assert_eq!(status, 202);
+    let id = created["id"].as_str().unwrap_or_default();
+    let other = token("other", "audit:export");
+    let (status, body) = call(&s.router, get(&other, &format!("/v1/exports/{id}")), "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (_, list) = call(&s.router, get(&other, "/v1/exports"), "").await;
+    assert_eq!(list["items"], json!([]));
+    let (status, body) = call(&s.router, post(&token("acme", "audit:read")), "{}").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (status, _) = call(&s.router, Request::post("/v1/exports"), "{}").await;
+    assert_eq!(status, 401);
+}

@@ -1,0 +1,251 @@
+//! Bearer tokens: JWTs signed HS256 with `AUDIT_JWT_SECRET` or RS256 by a key in
+//! `AUDIT_JWKS_URL`. The tenant of every request comes from here and nowhere else.
+
+use audit::domain::tenant::TenantId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::RwLock;
+
+/// Clock skew tolerated on `exp`.
+const LEEWAY_SECONDS: u64 = 30;
+/// How often an unknown `kid` may trigger a JWKS refetch.
+const JWKS_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Write,
+    Read,
+    Export,
+    Admin,
+}
+
+impl Scope {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Write => "audit:write",
+            Scope::Read => "audit:read",
+            Scope::Export => "audit:export",
+            Scope::Admin => "audit:admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Scope::Write, Scope::Read, Scope::Export, Scope::Admin].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Who is calling, for which tenant, allowed to do what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub sub: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// `audit:admin` holds every other scope.
+    #[must_use]
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)
+    }
+}
+
+/// Why a request was not authenticated or not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// Not a well-formed, validly signed, unexpired token with the required claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// Valid, but without the scope the endpoint needs.
+    #[error("token lacks scope {0}")]
+    Forbidden(&'static str),
+    /// The key set could not be fetched.
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    tenant: String,
+    sub: String,
+    #[serde(default)]
+    scope: Option<String>,
+    exp: u64,
+}
+
+/// Verifies tokens. Built once per process; the JWKS is cached.
+pub struct Verifier {
+    secret: Option<DecodingKey>,
+    jwks_url: Option<String>,
+    jwks: RwLock<Option<(Instant, JwkSet)>>,
+    http: reqwest::Client,
+}
+
+impl Verifier {
+    #[must_use]
+    pub fn new(secret: Option<&str>, jwks_url: Option<&str>) -> Self {
+        Self {
+            secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            jwks_url: jwks_url.map(str::to_owned),
+            jwks: RwLock::new(None),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+        }
+    }
+
+    /// Authenticates an `Authorization` header value and checks `scope`.
+    ///
+    /// # Errors
+    /// [`AuthError`]: `Forbidden` maps to 403, the rest to 401 (or 503 for keys).
+    pub async fn authorize(&self, header: Option<&str>, scope: Scope) -> Result<Caller, AuthError> {
+        let caller = self.authenticate(header).await?;
+        if caller.has(scope) { Ok(caller) } else { Err(AuthError::Forbidden(scope.as_str())) }
+    }
+
+    async fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let head = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = match head.alg {
+            Algorithm::HS256 => {
+                let key =
+                    self.secret.as_ref().ok_or_else(|| AuthError::Invalid("HS256 tokens are not accepted".into()))?;
+                verify(token, key, Algorithm::HS256)?
+            }
+            Algorithm::RS256 => {
+                let kid = head.kid.ok_or_else(|| AuthError::Invalid("RS256 token without kid".into()))?;
+                let key = self.jwk(&kid).await?;
+                verify(token, &key, Algorithm::RS256)?
+            }
+            other => {
+                return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted")));
+            }
+        };
+        let tenant = TenantId::parse(&claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("empty sub".into()));
+        }
+        let scopes = claims.scope.as_deref().unwrap_or_default().split_whitespace().filter_map(Scope::parse).collect();
+        Ok(Caller { tenant, sub: claims.sub, scopes })
+    }
+
+    async fn jwk(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        let url = self.jwks_url.as_deref().ok_or_else(|| AuthError::Invalid("RS256 tokens are not accepted".into()))?;
+        {
+            let cached = self.jwks.read().await;
+            if let Some((fetched, set)) = cached.as_ref() {
+                if let Some(jwk) = set.find(kid) {
+                    return DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string()));
+                }
+                if fetched.elapsed() < JWKS_REFRESH {
+                    return Err(AuthError::Invalid("unknown kid".into()));
+                }
+            }
+        }
+        let set: JwkSet = async { self.http.get(url).send().await?.error_for_status()?.json().await }
+            .await
+            .map_err(|e: reqwest::Error| AuthError::KeysUnavailable(e.to_string()))?;
+        let key = set.find(kid).map(DecodingKey::from_jwk);
+        *self.jwks.write().await = Some((Instant::now(), set));
+        match key {
+            Some(k) => k.map_err(|e| AuthError::Invalid(e.to_string())),
+            None => Err(AuthError::Invalid("unknown kid".into())),
+        }
+    }
+}
+
+fn verify(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Claims, AuthError> {
+    let mut v = Validation::new(alg);
+    v.set_required_spec_claims(&["exp", "sub"]);
+    v.leeway = LEEWAY_SECONDS;
+    v.validate_aud = false;
+    decode::<Claims>(token, key, &v).map(|d| d.claims).map_err(|e| AuthError::Invalid(e.to_string()))
+}
+
+/// Issues an HS256 token: the `auditlog token` command and the tests use it.
+///
+/// # Errors
+/// When signing fails.
+pub fn issue_hs256(
+    secret: &str,
+    tenant: &TenantId,
+    sub: &str,
+    scope: &str,
+    ttl: Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().saturating_add(ttl).as_secs();
+    let claims = Claims { tenant: tenant.to_string(), sub: sub.to_owned(), scope: Some(scope.to_owned()), exp };
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("acme").unwrap_or_else(|_| unreachable!())
+    }
+
+    fn token(secret: &str, scope: &str, ttl: Duration) -> String {
+        issue_hs256(secret, &tenant(), "alice", scope, ttl).unwrap_or_default()
+    }
+
+    fn expired(secret: &str) -> String {
+        let claims =
+            Claims { tenant: "acme".into(), sub: "a".into(), scope: Some("audit:read".into()), exp: 1_000_000 };
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn accepts_a_valid_token_with_the_scope() {
+        let v = Verifier::new(Some("s3cret"), None);
+        let t = format!("Bearer {}", token("s3cret", "audit:read audit:write", Duration::from_secs(60)));
+        let caller = v.authorize(Some(&t), Scope::Write).await;
+        assert_eq!(caller.map(|c| c.tenant), Ok(tenant()));
+    }
+
+    #[tokio::test]
+    async fn refuses_missing_malformed_forged_expired_and_unscoped_tokens() {
+        let v = Verifier::new(Some("s3cret"), None);
+        let ok = token("s3cret", "audit:read", Duration::from_secs(60));
+        type Expect = fn(&AuthError) -> bool;
+        let cases: Vec<(Option<String>, Expect)> = vec![
+            (None, |e| *e == AuthError::Missing),
+            (Some("Basic abc".into()), |e| *e == AuthError::Missing),
+            (Some("Bearer not.a.jwt".into()), |e| matches!(e, AuthError::Invalid(_))),
+            (Some(format!("Bearer {}", token("other", "audit:write", Duration::from_secs(60)))), |e| {
+                matches!(e, AuthError::Invalid(_))
+            }),
+            (Some(format!("Bearer {}", expired("s3cret"))), |e| matches!(e, AuthError::Invalid(_))),
+            (Some(format!("Bearer {ok}")), |e| *e == AuthError::Forbidden("audit:write")),
+        ];
+        for (header, expected) in cases {
+            let got = v.authorize(header.as_deref(), Scope::Write).await;
+            assert!(got.as_ref().err().is_some_and(expected), "{header:?}: {got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_the_none_algorithm() {
+        // {"alg":"none"} . {"tenant":"acme","sub":"a","scope":"audit:write","exp":9999999999} .
+        let t = "Bearer eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhY21lIiwic3ViIjoiYSIsInNjb3BlIjoiYXVkaXQ6d3JpdGUiLCJleHAiOjk5OTk5OTk5OTl9.";
+        let v = Verifier::new(Some("s3cret"), None);
+        assert!(matches!(v.authorize(Some(t), Scope::Write).await, Err(AuthError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn admin_holds_every_scope() {
+        let v = Verifier::new(Some("k"), None);
+        let t = format!("Bearer {}", token("k", "audit:admin", Duration::from_secs(60)));
+        assert!(v.authorize(Some(&t), Scope::Export).await.is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! What Lambda does for the deployed functions, done on loopback: receiving queue
+//! messages and handing them to the same handlers the Lambda entry points run, and the
+//! settings of the whole local service.
+
+use audit_aws::sqs::Queue;
+use audit_runtime::config::{self, ConfigError, FromEnv};
+use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage};
+use std::future::Future;
+
+/// Does once what Lambda's event source mapping does: receives up to `max` messages,
+/// hands them to `handle` as one delivery, and deletes the ones it finished. Returns how
+/// many it received.
+///
+/// # Errors
+/// When the queue cannot be read or a finished message cannot be deleted.
+pub async fn poll<F, Fut>(queue: &Queue, max: i32, wait_seconds: i32, handle: F) -> Result<usize, aws_sdk_sqs::Error>
+where
+    F: FnOnce(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    let received = queue.receive(max, wait_seconds).await?;
+    if received.is_empty() {
+        return Ok(0);
+    }
+    let mut event = SqsEvent::default();
+    for m in &received {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.event_source = Some("aws:sqs".into());
+        event.records.push(record);
+    }
+    let response = handle(event).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    for m in &received {
+        if failed.contains(&m.message_id.as_deref().unwrap_or_default()) {
+            continue;
+        }
+        if let Some(receipt) = &m.receipt_handle {
+            queue.delete(receipt).await?;
+        }
+    }
+    Ok(received.len())
+}
+
+/// Every function's settings, and the runner's own.
+pub struct Config {
+    pub ingest_api: ingest::ApiConfig,
+    pub ingest_queue: ingest::QueueConfig,
+    pub ingest_queue_url: String,
+    pub query: query::Config,
+    pub archive: archive::Config,
+    pub export_api: export::ApiConfig,
+    pub export_worker: export::WorkerConfig,
+    pub port: u16,
+}
+
+impl FromEnv for Config {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            ingest_api: ingest::ApiConfig::from_env()?,
+            ingest_queue: ingest::QueueConfig::from_env()?,
+            ingest_queue_url: config::required(config::INGEST_QUEUE_URL)?,
+            query: query::Config::from_env()?,
+            archive: archive::Config::from_env()?,
+            export_api: export::ApiConfig::from_env()?,
+            export_worker: export::WorkerConfig::from_env()?,
+            port: config::number(config::PORT, 3000, 1)?,
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! One start-up for every function: the allocator, telemetry, the typed configuration,
+//! the AWS clients, the same warm-up everywhere, and the loops that run a router, a
+//! queue handler or a scheduled job on Lambda. Each function's `main.rs` is this crate
+//! called in the same few lines.
+//!
+//! May depend on: everything below a function (`audit`, `audit-aws`) and the Lambda
+//! runtime crates; the Lambda event types live here and in the functions, never in
+//! `audit`.
+
+pub mod config;
+pub mod run;
+pub mod telemetry;
+
+pub use audit_aws::Aws;
+pub use config::{ConfigError, FromEnv};
+
+use audit::ports::Health;
+
+/// Ingest and queries allocate many small strings; mimalloc handles that far better than
+/// the system allocator (see the ingest_cpu benchmark). Every binary links this crate,
+/// so every binary gets it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What a function's `main` returns.
+pub type Error = lambda_runtime::Error;
+
+/// Starts a function: telemetry, then its settings (failing, with the missing one named,
+/// before anything else is done), then the AWS configuration.
+///
+/// # Errors
+/// [`ConfigError`].
+pub async fn start<C: FromEnv>() -> Result<(C, Aws), ConfigError> {
+    telemetry::init();
+    let config = C::from_env()?;
+    Ok((config, Aws::load().await))
+}
+
+/// The warm-up every function does during init: one request to the table, so the first
+/// invocation does not pay for the connection. A failure is logged, not fatal: the
+/// first request retries.
+pub async fn warm_up(store: &dyn Health) {
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "table not reachable during init");
+    }
+}

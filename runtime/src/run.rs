@@ -1,0 +1,102 @@
+//! The Lambda loops: an HTTP router behind API Gateway, a queue handler with partial
+//! batch responses, a scheduled job. The local runner drives the same handlers without
+//! them.
+
+use crate::Error;
+use aws_lambda_events::event::sqs::BatchItemFailure;
+pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::time::{Instant, SystemTime};
+
+/// Serves `router` as the Lambda function behind an API Gateway HTTP API.
+///
+/// # Errors
+/// When the Lambda runtime fails.
+pub async fn http(router: axum::Router) -> Result<(), Error> {
+    lambda_http::run(router).await
+}
+
+/// Handles each message of a delivery in turn; the response lists those `handle` did not
+/// finish (it returned `false`), so only they are delivered again.
+pub async fn partial_batch<F, Fut>(event: SqsEvent, mut handle: F) -> SqsBatchResponse
+where
+    F: FnMut(SqsMessage) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        if !handle(message).await {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// Serves `handle` as the Lambda function of an SQS event source.
+///
+/// # Errors
+/// When the Lambda runtime fails.
+pub async fn queue<F, Fut>(handle: F) -> Result<(), Error>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    let handle = &handle;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle(event.payload).await)
+    }))
+    .await
+}
+
+/// Serves `handle` as a scheduled (or directly invoked) Lambda function: it gets the
+/// invocation's payload and the instant the invocation must be done by.
+///
+/// # Errors
+/// When the Lambda runtime fails.
+pub async fn scheduled<F, Fut, R, E>(handle: F) -> Result<(), Error>
+where
+    F: Fn(Value, Instant) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: Serialize,
+    E: Into<Error>,
+{
+    let handle = &handle;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+        handle(event.payload, Instant::now() + left).await.map_err(Into::into)
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_unfinished_messages_are_reported() {
+        let mut event = SqsEvent::default();
+        for (id, body) in [("m1", "ok"), ("m2", "retry"), ("m3", "ok")] {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.into());
+            m.body = Some(body.into());
+            event.records.push(m);
+        }
+        let response = partial_batch(event, |m| async move { m.body.as_deref() == Some("ok") }).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, vec!["m2"]);
+    }
+
+    #[test]
+    fn the_sample_queue_events_are_sqs_events() {
+        for sample in [include_str!("../../events/sqs-ingest.json"), include_str!("../../events/sqs-export.json")] {
+            let event: SqsEvent = serde_json::from_str(sample).unwrap_or_else(|e| panic!("not an SQS event: {e}"));
+            assert!(!event.records.is_empty());
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Reading archive Parquet back as [`Row`]s, for exports and `auditlog convert`; the ids
+//! of a part, for the archive's deletes; and a remote part's footer.
+//!
+//! Parts are sorted oldest first and exports run newest first, so a part is read one row
+//! group at a time from its last group to its first, and each group's rows in reverse:
+//! memory holds one decoded row group, never a whole part. Row groups whose `occurred_at`
+//! statistics miss the range asked for are never fetched or decoded.
+
+use crate::domain::fields::TEXT_FIELDS;
+use crate::domain::row::{Row, STRING_COLUMNS};
+use crate::ports::{BlobError, BlobStore};
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, PrimitiveArray, RecordBatch, StringArray};
+use bytes::{Buf, Bytes};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::statistics::Statistics;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Rows decoded per batch.
+const BATCH_ROWS: usize = 8_192;
+
+/// An open part: its footer, read once.
+pub struct Part {
+    meta: ArrowReaderMetadata,
+    occurred_at: usize,
+}
+
+impl Part {
+    /// Reads the footer of a local part.
+    ///
+    /// # Errors
+    /// When the input is not archive Parquet.
+    pub fn open<T: ChunkReader>(input: &T) -> Result<Self, ParquetError> {
+        Self::new(ArrowReaderMetadata::load(input, ArrowReaderOptions::new())?)
+    }
+
+    /// A part whose footer was fetched separately (a remote part).
+    ///
+    /// # Errors
+    /// When the footer is not archive Parquet.
+    pub fn from_metadata(metadata: Arc<ParquetMetaData>) -> Result<Self, ParquetError> {
+        Self::new(ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())?)
+    }
+
+    fn new(meta: ArrowReaderMetadata) -> Result<Self, ParquetError> {
+        let occurred_at = meta
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "occurred_at")
+            .ok_or_else(|| ParquetError::General("not an archive part: no occurred_at column".into()))?;
+        Ok(Self { meta, occurred_at })
+    }
+
+    #[must_use]
+    pub fn row_groups(&self) -> usize {
+        self.meta.metadata().num_row_groups()
+    }
+
+    /// The row group's first and last `occurred_at` (microseconds), from its statistics.
+    #[must_use]
+    pub fn time_range(&self, row_group: usize) -> Option<(i64, i64)> {
+        let column = self.meta.metadata().row_group(row_group).column(self.occurred_at);
+        match column.statistics() {
+            Some(Statistics::Int64(s)) => Some((*s.min_opt()?, *s.max_opt()?)),
+            _ => None,
+        }
+    }
+
+    /// The byte range `(start, length)` of a row group's column chunks.
+    #[must_use]
+    pub fn byte_range(&self, row_group: usize) -> (u64, u64) {
+        let rg = self.meta.metadata().row_group(row_group);
+        let ranges = rg.columns().iter().map(|c| c.byte_range());
+        let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
+        let end = ranges.map(|(s, l)| s + l).max().unwrap_or(0);
+        (start, end - start)
+    }
+
+    /// Decodes one row group, only the named columns if `columns` is given.
+    ///
+    /// # Errors
+    /// When the data cannot be read or decoded.
+    pub fn read<T: ChunkReader + 'static>(
+        &self,
+        input: T,
+        row_group: usize,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<Batch>, ParquetError> {
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
+            .with_row_groups(vec![row_group])
+            .with_batch_size(BATCH_ROWS);
+        if let Some(names) = columns {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+            builder = builder.with_projection(mask);
+        }
+        builder.build()?.map(|b| Batch::new(&b?)).collect()
+    }
+}
+
+/// A decoded batch, viewable row by row.
+pub struct Batch {
+    len: usize,
+    occurred_at: PrimitiveArray<TimestampMicrosecondType>,
+    received_at: Option<PrimitiveArray<TimestampMicrosecondType>>,
+    strings: Vec<Option<StringArray>>,
+}
+
+impl Batch {
+    /// # Errors
+    /// When a column has a type the archive does not use.
+    pub fn new(batch: &RecordBatch) -> Result<Self, ParquetError> {
+        let bad = |name: &str| ParquetError::General(format!("column {name} has an unexpected type"));
+        let time = |name: &str| -> Result<Option<PrimitiveArray<TimestampMicrosecondType>>, ParquetError> {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_primitive_opt::<TimestampMicrosecondType>().cloned().ok_or_else(|| bad(name)))
+                .transpose()
+        };
+        let occurred_at = time("occurred_at")?.ok_or_else(|| bad("occurred_at"))?;
+        let received_at = time("received_at")?;
+        let strings = STRING_COLUMNS
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .map(|c| c.as_string_opt::<i32>().cloned().ok_or_else(|| bad(name)))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { len: batch.num_rows(), occurred_at, received_at, strings })
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Row `i`, borrowing from the batch; columns not read are `None`.
+    #[must_use]
+    pub fn row(&self, i: usize) -> Row<'_> {
+        let mut s: [Option<Cow<'_, str>>; TEXT_FIELDS] = Default::default();
+        for (slot, column) in s.iter_mut().zip(&self.strings) {
+            *slot = column.as_ref().filter(|c| c.is_valid(i)).map(|c| Cow::Borrowed(c.value(i)));
+        }
+        Row {
+            occurred_at: self.occurred_at.value(i),
+            received_at: self.received_at.as_ref().map_or(0, |r| r.value(i)),
+            s,
+        }
+    }
+}
+
+/// Reads the `id` column of a local part, `chunk` ids at a time.
+///
+/// # Errors
+/// When the file is not a part with an `id` column.
+pub fn ids(
+    file: std::fs::File,
+    chunk: usize,
+) -> Result<impl Iterator<Item = Result<Vec<String>, ParquetError>>, ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let id_column = builder.parquet_schema().columns().iter().position(|c| c.name() == "id");
+    let id_column = id_column.ok_or_else(|| ParquetError::General("a part without an id column".into()))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [id_column]);
+    let reader = builder.with_projection(mask).with_batch_size(chunk).build()?;
+    Ok(reader.map(|batch| {
+        let batch = batch.map_err(|e| ParquetError::General(e.to_string()))?;
+        Ok(batch.column(0).as_string::<i32>().iter().flatten().map(str::to_owned).collect())
+    }))
+}
+
+/// A remote part that cannot be read as Parquet.
+#[derive(Debug, thiserror::Error)]
+pub enum FooterError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("not Parquet: {0}")]
+    NotParquet(String),
+}
+
+/// A remote Parquet object's footer, read with two ranged GETs (its length, then itself).
+///
+/// # Errors
+/// [`FooterError::NotParquet`] when the object has no valid footer, or a read failure.
+pub async fn footer(store: &dyn BlobStore, key: &str) -> Result<ParquetMetaData, FooterError> {
+    let not_parquet = |why: String| FooterError::NotParquet(format!("{key}: {why}"));
+    let end = store.tail(key, 8).await?;
+    if end.len() != 8 || &end[4..] != b"PAR1" {
+        return Err(not_parquet("no Parquet footer".into()));
+    }
+    let len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
+    let footer = store.tail(key, len + 8).await?;
+    ParquetMetaDataReader::decode_metadata(&footer[..footer.len() - 8]).map_err(|e| not_parquet(e.to_string()))
+}
+
+/// The row count a remote Parquet object's footer declares.
+///
+/// # Errors
+/// As [`footer`].
+pub async fn remote_rows(store: &dyn BlobStore, key: &str) -> Result<u64, FooterError> {
+    let meta = footer(store, key).await?;
+    u64::try_from(meta.file_metadata().num_rows()).map_err(|e| FooterError::NotParquet(format!("{key}: {e}")))
+}
+
+/// One contiguous byte range of a remote file, standing in for the whole file: enough to
+/// decode the row group it covers.
+#[derive(Clone)]
+pub struct Span {
+    pub offset: u64,
+    pub data: Bytes,
+    pub file_len: u64,
+}
+
+impl Length for Span {
+    fn len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+impl ChunkReader for Span {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
+        Ok(self.get_bytes(start, 0)?.reader()).map(|_| {
+            let from = usize::try_from(start - self.offset).unwrap_or(0);
+            self.data.slice(from..).reader()
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        let end = start + length as u64;
+        if start < self.offset || end > self.offset + self.data.len() as u64 {
+            return Err(ParquetError::General(format!("bytes {start}..{end} are outside the fetched range")));
+        }
+        let from = usize::try_from(start - self.offset).map_err(|e| ParquetError::General(e.to_string()))?;
+        Ok(self.data.slice(from..from + length))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::fixtures::arb_event;
+    use crate::domain::timestamp::Timestamp;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn rows_read_back_equal_the_rows_written(events in proptest::collection::vec(arb_event(), 1..60)) {
+            let (stored, bytes) = crate::formats::tests::part_of(events.into_iter().map(|e| e.stamp(Timestamp::now())));
+            let part = Part::open(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            prop_assert_eq!(part.row_groups(), 1);
+            let (lo, hi) = part.time_range(0).unwrap_or_default();
+            prop_assert_eq!(lo, stored[0].event.occurred_at.micros());
+            prop_assert_eq!(hi, stored[stored.len() - 1].event.occurred_at.micros());
+            // Read through a span holding only the row group's bytes, as from S3.
+            let (start, len) = part.byte_range(0);
+            let span = Span {
+                offset: start,
+                data: bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(start + len).unwrap_or(0)),
+                file_len: bytes.len() as u64,
+            };
+            let batches = part.read(span, 0, None).unwrap_or_else(|e| panic!("{e}"));
+            let rows: Vec<Row<'_>> = batches.iter().flat_map(|b| (0..b.len()).map(|i| b.row(i))).collect();
+            prop_assert_eq!(rows.len(), stored.len());
+            for (row, s) in rows.iter().zip(&stored) {
+                prop_assert_eq!(row, &Row::from_stored(s));
+            }
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The table in memory: events with their index partitions, tenants, catalogs, the
+//! archive registry and export jobs, behind one lock.
+
+use crate::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate};
+use crate::domain::event::StoredEvent;
+use crate::domain::export::{DOWNLOAD_HOURS, Job, Produced, Status, id_lower_bound};
+use crate::domain::filter::Order;
+use crate::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
+use crate::domain::plan::{EventKey, Partition, Path};
+use crate::domain::tenant::{TenantId, TenantSettings};
+use crate::domain::timestamp::Timestamp;
+use crate::memory::{FaultKind, Faults};
+use crate::ports::registry::LEASE_SECONDS;
+use crate::ports::{ArchiveRegistry, Catalogs, CountPage, EventDeleter, EventIndex, EventReader, EventWriter};
+use crate::ports::{ExportJobs, Health, IndexPage, IndexQuery, PutOutcome, RegistryError, StoreError};
+use crate::ports::{TenantRegistry, Tenants};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Item {
+    event: StoredEvent,
+    shard: u16,
+    dedup: String,
+}
+
+#[derive(Default)]
+struct Lease {
+    owner: Option<String>,
+    until: u64,
+}
+
+#[derive(Default)]
+struct Tables {
+    events: BTreeMap<(TenantId, String), Item>,
+    settings: HashMap<TenantId, TenantSettings>,
+    registered: BTreeSet<TenantId>,
+    actions: BTreeMap<(TenantId, u16, String), u64>,
+    actors: BTreeMap<(TenantId, u16, String), ActorEntry>,
+    /// (tenant, lowercased email, actor id).
+    emails: BTreeSet<(TenantId, String, String)>,
+    archive: HashMap<TenantId, (ArchiveState, Lease)>,
+    jobs: BTreeMap<(TenantId, String), Job>,
+}
+
+/// Every table-backed port, in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    pub faults: Faults,
+}
+
+fn fault(kind: FaultKind, op: &str) -> StoreError {
+    match kind {
+        FaultKind::Unavailable => StoreError::Unavailable(format!("injected: {op}")),
+        FaultKind::Refused => StoreError::Refused(format!("injected: {op}")),
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl MemoryStore {
+    fn open(&self, op: &str, detail: &str) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.faults.check(op, detail).map_err(|k| fault(k, op))?;
+        self.tables.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))
+    }
+
+    /// Every stored event of a tenant, in key order (what a test compares with).
+    #[must_use]
+    pub fn events(&self, tenant: &TenantId) -> Vec<StoredEvent> {
+        let Ok(t) = self.tables.lock() else { return Vec::new() };
+        let mut out: Vec<StoredEvent> =
+            t.events.iter().filter(|((tn, _), _)| tn == tenant).map(|(_, i)| i.event.clone()).collect();
+        out.sort_by(|a, b| a.key().cmp(&b.key()));
+        out
+    }
+
+    /// Stores an event as ingest would have, without the checks (to set up a test).
+    pub fn insert(&self, event: StoredEvent, shard: u16) {
+        if let Ok(mut t) = self.tables.lock() {
+            let key = (event.event.tenant_id.clone(), event.event.id.clone());
+            t.registered.insert(event.event.tenant_id.clone());
+            let dedup = event.hash.clone();
+            t.events.insert(key, Item { event, shard, dedup });
+        }
+    }
+
+    /// Replaces a stored job (to set up a test, say one past its expiry).
+    pub fn put_job(&self, job: Job) {
+        if let Ok(mut t) = self.tables.lock() {
+            t.jobs.insert((job.tenant.clone(), job.id.clone()), job);
+        }
+    }
+}
+
+/// Whether `item` is in `partition` of `path`.
+fn in_partition(item: &Item, path: Path, partition: &Partition) -> bool {
+    let e = &item.event.event;
+    let value = partition.value.as_deref();
+    item.shard == partition.shard
+        && match path {
+            Path::Time => true,
+            Path::Actor => value == Some(e.actor.id.as_str()),
+            Path::Action => value == Some(e.action.as_str()),
+            Path::Resource => value.is_some() && value == e.resource.as_ref().and_then(|r| r.id.as_deref()),
+        }
+}
+
+/// The keys of a partition in `[from, to)` after `after`, in `order`.
+fn partition_keys<'t>(t: &'t Tables, q: &IndexQuery<'_>) -> Vec<&'t Item> {
+    let (from, to) = (q.filter.from, q.filter.to);
+    let mut items: Vec<&Item> = t
+        .events
+        .iter()
+        .filter(|((tenant, _), _)| tenant == q.tenant)
+        .map(|(_, i)| i)
+        .filter(|i| in_partition(i, q.path, q.partition))
+        .filter(|i| (from..to).contains(&i.event.event.occurred_at))
+        .filter(|i| {
+            let key = i.event.key();
+            q.after.is_none_or(|a| match q.order {
+                Order::Asc => key > a.key(),
+                Order::Desc => key < a.key(),
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| a.event.key().cmp(&b.event.key()));
+    if q.order == Order::Desc {
+        items.reverse();
+    }
+    items
+}
+
+fn key_of(item: &Item) -> EventKey {
+    EventKey::new(item.event.event.occurred_at, &item.event.event.id)
+}
+
+#[async_trait]
+impl EventWriter for MemoryStore {
+    async fn put(&self, event: &StoredEvent, shard: u16, dedup: &str) -> Result<PutOutcome, StoreError> {
+        let mut t = self.open("put", &event.event.id)?;
+        let key = (event.event.tenant_id.clone(), event.event.id.clone());
+        if let Some(existing) = t.events.get(&key) {
+            return Ok(if existing.dedup == dedup { PutOutcome::Duplicate } else { PutOutcome::Conflict });
+        }
+        t.events.insert(key, Item { event: event.clone(), shard, dedup: dedup.to_owned() });
+        Ok(PutOutcome::Created)
+    }
+}
+
+#[async_trait]
+impl EventReader for MemoryStore {
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let t = self.open("get", id)?;
+        Ok(t.events.get(&(tenant.clone(), id.to_owned())).map(|i| i.event.clone()))
+    }
+
+    async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+        let t = self.open("exist", ids.first().copied().unwrap_or_default())?;
+        Ok(ids.iter().map(|id| t.events.contains_key(&(tenant.clone(), (*id).to_owned()))).collect())
+    }
+}
+
+#[async_trait]
+impl EventIndex for MemoryStore {
+    async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
+        let t = self.open("page", q.partition.value.as_deref().unwrap_or_default())?;
+        let candidates = partition_keys(&t, q);
+        // As DynamoDB: `limit` items are evaluated, then filtered; a page that stopped at
+        // the limit says where it stopped, even when nothing follows.
+        let evaluated: Vec<&Item> = candidates.into_iter().take(q.limit.max(1)).collect();
+        let last_evaluated = (evaluated.len() == q.limit.max(1)).then(|| evaluated.last().map(|i| key_of(i))).flatten();
+        let read = u32::try_from(evaluated.len()).unwrap_or(u32::MAX);
+        let events = evaluated.into_iter().filter(|i| q.filter.matches(&i.event.event)).map(|i| i.event.clone());
+        Ok(IndexPage { events: events.collect(), last_evaluated, read })
+    }
+
+    async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError> {
+        let t = self.open("count", q.partition.value.as_deref().unwrap_or_default())?;
+        let count = partition_keys(&t, q).into_iter().filter(|i| q.filter.matches(&i.event.event)).count();
+        Ok(CountPage { count: count as u64, last_evaluated: None })
+    }
+
+    async fn earliest(
+        &self,
+        tenant: &TenantId,
+        path: Path,
+        partition: &Partition,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<EventKey>, StoreError> {
+        let t = self.open("earliest", tenant.as_str())?;
+        let first = t
+            .events
+            .iter()
+            .filter(|((tn, _), i)| tn == tenant && in_partition(i, path, partition))
+            .map(|(_, i)| i)
+            .filter(|i| (from..to).contains(&i.event.event.occurred_at))
+            .min_by(|a, b| a.event.key().cmp(&b.event.key()));
+        Ok(first.map(key_of))
+    }
+}
+
+#[async_trait]
+impl EventDeleter for MemoryStore {
+    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
+        let mut t = self.open("delete", ids.first().map(String::as_str).unwrap_or_default())?;
+        for id in ids {
+            t.events.remove(&(tenant.clone(), id.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Health for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.open("ping", "").map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Tenants for MemoryStore {
+    async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
+        let t = self.open("settings", tenant.as_str())?;
+        Ok(t.settings.get(tenant).copied().unwrap_or_default())
+    }
+
+    async fn set_settings(&self, tenant: &TenantId, settings: TenantSettings) -> Result<(), StoreError> {
+        let mut t = self.open("set_settings", tenant.as_str())?;
+        if t.settings.get(tenant).is_some_and(|s| s.shards > settings.shards) {
+            return Err(StoreError::Refused("shards can only grow".into()));
+        }
+        t.registered.insert(tenant.clone());
+        t.settings.insert(tenant.clone(), settings);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TenantRegistry for MemoryStore {
+    async fn register(&self, tenant: &TenantId, _now: Timestamp) -> Result<(), StoreError> {
+        self.open("register", tenant.as_str())?.registered.insert(tenant.clone());
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<TenantId>, StoreError> {
+        Ok(self.open("tenants", "")?.registered.iter().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl Catalogs for MemoryStore {
+    async fn record(&self, tenant: &TenantId, shard: u16, update: &CatalogUpdate<'_>) -> Result<(), StoreError> {
+        let mut t = self.open("catalog", tenant.as_str())?;
+        for (action, n) in &update.actions {
+            *t.actions.entry((tenant.clone(), shard, (*action).to_owned())).or_default() += n;
+        }
+        for e in &update.actors {
+            let seen = e.occurred_at.to_string();
+            let key = (tenant.clone(), shard, e.actor.id.clone());
+            if t.actors.get(&key).is_none_or(|old| old.last_seen <= seen) {
+                let entry = ActorEntry {
+                    id: e.actor.id.clone(),
+                    kind: e.actor.kind.as_str().to_owned(),
+                    name: e.actor.name.clone(),
+                    email: e.actor.email.clone(),
+                    last_seen: seen,
+                };
+                t.actors.insert(key, entry);
+            }
+            if let Some(email) = &e.actor.email {
+                t.emails.insert((tenant.clone(), email.to_lowercase(), e.actor.id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn actions(
+        &self,
+        tenant: &TenantId,
+        shard: u16,
+        prefix: Option<&str>,
+    ) -> Result<Vec<ActionCount>, StoreError> {
+        let t = self.open("actions", tenant.as_str())?;
+        Ok(t.actions
+            .iter()
+            .filter(|((tn, s, a), _)| tn == tenant && *s == shard && prefix.is_none_or(|p| a.starts_with(p)))
+            .map(|((_, _, action), count)| ActionCount { action: action.clone(), count: *count })
+            .collect())
+    }
+
+    async fn actors(&self, tenant: &TenantId, shard: u16) -> Result<Vec<ActorEntry>, StoreError> {
+        let t = self.open("actors", tenant.as_str())?;
+        Ok(t.actors.iter().filter(|((tn, s, _), _)| tn == tenant && *s == shard).map(|(_, a)| a.clone()).collect())
+    }
+
+    async fn actor_ids(&self, tenant: &TenantId, email: &str) -> Result<Vec<String>, StoreError> {
+        let t = self.open("actor_ids", email)?;
+        let email = email.to_lowercase();
+        Ok(t.emails.iter().filter(|(tn, e, _)| tn == tenant && *e == email).map(|(_, _, id)| id.clone()).collect())
+    }
+}
+
+impl MemoryStore {
+    /// One conditional change of a tenant's archive record, as `owner`.
+    fn archive_change(
+        &self,
+        op: &str,
+        tenant: &TenantId,
+        owner: &str,
+        change: impl FnOnce(&mut ArchiveState) -> bool,
+    ) -> Result<(), RegistryError> {
+        let mut t = self.open(op, tenant.as_str())?;
+        let (state, lease) = t.archive.entry(tenant.clone()).or_default();
+        if lease.owner.as_deref() != Some(owner) || !change(state) {
+            return Err(RegistryError::Busy(tenant.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ArchiveRegistry for MemoryStore {
+    async fn lease(&self, tenant: &TenantId, owner: &str) -> Result<(), RegistryError> {
+        let mut t = self.open("lease", tenant.as_str())?;
+        // The lease lives on the tenant's registry item, as in DynamoDB.
+        t.registered.insert(tenant.clone());
+        let (_, lease) = t.archive.entry(tenant.clone()).or_default();
+        let now = now_seconds();
+        if lease.owner.as_deref().is_some_and(|o| o != owner) && lease.until >= now {
+            return Err(RegistryError::Busy(tenant.to_string()));
+        }
+        *lease = Lease { owner: Some(owner.to_owned()), until: now + LEASE_SECONDS };
+        Ok(())
+    }
+
+    async fn release(&self, tenant: &TenantId, owner: &str) -> Result<(), StoreError> {
+        let mut t = self.open("release", tenant.as_str())?;
+        if let Some((_, lease)) = t.archive.get_mut(tenant)
+            && lease.owner.as_deref() == Some(owner)
+        {
+            *lease = Lease::default();
+        }
+        Ok(())
+    }
+
+    async fn state(&self, tenant: &TenantId) -> Result<ArchiveState, StoreError> {
+        let t = self.open("state", tenant.as_str())?;
+        Ok(t.archive.get(tenant).map(|(s, _)| s.clone()).unwrap_or_default())
+    }
+
+    async fn begin(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError> {
+        self.archive_change("begin", tenant, owner, |s| {
+            let free = s.pending.is_none();
+            if free {
+                s.pending = Some(Pending { phase: Phase::Manifest, ..step.clone() });
+            }
+            free
+        })
+    }
+
+    async fn advance(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError> {
+        self.archive_change("advance", tenant, owner, |s| match &mut s.pending {
+            Some(p) if p.manifest == step.manifest => {
+                p.phase = Phase::Delete;
+                s.head = Some(ChainHead { seq: step.seq, sha256: step.manifest.clone() });
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn finish(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError> {
+        self.archive_change("finish", tenant, owner, |s| {
+            let ours = s.pending.as_ref().is_some_and(|p| p.manifest == step.manifest);
+            if ours {
+                s.pending = None;
+            }
+            ours
+        })
+    }
+}
+
+impl MemoryStore {
+    /// One conditional change of a job: `allowed` says whether its current state allows
+    /// it; an absent job allows nothing.
+    fn job_change(
+        &self,
+        op: &str,
+        tenant: &TenantId,
+        id: &str,
+        allowed: impl FnOnce(&Job) -> bool,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<bool, StoreError> {
+        let mut t = self.open(op, id)?;
+        match t.jobs.get_mut(&(tenant.clone(), id.to_owned())) {
+            Some(job) if allowed(job) => {
+                change(job);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl ExportJobs for MemoryStore {
+    async fn create(&self, job: &Job) -> Result<(), StoreError> {
+        let mut t = self.open("jobs.create", &job.id)?;
+        let key = (job.tenant.clone(), job.id.clone());
+        if t.jobs.contains_key(&key) {
+            return Err(StoreError::Refused("the job exists".into()));
+        }
+        t.jobs.insert(key, job.clone());
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self.open("jobs.get", id)?.jobs.get(&(tenant.clone(), id.to_owned())).cloned())
+    }
+
+    async fn list(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<Job>, StoreError> {
+        let t = self.open("jobs.list", tenant.as_str())?;
+        let lower = id_lower_bound(since);
+        let mut jobs: Vec<Job> = t
+            .jobs
+            .iter()
+            .filter(|((tn, id), _)| tn == tenant && id.as_str() >= lower.as_str())
+            .map(|(_, j)| j.clone())
+            .collect();
+        jobs.reverse();
+        Ok(jobs)
+    }
+
+    async fn claim(&self, tenant: &TenantId, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.job_change(
+            "jobs.claim",
+            tenant,
+            id,
+            |j| j.claimable(now),
+            |j| {
+                j.status = Status::Running;
+                j.started_at = Some(now);
+            },
+        )
+    }
+
+    async fn succeed(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        produced: Produced,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.job_change("jobs.succeed", tenant, id, Job::can_succeed, |j| {
+            j.status = Status::Succeeded;
+            j.rows = Some(produced.rows);
+            j.bytes = Some(produced.bytes);
+            j.truncated = Some(produced.truncated);
+            j.completed_at = Some(now);
+            j.expires_at = Some(now.plus_seconds(DOWNLOAD_HOURS * 3600));
+        })
+    }
+
+    async fn fail(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        code: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.job_change("jobs.fail", tenant, id, Job::can_fail, |j| {
+            j.status = Status::Failed;
+            j.error = Some((code.to_owned(), message.to_owned()));
+            j.completed_at = Some(now);
+        })
+    }
+
+    async fn expire(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        self.job_change("jobs.expire", tenant, id, Job::can_expire, |j| j.status = Status::Expired)
+    }
+}

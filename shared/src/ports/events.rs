@@ -1,0 +1,161 @@
+//! Events in the store: conditional writes, reads by id, ordered index reads and
+//! deletes, each its own trait.
+//!
+//! An index read is one page of one [`Partition`] of a [`Path`], in [`EventKey`] order.
+//! Like DynamoDB's Query, a page evaluates at most `limit` events and returns those the
+//! filter keeps, so a page can be short, even empty, with more to come; `last_evaluated`
+//! is where the next page starts. Per-request read budgets count these pages; item
+//! projections and batched gets of a page's winners belong behind this trait too.
+
+use crate::domain::error::{Code, ErrorBody};
+use crate::domain::event::StoredEvent;
+use crate::domain::filter::{Filter, Order};
+use crate::domain::plan::{EventKey, Partition, Path};
+use crate::domain::tenant::TenantId;
+use crate::domain::timestamp::Timestamp;
+use async_trait::async_trait;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled or unavailable after every retry: the caller may try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A request the store refused for good (a bug or a misconfiguration).
+    #[error("store request refused: {0}")]
+    Refused(String),
+    /// A stored item that is not a valid event, or no longer matches its hash.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// The contract's error body for this failure, its cause logged and never shown: the
+    /// one mapping every interface uses.
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %self, "store unavailable");
+                ErrorBody::new(Code::Throttled, "storage is busy; retry")
+            }
+            _ => {
+                tracing::error!(error = %self, "store error");
+                ErrorBody::new(Code::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// What became of one conditional event write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// The same (tenant, id) with the same content was already stored.
+    Duplicate,
+    /// The same (tenant, id) is stored with different content; it was left untouched.
+    Conflict,
+}
+
+#[async_trait]
+pub trait EventWriter: Send + Sync {
+    /// Writes an event into write shard `shard` unless its (tenant, id) exists; never
+    /// overwrites. `dedup` is the digest that tells a duplicate from a conflict.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the write could not be made.
+    async fn put(&self, event: &StoredEvent, shard: u16, dedup: &str) -> Result<PutOutcome, StoreError>;
+}
+
+#[async_trait]
+pub trait EventReader: Send + Sync {
+    /// The event with `id`, if it is online, read consistently.
+    ///
+    /// # Errors
+    /// [`StoreError`], including a corrupt item.
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Which of `ids` still exist, read consistently (an index can briefly still list an
+    /// event just deleted).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError>;
+}
+
+/// One read of an index partition.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexQuery<'a> {
+    pub tenant: &'a TenantId,
+    pub path: Path,
+    pub partition: &'a Partition,
+    /// `from`/`to` bound the keys read; the other filters choose what is returned.
+    pub filter: &'a Filter,
+    pub order: Order,
+    /// Start after this key (exclusive).
+    pub after: Option<&'a EventKey>,
+    /// Most events evaluated.
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IndexPage {
+    pub events: Vec<StoredEvent>,
+    /// The last key evaluated, where the next page starts; `None` at the partition's end.
+    pub last_evaluated: Option<EventKey>,
+    /// Items the store read for this page (its cost).
+    pub read: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CountPage {
+    pub count: u64,
+    pub last_evaluated: Option<EventKey>,
+}
+
+#[async_trait]
+pub trait EventIndex: Send + Sync {
+    /// One page of a partition, in key order.
+    ///
+    /// # Errors
+    /// [`StoreError`], including a corrupt item.
+    async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError>;
+
+    /// How many events of a partition match, one page at a time (`limit` is the store's).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError>;
+
+    /// The key of the earliest event of a partition in `[from, to)`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn earliest(
+        &self,
+        tenant: &TenantId,
+        path: Path,
+        partition: &Partition,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<EventKey>, StoreError>;
+}
+
+#[async_trait]
+pub trait EventDeleter: Send + Sync {
+    /// Deletes the events with `ids`; deleting an absent one is a no-op, so a rerun may
+    /// repeat this freely. This is where an archive tombstone would be written.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a delete cannot be completed.
+    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// Checks the store answers (`/healthz`, and every function's warm-up).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

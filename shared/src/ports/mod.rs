@@ -1,0 +1,24 @@
+//! Ports: the narrow capabilities use cases need from the world outside the process,
+//! one trait per capability, so each function holds only what its IAM policy allows
+//! (the ingest function cannot delete, the query function cannot write).
+//!
+//! May depend on: the domain. Implemented by the DynamoDB, S3 and SQS adapters
+//! (`audit-aws`) and by the in-memory adapters in [`crate::memory`]. A new store
+//! implements these traits; a use case never sees which one it has.
+
+pub mod blob;
+pub mod catalogs;
+pub mod events;
+pub mod exports;
+pub mod queue;
+pub mod registry;
+pub mod tenants;
+
+pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
+pub use catalogs::Catalogs;
+pub use events::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, Health, IndexPage, IndexQuery};
+pub use events::{PutOutcome, StoreError};
+pub use exports::ExportJobs;
+pub use queue::{MessageQueue, Outgoing, QueueError};
+pub use registry::{ArchiveRegistry, RegistryError};
+pub use tenants::{TenantRegistry, Tenants};

@@ -1,0 +1,85 @@
+//! The ingest queue consumer (contract section 3), shared by the Lambda entry point and
+//! the local runner.
+//!
+//! Per message: every event is stored or refused. A transient failure returns the message
+//! to the queue (redelivery is harmless since ingest is idempotent). Events that can never
+//! be stored go to the dead-letter queue right away, as a message in the queue's own
+//! format with the reasons attached, so they can be fixed and sent again.
+
+use crate::domain::error::ErrorBody;
+use crate::domain::ingest::{BadMessage, ItemResult, parse_message};
+use crate::ports::{MessageQueue, Outgoing};
+use crate::usecases::ingest::Ingest;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Room kept for the reasons attribute on a dead letter.
+const MAX_REASON_BYTES: usize = 16 * 1024;
+
+/// Attribute of a dead letter holding why its events were refused (JSON).
+pub const ERROR_ATTRIBUTE: &str = "audit_error";
+/// Attribute of a dead letter naming the message it came from.
+pub const SOURCE_ATTRIBUTE: &str = "audit_source_message_id";
+
+#[derive(Clone)]
+pub struct Consumer {
+    pub ingest: Ingest,
+    /// Where what can never be stored goes.
+    pub dead_letters: Arc<dyn MessageQueue>,
+}
+
+impl Consumer {
+    /// Handles one message; returns whether it is done with (stored, or dead-lettered).
+    /// `false` means it should be delivered again.
+    pub async fn consume(&self, message_id: Option<&str>, body: &str) -> bool {
+        let (tenant, events) = match parse_message(body) {
+            Ok(parsed) => parsed,
+            Err(BadMessage(reason)) => {
+                let reasons = json!([{"code": "invalid_request", "message": reason}]);
+                return self.dead_letter(body.to_owned(), &reasons, message_id).await;
+            }
+        };
+        let results = self.ingest.ingest(&tenant, events).await;
+        if results.iter().any(ItemResult::transient) {
+            tracing::warn!(?message_id, "transient failure; the message goes back to the queue");
+            return false;
+        }
+        let refused: Vec<(usize, &ErrorBody)> =
+            results.iter().filter_map(|r| r.error.as_ref().map(|e| (r.index, e))).collect();
+        if refused.is_empty() {
+            return true;
+        }
+        // Ingest consumed the events; the rare rejection path reads them again from the body
+        // rather than every message paying for a copy.
+        let (_, events) = parse_message(body).unwrap_or_else(|_| (tenant.clone(), Vec::new()));
+        let events: Vec<&Value> = refused.iter().filter_map(|(i, _)| events.get(*i)).collect();
+        let reasons: Vec<Value> = refused.iter().map(|(i, e)| json!({"index": i, "error": e})).collect();
+        let body = json!({"tenant_id": tenant.as_str(), "events": events}).to_string();
+        self.dead_letter(body, &Value::Array(reasons), message_id).await
+    }
+
+    async fn dead_letter(&self, body: String, reasons: &Value, source: Option<&str>) -> bool {
+        let mut reason = reasons.to_string();
+        if reason.len() > MAX_REASON_BYTES {
+            let mut cut = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        let attributes = vec![
+            (ERROR_ATTRIBUTE.to_owned(), reason.clone()),
+            (SOURCE_ATTRIBUTE.to_owned(), source.unwrap_or("-").to_owned()),
+        ];
+        match self.dead_letters.send(Outgoing { body, attributes }).await {
+            Ok(()) => {
+                tracing::warn!(message_id = ?source, %reason, "sent to the dead-letter queue");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dead-letter queue unavailable; the message goes back to the queue");
+                false
+            }
+        }
+    }
+}

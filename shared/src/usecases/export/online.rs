@@ -1,0 +1,53 @@
+//! The online side of an export: the events matching a filter, newest first, over the
+//! query API's own plan.
+
+use crate::domain::filter::{Filter, Order};
+use crate::domain::row::Row;
+use crate::domain::tenant::{TenantId, TenantSettings};
+use crate::ports::{Catalogs, EventIndex};
+use crate::usecases::export::ExportError;
+use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream, Pull};
+use crate::usecases::query::plan_partitions;
+use async_trait::async_trait;
+
+/// Items per read of the online side, across all partitions together.
+const PAGE_ITEMS_TOTAL: usize = 1_000;
+
+pub struct OnlineRows<'a> {
+    merge: Merge<PartitionStream<'a>>,
+    filter: &'a Filter,
+}
+
+impl<'a> OnlineRows<'a> {
+    /// # Errors
+    /// [`ExportError::Store`] when the plan's catalog lookups fail.
+    pub async fn open(
+        catalogs: &dyn Catalogs,
+        index: &'a dyn EventIndex,
+        tenant: &'a TenantId,
+        settings: TenantSettings,
+        filter: &'a Filter,
+    ) -> Result<Self, ExportError> {
+        let (path, partitions) = plan_partitions(catalogs, tenant, settings, filter, &mut 0).await?;
+        let per_read = (PAGE_ITEMS_TOTAL / partitions.len().max(1)).max(50);
+        let fetch = Fetch { first: per_read, most: per_read };
+        let read = IndexRead { index, tenant, path, filter, order: Order::Desc, fetch };
+        Ok(Self { merge: read.merge(partitions), filter })
+    }
+}
+
+#[async_trait]
+impl Pull for OnlineRows<'_> {
+    type Item = Row<'static>;
+    type Error = ExportError;
+
+    async fn pull(&mut self) -> Result<Option<Row<'static>>, ExportError> {
+        while let Some((_, stored)) = self.merge.next().await? {
+            // The store applied the filters already; this is the definition they follow.
+            if self.filter.matches(&stored.event) {
+                return Ok(Some(Row::from_stored(&stored).into_owned()));
+            }
+        }
+        Ok(None)
+    }
+}
