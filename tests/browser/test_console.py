@@ -53,14 +53,22 @@ def expect_no_text(locator, text, timeout=10):
 
 
 def wait_until(check, what, timeout=10):
+    """Polls `check`, which must ask the browser (a locator, an evaluate): Playwright's sync
+    API takes in the browser's events only during a call, so what it caches (`page.url`)
+    stays as it was while this sleeps."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
 
 
+def address(page):
+    """The page's address as the page has it now; `page.url` lags until the next call."""
+    return page.evaluate("location.href")
+
+
 def url_params(page):
-    return urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(address(page)).query)
 
 
 def week_ago():
@@ -76,7 +84,7 @@ def test_default_view_is_the_last_7_days_newest_first_and_the_token_leaves_the_a
     open_console(page, app, tenant)
     want = api.ids(**{"from": week_ago(), "limit": 25})
     expect_rows(page, want)
-    assert len(want) == 25 and "token" not in page.url and "#" not in page.url
+    assert len(want) == 25 and "token" not in address(page) and "#" not in address(page)
     expect_text(page.locator(f"{V} nav.pager .where"), pager(page, api, **{"from": week_ago()}))
     zone = page.locator(f"{V} header.top .tz").text_content()
     assert "Europe/Paris" in zone
