@@ -118,6 +118,13 @@ pub fn part_name(n: usize) -> String {
     format!("part-{n:05}.parquet")
 }
 
+/// The number in a part's name, if it is one.
+#[must_use]
+pub fn part_number(name: &str) -> Option<usize> {
+    let n = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    n.bytes().all(|b| b.is_ascii_digit()).then(|| n.parse().ok()).flatten()
+}
+
 impl Manifest {
     /// The exact bytes stored, which the chain hashes.
     ///
@@ -458,6 +465,8 @@ mod tests {
             assert_eq!(parse_key("t", other), None, "{other}");
         }
         assert!(revision_key("t", 9) < revision_key("t", 10));
+        assert_eq!(part_number(&part_name(42)), Some(42));
+        assert_eq!(part_number("part-x.parquet"), None);
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl EventReader for MemoryStore {
             Some(Item { archived: Some((date, part)), event, .. }) => {
                 Lookup::Archived(ArchivedAt { date: date.clone(), part: part.clone(), key: key_of_event(event) })
             }
-            Some(i) => Lookup::Online(i.event.clone()),
+            Some(i) => Lookup::Online(Box::new(i.event.clone())),
         })
     }
 

@@ -89,11 +89,22 @@ pub struct ArchivedAt {
 /// What the store knows of an id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
-    Online(StoredEvent),
+    Online(Box<StoredEvent>),
     /// Moved to the archive; its item is a tombstone that keeps the id taken.
     Archived(ArchivedAt),
     /// Never stored.
     Absent,
+}
+
+impl Lookup {
+    /// The event, if it is online.
+    #[must_use]
+    pub fn online(self) -> Option<StoredEvent> {
+        match self {
+            Lookup::Online(e) => Some(*e),
+            _ => None,
+        }
+    }
 }
 
 #[async_trait]

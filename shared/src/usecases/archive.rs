@@ -352,7 +352,7 @@ impl Archiver {
                 return Ok(DayEnd::Done);
             };
             let read_secs = started.elapsed().as_secs_f64();
-            let name = manifest::part_name(current.as_ref().map_or(0, |c| c.manifest.parts.len()));
+            let name = self.free_part_name(t, date, current.as_ref()).await?;
             let (bytes, sha256) = hash_file(scratch.path())?;
             let entry = PartEntry { name, rows: written.rows, bytes, sha256, first: written.first, last: written.last };
             let revision = Manifest::revise(
@@ -392,6 +392,28 @@ impl Archiver {
                 return Ok(DayEnd::Done);
             }
         }
+    }
+
+    /// The next part's name: after the parts the day's manifest names and after any object
+    /// already in the day's folder, which is never overwritten (a part a stalled run
+    /// uploaded after losing its lease, or anything else no manifest names: `verify`
+    /// reports it).
+    async fn free_part_name(
+        &self,
+        tenant: &str,
+        date: &str,
+        current: Option<&Current>,
+    ) -> Result<String, ArchiveError> {
+        let mut next = current.map_or(0, |c| c.manifest.parts.len());
+        let prefix = manifest::day_prefix(tenant, date);
+        for listed in self.stores.bucket.list(&prefix).await? {
+            let taken = listed.key.strip_prefix(&prefix).and_then(manifest::part_number);
+            if let Some(n) = taken.filter(|n| *n >= next) {
+                tracing::warn!(tenant, date, key = %listed.key, "an object no manifest names holds a part key; skipping it");
+                next = n + 1;
+            }
+        }
+        Ok(manifest::part_name(next))
     }
 
     /// Writes up to `part_max_rows` of the stream into a Parquet file at `path`, reading
@@ -473,16 +495,25 @@ impl Archiver {
                 Err(e) => return Err(e.into()),
             }
         }
-        match self.stores.bucket.hash(&part_key).await? {
-            None if file.is_none() && matches!(written, Written::No(_)) => {
+        let held = self.stores.bucket.hash(&part_key).await?;
+        match (&held, &written) {
+            (Some((bytes, sha)), _) if *bytes == step.part.bytes && *sha == step.part.sha256 => {}
+            // Before its revision is written a step can be dropped: nothing of it is
+            // committed, its events are still online.
+            (None, Written::No(_)) if file.is_none() => {
                 tracing::info!(%tenant, date = %step.date, part = %step.part.name, "dropping a step whose part never reached S3");
                 self.stores.registry.finish(tenant, &self.owner, step).await?;
                 return Ok(None);
             }
-            Some((bytes, sha)) if bytes == step.part.bytes && sha == step.part.sha256 => {}
-            other => {
+            (Some(_), Written::No(_)) => {
+                self.stores.registry.finish(tenant, &self.owner, step).await?;
                 return Err(ArchiveError::Verification(format!(
-                    "{part_key}: S3 holds {other:?}, the step wrote {} bytes with SHA-256 {}; nothing tombstoned",
+                    "{part_key} was taken by an object no manifest names; nothing tombstoned, the next run goes past it"
+                )));
+            }
+            _ => {
+                return Err(ArchiveError::Verification(format!(
+                    "{part_key}: S3 holds {held:?}, the step wrote {} bytes with SHA-256 {}; nothing tombstoned",
                     step.part.bytes, step.part.sha256
                 )));
             }

@@ -222,7 +222,7 @@ impl Query {
     pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Found>, StoreError> {
         let at = match self.events.get(tenant, id).await? {
             Lookup::Absent => return Ok(None),
-            Lookup::Online(event) => return Ok(Some(Found { event, archived: false })),
+            Lookup::Online(event) => return Ok(Some(Found { event: *event, archived: false })),
             Lookup::Archived(at) => at,
         };
         let key = format!("{}{}", manifest::day_prefix(tenant.as_str(), &at.date), at.part);

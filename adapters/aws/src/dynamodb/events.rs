@@ -176,7 +176,7 @@ impl EventReader for Table {
         let corrupt = |e: item::ItemError| StoreError::Corrupt(e.to_string());
         match item::archived_at(found).map_err(corrupt)? {
             Some(at) => Ok(Lookup::Archived(at)),
-            None => item::from_item(found).map(Lookup::Online).map_err(corrupt),
+            None => item::from_item(found).map(|e| Lookup::Online(Box::new(e))).map_err(corrupt),
         }
     }
 

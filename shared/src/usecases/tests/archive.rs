@@ -325,13 +325,47 @@ async fn a_run_that_lost_its_lease_stops_before_uploading_again() {
 async fn a_part_key_that_is_taken_is_never_overwritten() {
     let a = Archive::new();
     let t = tenant("taken");
-    load(&a.store, &t, &day_events("o", 130, 10)).await;
+    let all = day_events("o", 130, 10);
+    load(&a.store, &t, &all).await;
+    // An object no manifest names sits where the day's first part would go.
     let key = part_key("taken", 130, 0);
     a.bucket.put_bytes(&key, b"someone else's".to_vec(), "x", Condition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let report = a.run(&t, 100).await;
-    assert!(report.failures.iter().any(|f| f.error.contains("verification failed")), "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.committed.iter().map(|c| c.part.as_str()).collect::<Vec<_>>(), vec!["part-00001.parquet"]);
     assert_eq!(a.bucket.bytes(&key), Some(b"someone else's".to_vec()));
-    assert_eq!(a.store.events(&t).len(), 10, "events were tombstoned although their part is not in S3");
+    assert_eq!(a.kinds(&t).await, vec!["extra_part"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_key_taken_during_the_upload_is_not_replaced_and_the_next_run_goes_past_it() {
+    let a = Arc::new(Archive::new());
+    let t = tenant("race");
+    let all = day_events("r", 130, 10);
+    load(&a.store, &t, &all).await;
+    a.bucket.faults.add(Fault::after("put_file", 0).times(1).slow(Duration::from_millis(300)));
+    let run = {
+        let (a, t) = (a.clone(), t.clone());
+        tokio::spawn(async move { a.run(&t, 100).await })
+    };
+    // While the part is on its way, another writer takes its key.
+    let step = loop {
+        if let Some(p) = a.store.state(&t).await.ok().and_then(|s| s.pending) {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let key = format!("{}{}", manifest::day_prefix("race", &step.date), step.part.name);
+    a.bucket.put_bytes(&key, b"planted".to_vec(), "x", Condition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = run.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.failures.iter().any(|f| f.error.contains("taken")), "{report:?}");
+    assert_eq!(a.bucket.bytes(&key), Some(b"planted".to_vec()));
+    assert_eq!(a.store.events(&t).len(), 10, "tombstoned without their part in S3");
+    assert!(a.store.state(&t).await.ok().and_then(|s| s.pending).is_none(), "the step stays and blocks the tenant");
+    let report = a.run(&t, 100).await;
+    assert_eq!(report.committed.iter().map(|c| c.part.as_str()).collect::<Vec<_>>(), vec!["part-00001.parquet"]);
+    assert_eq!(a.store.events(&t).len(), 0);
+    assert_eq!(a.kinds(&t).await, vec!["extra_part"]);
 }
 
 #[tokio::test]
@@ -393,6 +427,9 @@ fn edit_part(bytes: &[u8], index: usize, recompute_hash: bool) -> Vec<u8> {
     w.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// What a forgery is, how it is made, and the kinds of finding it must cause.
+type Forgery<'a> = (&'static str, Box<dyn Fn() + 'a>, Vec<&'static str>);
+
 /// A manifest with what `change` does to it.
 fn edited(bytes: &[u8], change: impl FnOnce(&mut Manifest)) -> Vec<u8> {
     let mut m: Manifest = serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -437,7 +474,7 @@ async fn verify_reports_every_single_change_an_attacker_with_bucket_access_can_m
         a.bucket.overwrite(&day_a, edited(&get(&day_a), fix));
         a.bucket.overwrite(&revision(1), edited(&get(&revision(1)), fix));
     };
-    let cases: Vec<(&str, Box<dyn Fn()>, Vec<&str>)> = vec![
+    let cases: Vec<Forgery<'_>> = vec![
         (
             "a part's bytes",
             Box::new(|| {

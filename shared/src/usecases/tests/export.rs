@@ -6,7 +6,6 @@ use super::archive::{Archive, day_events};
 use super::*;
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{Format, INCOMPLETE, Status as JobStatus};
-use crate::domain::filter::Filter;
 use crate::domain::manifest;
 use crate::domain::plan::{EventKey, Partition, Path};
 use crate::ports::{BlobStore, Condition, CountPage, EventIndex, EventReader, ExportJobs, IndexPage, IndexQuery};
@@ -20,10 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The stored event with `id`, if online.
 async fn online(store: &Arc<MemoryStore>, t: &TenantId, id: &str) -> Option<StoredEvent> {
-    match EventReader::get(&**store, t, id).await {
-        Ok(Lookup::Online(e)) => Some(e),
-        _ => None,
-    }
+    EventReader::get(&**store, t, id).await.ok().and_then(Lookup::online)
 }
 
 struct Exporting {
