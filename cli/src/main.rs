@@ -41,6 +41,10 @@ enum Command {
         now: Option<String>,
         #[arg(long)]
         tenant: Option<String>,
+        /// Stop between parts once this long has passed (a number with s, m, h or d), as
+        /// a function's deadline would; `unfinished` in the report says there is more.
+        #[arg(long = "for", value_parser = parse_ttl)]
+        run_for: Option<Duration>,
     },
     /// Check every archived part against its manifest, and the manifest chain.
     Verify {
@@ -114,14 +118,15 @@ async fn main() -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Command::Archive { now, tenant } => {
+        Command::Archive { now, tenant, run_for } => {
             let now = match now {
                 Some(t) => Timestamp::parse(&t).map_err(|_| anyhow::anyhow!("--now must be RFC 3339"))?,
                 None => Timestamp::now(),
             };
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
             let (config, stores) = archive_env().await?;
-            let report = Archiver::new(stores, config.options).run(now, tenant.as_ref(), None).await?;
+            let deadline = run_for.map(|d| std::time::Instant::now() + d);
+            let report = Archiver::new(stores, config.options).run(now, tenant.as_ref(), deadline).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(report.failures.is_empty(), "{} tenant(s) failed", report.failures.len());
         }

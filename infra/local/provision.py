@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Creates the local stack's table, queues and buckets from template.yaml itself.
 
-The template is the single definition: this reads each AWS::DynamoDB::Table,
-AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin, and reads the
+The template is the single definition: this reads each AWS::DynamoDB::Table (with its
+TTL setting), AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin, and reads the
 `AUDIT_*: !Ref Resource` lines of the template's Globals to know which environment
 variable names which resource. It prints those variables as shell `export` lines.
 
@@ -58,6 +58,9 @@ def main():
                 args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
             ddb.create_table(TableName=name, **args)
             ddb.get_waiter("table_exists").wait(TableName=name)
+            if "TimeToLiveSpecification" in p:
+                # DynamoDB Local records the setting but never deletes expired items.
+                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])
             refs[lid] = name
 
     # Dead-letter queues first: a redrive policy names its target's ARN.

@@ -14,6 +14,7 @@ pub const EXPORT_BUCKET: &str = "AUDIT_EXPORT_BUCKET";
 pub const INGEST_QUEUE_URL: &str = "AUDIT_INGEST_QUEUE_URL";
 pub const INGEST_DLQ_URL: &str = "AUDIT_INGEST_DLQ_URL";
 pub const EXPORT_QUEUE_URL: &str = "AUDIT_EXPORT_QUEUE_URL";
+pub const EXPORT_DLQ_URL: &str = "AUDIT_EXPORT_DLQ_URL";
 pub const JWT_SECRET: &str = "AUDIT_JWT_SECRET";
 pub const JWKS_URL: &str = "AUDIT_JWKS_URL";
 pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";

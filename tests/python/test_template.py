@@ -183,14 +183,28 @@ def test_every_statement_on_table_items_is_held_to_key_prefixes():
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 
 
-def test_only_the_archive_deletes_and_only_events():
+def test_no_role_deletes_a_table_item_and_only_the_archive_updates_events():
     for lid, st in policies():
         actions = set(as_list(st["Action"]))
         assert "dynamodb:BatchWriteItem" not in actions, f"{lid}: BatchWriteItem can put as well as delete"
-        if actions & {"dynamodb:DeleteItem"}:
-            assert lid == "ArchiveRole" and condition_values(st, "dynamodb:LeadingKeys") == {"EV#*"}, (lid, st)
+        if "EventsTable" in {render(r) for r in as_list(st["Resource"])}:
+            # An archived event's item stays as a tombstone: its id is never freed.
+            assert "dynamodb:DeleteItem" not in actions, (lid, st)
+            keys = condition_values(st, "dynamodb:LeadingKeys")
+            if "dynamodb:UpdateItem" in actions and any(fnmatch.fnmatchcase("EV#x", k) for k in keys):
+                assert lid == "ArchiveRole" and keys == {"EV#*"}, (lid, st)
         if "s3:DeleteObject" in actions:
             assert all(not render(r).startswith("ArchiveBucket") for r in as_list(st["Resource"])), (lid, st)
+
+
+def test_export_jobs_expire_by_ttl_after_their_files():
+    ttl = RESOURCES["EventsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "ttl", "Enabled": True}
+    # Whoever finishes a job sets its expiry too.
+    for lid, st in table_statements():
+        attrs = condition_values(st, "dynamodb:Attributes")
+        if "completed_at" in attrs:
+            assert "ttl" in attrs, (lid, st.get("Sid"))
 
 
 def test_only_the_archive_names_the_registry_archive_attributes():
@@ -251,14 +265,21 @@ def test_unknown_routes_reach_the_router_for_the_contract_404():
 
 
 def test_queue_consumers_are_bounded_and_report_partial_failures():
-    consumers = {f: e for f in FUNCTIONS for e in prop(f, "Events").values() if e["Type"] == "SQS"}
-    assert set(consumers) == {"IngestQueueFunction", "ExportWorkerFunction"}
-    for f, e in consumers.items():
+    consumers = [(f, e) for f in FUNCTIONS for e in prop(f, "Events").values() if e["Type"] == "SQS"]
+    assert {f for f, _ in consumers} == {"IngestQueueFunction", "ExportWorkerFunction"}
+    for f, e in consumers:
         p = e["Properties"]
         assert "MaximumConcurrency" in p["ScalingConfig"], f
         assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         queue = RESOURCES[p["Queue"]["Fn::GetAtt"][0]]["Properties"]
         assert queue["VisibilityTimeout"] >= 6 * prop(f, "Timeout"), f
+
+
+def test_the_export_worker_ends_the_jobs_of_its_dead_letter_queue():
+    queues = [e["Properties"]["Queue"]["Fn::GetAtt"][0] for e in prop("ExportWorkerFunction", "Events").values()]
+    assert sorted(queues) == ["ExportDeadLetterQueue", "ExportQueue"]
+    # It tells the two apart by the dead-letter queue's URL.
+    assert GLOBALS["Environment"]["Variables"]["AUDIT_EXPORT_DLQ_URL"] == {"Ref": "ExportDeadLetterQueue"}
 
 
 def test_the_archive_runs_hourly_and_records_failures():

@@ -8,15 +8,15 @@ use audit::domain::event::Event;
 use audit::domain::manifest::{self, Manifest};
 use audit::domain::tenant::{TenantId, TenantSettings};
 use audit::domain::timestamp::Timestamp;
-use audit::ports::{BlobStore, Condition, TenantRegistry, Tenants};
-use audit::usecases::archive::Options;
+use audit::ports::{BlobError, BlobStore, Condition, TenantRegistry, Tenants};
+use audit::usecases::archive::{ArchiveStores, Archiver, Options};
 use audit::usecases::verify::verify;
 use audit_aws::dynamodb::{Table, keys};
 use audit_aws::s3::Bucket;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use common::data::{archive, bucket, bucket_name, day_ago, day_events, load, options};
 use common::faults::{self, Rule};
-use common::{env, new_tenant};
+use common::{env, new_tenant, token};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,9 +133,8 @@ async fn old_days_move_to_parquet_exactly_and_recent_ones_stay() {
 
     let report = archive(&store, &bucket, &tenant, options()).await;
     assert_eq!(report.failures.len(), 0, "{report:?}");
-    let days: Vec<(&str, u64)> = report.days.iter().map(|d| (d.date.as_str(), d.rows)).collect();
     // The day between the two has no events: it gets no manifest and no part.
-    assert_eq!(days, vec![(d1.as_str(), 120), (d3.as_str(), 80)]);
+    assert_eq!(report.rows_by_day(), vec![(d1.clone(), 120), (d3.clone(), 80)]);
     let gap = day_ago(199);
     assert!(
         bucket
@@ -192,7 +191,7 @@ async fn old_days_move_to_parquet_exactly_and_recent_ones_stay() {
 
     // A second run finds nothing to do and changes nothing.
     let again = archive(&store, &bucket, &tenant, options()).await;
-    assert!(again.days.is_empty() && again.failures.is_empty(), "{again:?}");
+    assert!(again.committed.is_empty() && again.failures.is_empty(), "{again:?}");
     assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 200);
 }
 
@@ -211,8 +210,8 @@ async fn each_tenant_keeps_its_own_window() {
     load(&store, &default, &events).await;
     let r1 = archive(&store, &bucket, &short, options()).await;
     let r2 = archive(&store, &bucket, &default, options()).await;
-    assert_eq!(r1.days.iter().map(|d| d.rows).sum::<u64>(), 10);
-    assert!(r2.days.is_empty(), "a 60-day-old event is inside the default 90-day window");
+    assert_eq!(r1.committed.iter().map(|d| d.rows).sum::<u64>(), 10);
+    assert!(r2.committed.is_empty(), "a 60-day-old event is inside the default 90-day window");
     assert_eq!(duckdb_ids(&short).len(), 10);
     assert_eq!(duckdb_ids(&default).len(), 0);
     assert_eq!(online_ids(&store, &default, 1).await.len(), 10);
@@ -237,9 +236,9 @@ async fn a_late_event_becomes_a_new_part_and_revision() {
     load(&store, &tenant, &late).await;
     all.extend(late);
     let report = archive(&store, &bucket, &tenant, options()).await;
-    assert_eq!(report.days.len(), 1, "{report:?}");
-    assert_eq!(report.days[0].parts, vec!["part-00001.parquet".to_owned()]);
-    assert_eq!(report.days[0].seq, 3);
+    assert_eq!(report.committed.len(), 1, "{report:?}");
+    assert_eq!(report.committed[0].part, "part-00001.parquet");
+    assert_eq!(report.committed[0].seq, 3);
 
     let (bytes, _) = bucket
         .get_bytes(&manifest::manifest_key(tenant.as_str(), &day))
@@ -328,16 +327,49 @@ async fn crash_after_manifest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn crash_midway_through_deletes() {
-    // The first day's 300 events are in three parts of 100; deletes stop after 5 of
-    // their 12 batches.
-    crash_then_rerun(None, Some(dynamodb("BatchWriteItem", None, 5))).await;
+async fn crash_midway_through_tombstones() {
+    // The first day's 300 events are in three parts of 100; tombstones stop after 150.
+    crash_then_rerun(None, Some(dynamodb("UpdateItem", Some("archived_part"), 150))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_between_revision_and_day_manifest() {
+    // The first part's revision is written; the day's current manifest write fails.
+    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/manifests/", 1)), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_in_a_later_day() {
-    // The first day completes; the second day's manifest write fails.
-    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/manifests/", 1)), None).await;
+    // The first day's three parts complete (two manifest writes each); the second
+    // day's revision write fails.
+    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/manifests/", 6)), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_before_a_part_is_uploaded() {
+    // The step is recorded; the second part's upload fails.
+    crash_then_rerun(Some(s3(axum::http::Method::PUT, "/events/", 1)), None).await;
+}
+
+/// A part's bytes with one row's action changed; its hash column left as it was.
+fn forge_row(part: &[u8]) -> Vec<u8> {
+    use audit::formats::parquet_read::Part;
+    let bytes = bytes::Bytes::copy_from_slice(part);
+    let opened = Part::open(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = audit::formats::parquet_write::PartWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let mut first = true;
+    for rg in 0..opened.row_groups() {
+        for batch in opened.read(bytes.clone(), rg, None).unwrap_or_else(|e| panic!("{e}")) {
+            for i in 0..batch.len() {
+                let mut row = batch.row(i).into_owned();
+                if std::mem::take(&mut first) {
+                    row.s[audit::domain::row::col::ACTION] = Some("auth.logout".into());
+                }
+                w.push_row(&row).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+    w.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -345,19 +377,22 @@ async fn verify_catches_each_kind_of_tampering() {
     let store = common::store(None).await;
     let bucket = bucket(None).await;
     let tenant = new_tenant();
-    let days = [day_ago(300), day_ago(299), day_ago(298)];
-    let mut all = Vec::new();
-    for d in &days {
-        all.extend(day_events("v", d, 30));
-    }
-    load(&store, &tenant, &all).await;
+    // Issue 10, point 3: day A archived, then day B; a late event for B gives B a new
+    // revision that supersedes the first.
+    let (a, b) = (day_ago(300), day_ago(299));
+    load(&store, &tenant, &day_events("v", &a, 30)).await;
     archive(&store, &bucket, &tenant, Options { part_max_rows: 20, ..options() }).await;
-    assert_verifies(&store, &bucket, &tenant).await;
+    load(&store, &tenant, &day_events("v", &b, 30)).await;
+    archive(&store, &bucket, &tenant, options()).await;
+    load(&store, &tenant, &day_events("late", &b, 2)).await;
+    archive(&store, &bucket, &tenant, options()).await;
+    assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 62);
 
     let t = tenant.as_str();
-    let part = format!("{}part-00000.parquet", manifest::day_prefix(t, &days[1]));
+    let part = format!("{}part-00000.parquet", manifest::day_prefix(t, &a));
     let kinds = |checked: audit::usecases::verify::Checked| -> Vec<&'static str> {
         let mut k: Vec<&'static str> = checked.findings.iter().map(|f| f.kind).collect();
+        k.sort_unstable();
         k.dedup();
         k
     };
@@ -379,13 +414,44 @@ async fn verify_catches_each_kind_of_tampering() {
         let bucket = &bucket;
         async move { bucket.delete(&key).await.unwrap_or_else(|e| panic!("{e}")) }
     };
+    let manifest_a = manifest::manifest_key(t, &a);
+    let m_original = get(manifest_a.clone()).await;
+
+    // The issue's forgery: A's part rewritten (one column of one row), and A's manifest's
+    // sha256, bytes and rows fixed to match.
+    let original = get(part.clone()).await;
+    let forged = forge_row(&original);
+    put(part.clone(), forged.clone()).await;
+    let mut m: Manifest = serde_json::from_slice(&m_original).unwrap_or_else(|e| panic!("{e}"));
+    m.parts[0].sha256 = manifest::hash(&forged);
+    m.parts[0].bytes = forged.len() as u64;
+    put(manifest_a.clone(), m.to_bytes().unwrap_or_default()).await;
+    let found = kinds(check().await);
+    for kind in ["bad_manifest", "changed_part", "changed_row"] {
+        assert!(found.contains(&kind), "{kind} missing from {found:?}");
+    }
+    // The same fix in A's two revisions too: then the chain no longer holds.
+    let revisions = [manifest::revision_key(t, 1), manifest::revision_key(t, 2)];
+    let mut kept = Vec::new();
+    for key in &revisions {
+        let bytes = get(key.clone()).await;
+        let mut r: Manifest = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        r.parts[0] = m.parts[0].clone();
+        put(key.clone(), r.to_bytes().unwrap_or_default()).await;
+        kept.push(bytes);
+    }
+    let found = kinds(check().await);
+    assert!(found.contains(&"chain") && found.contains(&"changed_row"), "{found:?}");
+    for (key, bytes) in revisions.iter().zip(kept) {
+        put(key.clone(), bytes).await;
+    }
+    put(manifest_a.clone(), m_original.clone()).await;
 
     // A part overwritten with one byte changed.
-    let original = get(part.clone()).await;
     let mut changed = original.clone();
     changed[100] ^= 0x01;
     put(part.clone(), changed.clone()).await;
-    assert_eq!(kinds(check().await), vec!["changed_part"]);
+    assert!(kinds(check().await).contains(&"changed_part"));
     // The same change made on disk behind S3's back (bit rot): S3's checksum catches it.
     let on_disk = std::path::PathBuf::from(format!("{}/{}/{part}", env("AUDIT_TEST_S3_DIR"), bucket_name()));
     put(part.clone(), original.clone()).await;
@@ -397,37 +463,37 @@ async fn verify_catches_each_kind_of_tampering() {
     put(part.clone(), original.clone()).await;
     assert_verifies(&store, &bucket, &tenant).await;
     // An extra part no manifest lists.
-    let extra = format!("{}part-00007.parquet", manifest::day_prefix(t, &days[1]));
+    let extra = format!("{}part-00007.parquet", manifest::day_prefix(t, &b));
     put(extra.clone(), original.clone()).await;
     assert_eq!(kinds(check().await), vec!["extra_part"]);
     delete(extra).await;
-    // An edited manifest (still well-formed, so only the chain can tell).
-    let first = manifest::manifest_key(t, &days[0]);
-    let m_original = get(first.clone()).await;
+    // An edited manifest, still well-formed: it is no longer its day's latest revision.
     let mut m: Manifest = serde_json::from_slice(&m_original).unwrap_or_else(|e| panic!("{e}"));
     m.created_at = "2020-01-01T00:00:00.000000Z".into();
-    put(first.clone(), m.to_bytes().unwrap_or_default()).await;
-    assert_eq!(kinds(check().await), vec!["chain"]);
-    // A part's row count edited in its manifest: the footer disagrees.
-    m.created_at.clone_from(&serde_json::from_slice::<Manifest>(&m_original).map(|m| m.created_at).unwrap_or_default());
-    m.parts[0].rows += 1;
-    m.rows += 1;
-    put(first.clone(), m.to_bytes().unwrap_or_default()).await;
-    let found = kinds(check().await);
-    assert!(found.contains(&"row_count") && found.contains(&"chain"), "{found:?}");
-    // A removed manifest: its parts become extra and the chain has a hole.
-    delete(first.clone()).await;
-    let found = kinds(check().await);
-    assert!(found.contains(&"chain") && found.contains(&"extra_part"), "{found:?}");
-    put(first, m_original).await;
-    assert_verifies(&store, &bucket, &tenant).await;
-    // The newest manifest removed: only the registry's head can tell.
-    let newest = manifest::manifest_key(t, &days[2]);
+    put(manifest_a.clone(), m.to_bytes().unwrap_or_default()).await;
+    assert_eq!(kinds(check().await), vec!["bad_manifest"]);
+    // The superseded revision of B restored as B's manifest.
+    let manifest_b = manifest::manifest_key(t, &b);
+    let b_current = get(manifest_b.clone()).await;
+    put(manifest_a.clone(), m_original.clone()).await;
+    put(manifest_b.clone(), get(manifest::revision_key(t, 3)).await).await;
+    assert_eq!(kinds(check().await), vec!["bad_manifest"]);
+    // B's newest revision removed, and the superseded one made current again: only the
+    // registry's head can tell (and B's late part is in no manifest then).
+    let newest = manifest::revision_key(t, 4);
     let newest_bytes = get(newest.clone()).await;
     delete(newest.clone()).await;
-    let found = kinds(check().await);
-    assert!(found.contains(&"chain"), "{found:?}");
+    assert_eq!(kinds(check().await), vec!["chain", "extra_part"]);
     put(newest, newest_bytes).await;
+    put(manifest_b, b_current).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+    // Two revisions swapped.
+    let (one, two) = (get(manifest::revision_key(t, 1)).await, get(manifest::revision_key(t, 2)).await);
+    put(manifest::revision_key(t, 1), two.clone()).await;
+    put(manifest::revision_key(t, 2), one.clone()).await;
+    assert_eq!(kinds(check().await), vec!["chain"]);
+    put(manifest::revision_key(t, 1), one).await;
+    put(manifest::revision_key(t, 2), two).await;
     assert_verifies(&store, &bucket, &tenant).await;
 }
 
@@ -442,8 +508,8 @@ async fn a_day_of_two_hundred_thousand_events() {
     bulk_load(&store, &tenant, events).await;
     let report = archive(&store, &bucket, &tenant, Options { part_max_rows: 80_000, ..options() }).await;
     assert!(report.failures.is_empty(), "{report:?}");
-    assert_eq!(report.days.len(), 1);
-    assert_eq!(report.days[0].parts.len(), 3);
+    assert_eq!(report.rows_by_day().len(), 1);
+    assert_eq!(report.committed.len(), 3);
     let archived = duckdb_ids(&tenant);
     assert_eq!(archived.len(), 200_000);
     assert_eq!(archived.iter().cloned().collect::<BTreeSet<_>>(), ids);
@@ -468,7 +534,13 @@ async fn a_large_file_goes_up_in_parts_and_reads_back_whole() {
         .collect();
     std::fs::write(scratch.path(), &bytes).unwrap_or_else(|e| panic!("{e}"));
     let key = format!("test/{}.bin", uuid::Uuid::now_v7());
-    bucket.put_file(&key, scratch.path(), "application/octet-stream").await.unwrap_or_else(|e| panic!("{e}"));
+    let put = |condition| bucket.put_file(&key, scratch.path(), "application/octet-stream", condition);
+    put(Condition::Absent).await.unwrap_or_else(|e| panic!("{e}"));
+    // A key that is taken is not overwritten, by a multipart upload either.
+    assert!(matches!(put(Condition::Absent).await, Err(BlobError::Precondition(_))));
+    let small = format!("test/{}.bin", uuid::Uuid::now_v7());
+    bucket.put_bytes(&small, vec![1], "x", Condition::Absent).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(bucket.put_bytes(&small, vec![2], "x", Condition::Absent).await, Err(BlobError::Precondition(_))));
     let local = audit::usecases::files::hash_file(scratch.path()).unwrap_or_else(|e| panic!("{e}"));
     let remote = bucket.hash(&key).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(remote, Some(local));
@@ -477,4 +549,155 @@ async fn a_large_file_goes_up_in_parts_and_reads_back_whole() {
     let middle = bucket.read_range(&key, 100, 200).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(middle, bytes[100..200].to_vec());
     bucket.delete(&key).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archived_id_stays_taken_and_reads_back_from_the_archive() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let day = day_ago(150);
+    let events = day_events("t", &day, 40);
+    let (ingest, query) = (common::serve(store.clone()).await, common::serve_query(store.clone()).await);
+    let (write, read) = (token(&tenant, "audit:write"), token(&tenant, "audit:read"));
+    let (status, _) = common::post(&ingest, Some(&write), json!({"events": events}).to_string()).await;
+    assert_eq!(status, 202);
+    let id = events[7]["id"].as_str().unwrap_or_default().to_owned();
+    let (_, online) = common::get(&query, &read, &format!("/v1/events/{id}")).await;
+    assert_eq!(online.get("archived"), None);
+    let report = archive(&store, &bucket, &tenant, Options { part_max_rows: 15, ..options() }).await;
+    assert_eq!(report.committed.len(), 3, "{report:?}");
+    assert!(online_ids(&store, &tenant, 1).await.is_empty());
+
+    // The item became a tombstone: in no index, the identity, dedup and pointer kept.
+    let item = common::dynamodb(None)
+        .await
+        .get_item()
+        .table_name(env("AUDIT_TABLE"))
+        .key("pk", AttributeValue::S(keys::event_pk(&tenant, &id)))
+        .key("sk", AttributeValue::S(keys::EVENT_SK.into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .item
+        .unwrap_or_else(|| panic!("the tombstone is gone"));
+    let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["archived_date", "archived_part", "dedup", "hash", "id", "pk", "sk", "tenant_id", "ts"]);
+    assert_eq!(item["archived_part"].as_s().ok().map(String::as_str), Some("part-00000.parquet"));
+
+    // A resend is a duplicate, a changed one a conflict, exactly as online.
+    let (status, body) = common::post(&ingest, Some(&write), events[7].to_string()).await;
+    assert_eq!((status, body["results"][0]["status"].as_str()), (202, Some("duplicate")), "{body}");
+    let mut changed = events[7].clone();
+    changed["description"] = json!("rewritten after the archive");
+    let (status, body) = common::post(&ingest, Some(&write), changed.to_string()).await;
+    assert_eq!((status, body["results"][0]["error"]["code"].as_str()), (400, Some("conflict")), "{body}");
+    assert!(online_ids(&store, &tenant, 1).await.is_empty(), "a resend was stored again");
+
+    // Read by id from the archive: the event as it was, marked archived.
+    let (status, archived) = common::get(&query, &read, &format!("/v1/events/{id}")).await;
+    assert_eq!(status, 200, "{archived}");
+    assert_eq!(archived["archived"], json!(true));
+    let mut expected = online.clone();
+    expected["archived"] = json!(true);
+    assert_eq!(archived, expected);
+    let (status, _) = common::get(&query, &token(&new_tenant(), "audit:read"), &format!("/v1/events/{id}")).await;
+    assert_eq!(status, 404);
+
+    // The next run archives nothing twice.
+    let again = archive(&store, &bucket, &tenant, options()).await;
+    assert!(again.committed.is_empty(), "{again:?}");
+    assert_each_event_in_one_place(&store, &tenant, &events, 1).await;
+    assert_verifies(&store, &bucket, &tenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_part_key_that_is_taken_is_never_overwritten() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let day = day_ago(130);
+    load(&store, &tenant, &day_events("o", &day, 10)).await;
+    let key = format!("{}part-00000.parquet", manifest::day_prefix(tenant.as_str(), &day));
+    bucket.put_bytes(&key, b"not ours".to_vec(), "x", Condition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = archive(&store, &bucket, &tenant, options()).await;
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.committed.iter().map(|c| c.part.as_str()).collect::<Vec<_>>(), vec!["part-00001.parquet"]);
+    let held = bucket.get_bytes(&key).await.unwrap_or_else(|e| panic!("{e}")).map(|(b, _)| b);
+    assert_eq!(held, Some(b"not ours".to_vec()));
+    assert!(online_ids(&store, &tenant, 1).await.is_empty());
+    let checked = verify(&*store, &*store, &*bucket, Some(&tenant)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked.findings.iter().map(|f| f.kind).collect::<Vec<_>>(), vec!["extra_part"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_day_too_big_for_one_run_finishes_across_short_runs() {
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    let day = day_ago(105);
+    let events = day_events("s", &day, 30_000);
+    bulk_load(&store, &tenant, events.clone()).await;
+    let mut runs = Vec::new();
+    loop {
+        let archiver = Archiver::new(ArchiveStores::on(&store, &bucket), options());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let report =
+            archiver.run(Timestamp::now(), Some(&tenant), Some(deadline)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.failures.is_empty(), "{report:?}");
+        let done = !report.unfinished;
+        runs.push(report);
+        if done || runs.len() > 60 {
+            break;
+        }
+    }
+    assert!(runs.len() >= 2, "one run did it all: {runs:?}");
+    assert!(runs[..runs.len() - 1].iter().all(|r| !r.committed.is_empty()), "a run made no progress: {runs:?}");
+    let rows: u64 = runs.iter().flat_map(|r| &r.committed).map(|c| c.rows).sum();
+    assert_eq!(rows, 30_000);
+    assert_each_event_in_one_place(&store, &tenant, &events, 1).await;
+    assert_eq!(assert_verifies(&store, &bucket, &tenant).await, 30_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_that_lost_its_lease_cannot_record_a_step() {
+    use audit::domain::manifest::{PartEntry, Pending, Phase};
+    use audit::ports::{ArchiveRegistry, RegistryError};
+    let store = common::store(None).await;
+    let tenant = new_tenant();
+    store.lease(&tenant, "run-a").await.unwrap_or_else(|e| panic!("{e}"));
+    let step = Pending {
+        date: day_ago(100),
+        part: PartEntry {
+            name: "part-00000.parquet".into(),
+            rows: 3,
+            bytes: 99,
+            sha256: "a".repeat(64),
+            first: "2026-01-01T00:00:00.000000Z".into(),
+            last: "2026-01-01T00:00:01.000000Z".into(),
+        },
+        seq: 1,
+        created_at: Timestamp::now().to_string(),
+        manifest: "b".repeat(64),
+        phase: Phase::Manifest,
+    };
+    // Run A stalls past its lease; run B takes the tenant over.
+    common::dynamodb(None)
+        .await
+        .update_item()
+        .table_name(env("AUDIT_TABLE"))
+        .key("pk", AttributeValue::S(keys::TENANTS_PK.into()))
+        .key("sk", AttributeValue::S(tenant.to_string()))
+        .update_expression("SET archive_lease_until = :past")
+        .expression_attribute_values(":past", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    store.lease(&tenant, "run-b").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(store.begin(&tenant, "run-a", &step).await, Err(RegistryError::Busy(_))));
+    store.begin(&tenant, "run-b", &step).await.unwrap_or_else(|e| panic!("{e}"));
+    // The step as recorded is the step as read back: a later run rebuilds from it.
+    assert_eq!(store.state(&tenant).await.unwrap_or_else(|e| panic!("{e}")).pending, Some(step.clone()));
+    assert!(matches!(store.advance(&tenant, "run-a", &step).await, Err(RegistryError::Busy(_))));
 }

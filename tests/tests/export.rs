@@ -12,6 +12,7 @@ use audit::domain::timestamp::Timestamp;
 use audit::formats::ExportFile;
 use audit::formats::export_file::CSV_COLUMNS;
 use audit::ports::{BlobStore, Condition, EventReader, ExportJobs};
+use audit::usecases::archive::Options;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_aws::dynamodb::Table;
@@ -83,7 +84,7 @@ impl Service {
 
     /// Runs the job the way the worker does after the queue delivers it.
     async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
-        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, max_rows);
+        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, max_rows, 90);
         exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -141,7 +142,7 @@ async fn archived_and_online(s: &Service, tenant: &TenantId) -> Vec<Value> {
     all.extend(day_events("x", &day_ago(2), 30));
     load(&s.store, tenant, &all).await;
     let report = archive(&s.store, &s.archive, tenant, options()).await;
-    assert_eq!(report.days.len(), 2, "{report:?}");
+    assert_eq!(report.rows_by_day().len(), 2, "{report:?}");
     let late = day_events("late", &day_ago(200), 3);
     load(&s.store, tenant, &late).await;
     all.extend(late);
@@ -411,7 +412,7 @@ async fn requests_are_checked_logged_and_queued() {
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
     let logged = EventReader::get(&*s.store, &tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
-    let logged = logged.unwrap_or_else(|| panic!("no export event"));
+    let logged = logged.online().unwrap_or_else(|| panic!("no export event"));
     assert_eq!(logged.event.action, "audit_log.export");
     assert_eq!(logged.event.actor.id, "tester");
     assert_eq!(logged.event.metadata.as_ref().and_then(|m| m.get("format")), Some(&json!("jsonl")));
@@ -422,4 +423,120 @@ async fn requests_are_checked_logged_and_queued() {
     assert_eq!(job["status"], "succeeded");
     let (status, _) = s.get(&t, "/v1/exports/not-a-job").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_while_the_archive_moves_days_sees_every_event_once() {
+    let s = service().await;
+    let tenant = new_tenant();
+    let mut all = Vec::new();
+    for d in [160, 159, 158] {
+        all.extend(day_events("mv", &day_ago(d), 2_000));
+    }
+    all.extend(day_events("mv", &day_ago(1), 100));
+    load(&s.store, &tenant, &all).await;
+    let t = token(&tenant, "audit:export");
+    let (status, created) =
+        s.post(Some(&t), json!({"from": format!("{}T00:00:00Z", day_ago(161)), "format": "jsonl"})).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    // The archive moves the three old days, part by part, while the export reads them.
+    let moving = archive(&s.store, &s.archive, &tenant, Options { part_max_rows: 300, ..options() });
+    let exporting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        s.run(&tenant, &id, 1_000_000).await;
+    };
+    let (report, ()) = tokio::join!(moving, exporting);
+    assert!(report.failures.is_empty() && report.committed.len() >= 20, "{report:?}");
+    let (_, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, bytes) = download(job["download_url"].as_str().unwrap_or_default()).await;
+    let ids: Vec<String> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}"))["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an event exported twice");
+    let mut want: std::collections::BTreeSet<String> =
+        all.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    want.insert(format!("export:{id}"));
+    assert_eq!(
+        unique.into_iter().cloned().collect::<std::collections::BTreeSet<_>>(),
+        want,
+        "events missed or invented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files() {
+    use audit::domain::export::{INCOMPLETE, keep_until};
+    let s = service().await;
+    let tenant = new_tenant();
+    let t = token(&tenant, "audit:export");
+    let ddb = common::dynamodb(None).await;
+    // The table's TTL is on (provisioned from template.yaml), on the attribute jobs carry.
+    let ttl =
+        ddb.describe_time_to_live().table_name(env("AUDIT_TABLE")).send().await.unwrap_or_else(|e| panic!("{e:?}"));
+    let ttl = ttl.time_to_live_description.unwrap_or_else(|| panic!("no TTL description"));
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    assert_eq!(ttl.time_to_live_status().map(|s| s.as_str()), Some("ENABLED"));
+    let item_ttl = |id: String| {
+        let (ddb, tenant) = (&ddb, &tenant);
+        async move {
+            let out = ddb
+                .get_item()
+                .table_name(env("AUDIT_TABLE"))
+                .key("pk", AttributeValue::S(format!("EXPORTS#{tenant}")))
+                .key("sk", AttributeValue::S(id))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            let item = out.item.unwrap_or_else(|| panic!("no job item"));
+            item.get("ttl").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)
+        }
+    };
+    let time =
+        |v: &Value, field: &str| Timestamp::parse(v[field].as_str().unwrap_or_default()).unwrap_or(Timestamp::MIN);
+
+    // A job whose every run died: its message reaches the dead-letter queue.
+    let (_, created) = s.post(Some(&t), json!({})).await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let (_, queued) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(item_ttl(id.clone()).await, keep_until(time(&queued, "created_at")));
+    let name = format!("export-dlq-{}", uuid::Uuid::now_v7().simple());
+    let url = s
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .queue_url
+        .unwrap_or_default();
+    let body = json!({"tenant_id": tenant.as_str(), "id": id}).to_string();
+    s.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap_or_else(|e| panic!("{e:?}"));
+    let dead_letters = Queue::new(s.sqs.clone(), &url);
+    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, 100, 90);
+    let got = audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, event)).await;
+    assert_eq!(got.unwrap_or_else(|e| panic!("{e:?}")), 1);
+    let (_, failed) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["error"]["code"].as_str()),
+        (Some("failed"), Some(INCOMPLETE)),
+        "{failed}"
+    );
+    assert_eq!(item_ttl(id).await, keep_until(time(&failed, "completed_at")));
+    let left = dead_letters.receive(10, 1).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(left.is_empty(), "the dead letter was not deleted");
+
+    // A finished job's record outlives its file by a week.
+    let done = s.export(&tenant, json!({}), 100).await;
+    let kept = item_ttl(done["id"].as_str().unwrap_or_default().to_owned()).await;
+    assert_eq!(kept, keep_until(time(&done, "completed_at")));
+    assert!(kept > time(&done, "expires_at").micros() / 1_000_000 + 6 * 86_400);
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use audit::domain::fixtures::bad_events;
-use audit::ports::EventReader;
+use audit::ports::{EventReader, Lookup};
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -66,7 +66,7 @@ async fn stored_events_read_back_exactly_with_a_verifiable_hash() {
     assert_eq!(status, 202, "{body}");
 
     let stored = store.get(&tenant, "rb-1").await.unwrap_or_else(|e| panic!("{e}"));
-    let stored = stored.unwrap_or_else(|| panic!("not stored"));
+    let stored = stored.online().unwrap_or_else(|| panic!("not stored"));
     let json = stored.to_json();
     assert_eq!(json["tenant_id"], tenant.as_str());
     assert_eq!(json["occurred_at"], "2026-11-01T10:00:00.123456Z");
@@ -97,11 +97,11 @@ async fn the_same_batch_twice_is_stored_once_and_a_conflicting_id_is_refused() {
     assert_eq!(count_events(&tenant).await, 40);
 
     // A different event under an existing id: conflict, the original untouched.
-    let original = store.get(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
+    let original = store.get(&tenant, "dup-0").await.ok().and_then(Lookup::online).map(|e| e.hash);
     let (status, body) = post(&base, Some(&token), event("dup-0", "member.delete").to_string()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["results"][0]["error"]["code"], "conflict");
-    let after = store.get(&tenant, "dup-0").await.ok().flatten().map(|e| e.hash);
+    let after = store.get(&tenant, "dup-0").await.ok().and_then(Lookup::online).map(|e| e.hash);
     assert_eq!(after, original);
     assert_eq!(count_events(&tenant).await, 40);
 }
@@ -133,8 +133,8 @@ async fn a_token_for_one_tenant_never_writes_into_another() {
 
     let (status, _) = post(&base, Some(&token_a), event("iso-2", "channel.create").to_string()).await;
     assert_eq!(status, 202);
-    assert!(store.get(&a, "iso-2").await.ok().flatten().is_some());
-    assert!(store.get(&b, "iso-2").await.ok().flatten().is_none());
+    assert!(store.get(&a, "iso-2").await.ok().and_then(Lookup::online).is_some());
+    assert!(store.get(&b, "iso-2").await.ok().and_then(Lookup::online).is_none());
     assert_eq!(count_events(&b).await, 0);
 }
 
@@ -284,7 +284,7 @@ async fn a_throttling_and_failing_dynamodb_loses_nothing_and_duplicates_nothing(
     let direct = store(None).await;
     let mut seen = HashSet::new();
     for id in &ids {
-        let e = direct.get(&tenant, id).await.ok().flatten();
+        let e = direct.get(&tenant, id).await.ok().and_then(Lookup::online);
         assert!(e.is_some_and(|e| seen.insert(e.event.id)), "{id} missing");
     }
     // And a replay through the same faults stores nothing new. (Where an injected 500 hid

@@ -39,6 +39,21 @@ fn failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     }
 }
 
+trait Headers {
+    /// The `If-None-Match` and `If-Match` headers of a conditional write.
+    fn headers(&self) -> (Option<String>, Option<String>);
+}
+
+impl Headers for Condition {
+    fn headers(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Condition::None => (None, None),
+            Condition::Absent => (Some("*".into()), None),
+            Condition::Matches(etag) => (None, Some(etag.clone())),
+        }
+    }
+}
+
 /// One bucket.
 #[derive(Clone)]
 pub struct Bucket {
@@ -122,13 +137,21 @@ impl Bucket {
 #[async_trait]
 impl BlobStore for Bucket {
     /// Uploads a local file, in parts of [`MULTIPART_CHUNK`] when larger, reading one part
-    /// at a time.
+    /// at a time; `condition` goes on the PUT or on the CompleteMultipartUpload.
     ///
     /// # Errors
-    /// [`BlobError`] when S3 refuses after retries; a failed multipart upload is aborted.
-    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+    /// [`BlobError::Precondition`] when the condition does not hold, [`BlobError`] when
+    /// S3 refuses after retries; a failed multipart upload is aborted.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+        condition: Condition,
+    ) -> Result<(), BlobError> {
         use std::io::Read;
         let mut upload = S3Upload::new(self, key, content_type, None);
+        upload.condition = condition;
         let mut file = std::fs::File::open(path)?;
         let mut buf = Vec::new();
         let result = async {
@@ -160,11 +183,8 @@ impl BlobStore for Bucket {
         condition: Condition,
     ) -> Result<(), BlobError> {
         let mut req = self.client.put_object().bucket(&self.name).key(key).content_type(content_type);
-        req = match condition {
-            Condition::None => req,
-            Condition::Absent => req.if_none_match("*"),
-            Condition::Matches(etag) => req.if_match(etag),
-        };
+        let (if_none_match, if_match) = condition.headers();
+        req = req.set_if_none_match(if_none_match).set_if_match(if_match);
         req.body(ByteStream::from(bytes)).send().await.map_err(|e| failed("PutObject", key, &e))?;
         Ok(())
     }
@@ -312,6 +332,8 @@ pub struct S3Upload<'a> {
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     bytes: u64,
+    /// Checked by S3 when the object is completed.
+    condition: Condition,
 }
 
 impl<'a> S3Upload<'a> {
@@ -326,6 +348,7 @@ impl<'a> S3Upload<'a> {
             upload_id: None,
             parts: Vec::new(),
             bytes: 0,
+            condition: Condition::None,
         }
     }
 
@@ -386,6 +409,7 @@ impl Upload for S3Upload<'_> {
     /// # Errors
     /// [`BlobError`]; call [`Upload::abort`] afterwards.
     async fn finish(&mut self, rest: Vec<u8>) -> Result<u64, BlobError> {
+        let (if_none_match, if_match) = self.condition.headers();
         let Some(upload_id) = self.upload_id.clone() else {
             self.bytes = rest.len() as u64;
             self.bucket
@@ -395,6 +419,8 @@ impl Upload for S3Upload<'_> {
                 .key(&self.key)
                 .content_type(&self.content_type)
                 .set_content_disposition(self.disposition.clone())
+                .set_if_none_match(if_none_match)
+                .set_if_match(if_match)
                 .body(ByteStream::from(rest))
                 .send()
                 .await
@@ -410,6 +436,8 @@ impl Upload for S3Upload<'_> {
             .bucket(&self.bucket.name)
             .key(&self.key)
             .upload_id(upload_id)
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
             .multipart_upload(
                 CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
             )

@@ -2,7 +2,7 @@
 //! `{"now": "RFC 3339", "tenant": "..."}` (both optional). The job itself lives in
 //! `audit::usecases::archive`.
 //!
-//! The job stops between days a little before the invocation's deadline; every step is
+//! The job stops between parts a little before the invocation's deadline; every step is
 //! resumable, so the next invocation carries on where this one stopped.
 
 use audit::domain::tenant::TenantId;
@@ -12,7 +12,8 @@ use audit_runtime::config::{self, ConfigError, FromEnv};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// Time kept back from the deadline to finish the day in progress.
+/// Time kept back from the deadline: the job may end a part's commit this far past its
+/// own deadline (its pace estimate is off), and an unfinished step is resumed anyway.
 pub const MARGIN: Duration = Duration::from_secs(90);
 
 /// What the archive function reads from the environment.
@@ -54,7 +55,7 @@ pub struct Job {
 }
 
 impl Job {
-    /// Runs the job for one invocation's `payload`, stopping between days once `deadline`
+    /// Runs the job for one invocation's `payload`, stopping between parts once `deadline`
     /// (less [`MARGIN`]) is near.
     ///
     /// # Errors
@@ -78,7 +79,7 @@ impl Job {
             return Err(RunError::Tenants(report.failures.len()));
         }
         tracing::info!(
-            days = report.days.len(),
+            parts = report.committed.len(),
             resumed = report.resumed,
             unfinished = report.unfinished,
             "archive run"

@@ -29,15 +29,15 @@ async fn a_run_archives_every_tenant_or_the_one_asked_for() {
     let (store, job) = loaded().await;
     let b = TenantId::parse("b").unwrap_or_else(|e| panic!("{e}"));
     let report = job.handle(json!({"tenant": "b"}), None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.days.iter().map(|d| d.tenant.as_str()).collect::<Vec<_>>(), vec!["b"; 5]);
+    assert_eq!(report.committed.iter().map(|d| d.tenant.as_str()).collect::<Vec<_>>(), vec!["b"; 5]);
     assert!(store.events(&b).is_empty());
     let report = job.handle(json!({}), None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.days.len(), 5);
+    assert_eq!(report.committed.len(), 5);
     // As if it were 200 days ago: nothing is old enough.
     let past = Timestamp::now().plus_seconds(-200 * 86_400).to_string();
     let (_, fresh) = loaded().await;
     let report = fresh.handle(json!({"now": past}), None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.days.is_empty());
+    assert!(report.committed.is_empty());
 }
 
 #[tokio::test]
@@ -52,5 +52,5 @@ async fn a_bad_payload_a_failing_tenant_and_a_passed_deadline() {
     let b = TenantId::parse("b").unwrap_or_else(|e| panic!("{e}"));
     assert!(store.events(&b).is_empty(), "the other tenant still ran");
     let report = job.handle(json!({}), Some(Instant::now())).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.unfinished && report.days.is_empty(), "{report:?}");
+    assert!(report.unfinished && report.committed.is_empty(), "{report:?}");
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use audit::domain::tenant::TenantId;
-use audit::memory::{MemoryBlobs, MemoryQueue, MemoryStore};
+use audit::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
 use audit_runtime::run::SqsMessage;
@@ -54,12 +54,22 @@ fn get(token: &str, uri: &str) -> axum::http::request::Builder {
     Request::get(uri).header("authorization", format!("Bearer {token}"))
 }
 
+const QUEUE_ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:audit-ExportQueue-AbC";
+const DLQ_ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:audit-ExportDeadLetterQueue-XyZ";
+const DLQ_URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/audit-ExportDeadLetterQueue-XyZ";
+
 fn delivery(bodies: &[&str]) -> SqsEvent {
+    from(bodies.iter().map(|b| (QUEUE_ARN, *b)))
+}
+
+/// A delivery of messages, each from the queue its ARN names.
+fn from<'a>(messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> SqsEvent {
     let mut event = SqsEvent::default();
-    for (i, body) in bodies.iter().enumerate() {
+    for (i, (arn, body)) in messages.into_iter().enumerate() {
         let mut m = SqsMessage::default();
         m.message_id = Some(format!("m{i}"));
-        m.body = Some((*body).to_owned());
+        m.event_source_arn = Some(arn.to_owned());
+        m.body = Some(body.to_owned());
         event.records.push(m);
     }
     event
@@ -81,8 +91,8 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     let message: Value = serde_json::from_str(&messages[0].body).unwrap_or_default();
     assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
 
-    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100);
-    let response = handle_queue(&exporter, delivery(&[&messages[0].body, "not a job"])).await;
+    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
+    let response = handle_queue(&exporter, DLQ_URL, delivery(&[&messages[0].body, "not a job"])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m1"], "a message that is no job's goes back, to reach the dead-letter queue");
 
@@ -98,6 +108,35 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     );
     let (_, list) = call(&s.router, get(&t, "/v1/exports"), "").await;
     assert_eq!(list["items"][0]["id"], json!(id));
+}
+
+#[tokio::test]
+async fn the_worker_ends_the_jobs_its_dead_letter_queue_delivers() {
+    let s = service();
+    let t = token("acme", "audit:export");
+    let (_, dead) = call(&s.router, post(&t), "{}").await;
+    let (_, live) = call(&s.router, post(&t), "{}").await;
+    let bodies: Vec<String> = s.queue.messages().iter().map(|m| m.body.clone()).collect();
+    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
+    // One delivery of the worker's two event sources: a job to run, a dead letter.
+    let response =
+        handle_queue(&exporter, DLQ_URL, from([(DLQ_ARN, bodies[0].as_str()), (QUEUE_ARN, &bodies[1])])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let status = |id: &Value| {
+        let uri = format!("/v1/exports/{}", id.as_str().unwrap_or_default());
+        let (r, t) = (s.router.clone(), t.clone());
+        async move { call(&r, get(&t, &uri), "").await.1 }
+    };
+    let dead = status(&dead["id"]).await;
+    assert_eq!((dead["status"].as_str(), dead["error"]["code"].as_str()), (Some("failed"), Some("incomplete")));
+    assert_eq!(status(&live["id"]).await["status"], "succeeded");
+    // The table unavailable: the dead letter goes back to its queue.
+    let (_, third) = call(&s.router, post(&t), "{}").await;
+    let body = s.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
+    s.store.faults.add(Fault::after("jobs.fail", 0).unavailable());
+    let response = handle_dead_letters(&exporter, from([(DLQ_ARN, body.as_str())])).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(status(&third["id"]).await["status"], "queued");
 }
 
 #[tokio::test]

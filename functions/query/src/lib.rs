@@ -21,6 +21,8 @@ use std::sync::Arc;
 /// What the query function reads from the environment.
 pub struct Config {
     pub table: String,
+    /// Where an archived event is read by id.
+    pub archive_bucket: String,
     pub auth: Auth,
     pub cursor_secret: String,
     pub hot_days: u32,
@@ -30,6 +32,7 @@ impl FromEnv for Config {
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             table: config::table()?,
+            archive_bucket: config::required(config::ARCHIVE_BUCKET)?,
             auth: Auth::from_env()?,
             cursor_secret: config::cursor_secret()?,
             hot_days: config::hot_days()?,
@@ -103,8 +106,14 @@ async fn one(
         return Err(ApiError::new(Code::InvalidRequest, "an event id is 1-128 characters of A-Z a-z 0-9 . _ : @ / -"));
     }
     match s.query.get(&caller.tenant, &id).await? {
-        Some(e) => Ok(Json(e.to_json()).into_response()),
-        None => Err(ApiError::new(Code::NotFound, "no such event online")),
+        Some(found) => {
+            let mut event = found.event.to_json();
+            if found.archived {
+                event["archived"] = Value::Bool(true);
+            }
+            Ok(Json(event).into_response())
+        }
+        None => Err(ApiError::new(Code::NotFound, "no such event")),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use super::*;
 use audit::domain::tenant::TenantId;
-use audit::memory::{Fault, MemoryStore};
+use audit::memory::{Fault, MemoryBlobs, MemoryStore};
+use audit::usecases::archive::{ArchiveStores, Archiver, Options};
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
 use axum::body::Body;
@@ -21,7 +22,13 @@ fn token(t: &str, scope: &str) -> String {
 }
 
 async fn seeded() -> (Arc<MemoryStore>, Router) {
+    let (store, _, router) = seeded_with_archive().await;
+    (store, router)
+}
+
+async fn seeded_with_archive() -> (Arc<MemoryStore>, Arc<MemoryBlobs>, Router) {
     let store = Arc::new(MemoryStore::default());
+    let bucket = Arc::new(MemoryBlobs::default());
     let now = Timestamp::now();
     let events: Vec<Value> = (0..25)
         .map(|i| {
@@ -35,11 +42,11 @@ async fn seeded() -> (Arc<MemoryStore>, Router) {
         .collect();
     Ingest::on(&store).ingest(&tenant("acme"), events).await;
     let state = QueryState {
-        query: Query::on(&store, CursorKey::derive(SECRET), 90),
+        query: Query::on(&store, &bucket, CursorKey::derive(SECRET), 90),
         verifier: Verifier::new(Some(SECRET), None),
     };
     let router = app(Arc::new(state), store.clone());
-    (store, router)
+    (store, bucket, router)
 }
 
 async fn get(router: &Router, token: Option<&str>, uri: &str) -> (u16, Value) {
@@ -107,6 +114,27 @@ async fn counts_single_events_and_bad_parameters() {
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
     let (status, _) = get(&r, None, "/v1/events").await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn an_archived_event_is_read_from_the_archive_and_marked() {
+    let (store, bucket, r) = seeded_with_archive().await;
+    let old = json!({"id": "old-1", "occurred_at": Timestamp::now().plus_seconds(-120 * 86_400).to_string(),
+                     "action": "auth.login", "actor": {"type": "member", "id": "u1"}});
+    Ingest::on(&store).ingest(&tenant("acme"), vec![old]).await;
+    let t = token("acme", "audit:read");
+    let (_, online) = get(&r, Some(&t), "/v1/events/old-1").await;
+    assert_eq!(online.get("archived"), None, "{online}");
+    let options = Options { default_hot_days: 90, part_max_rows: 100 };
+    let report = Archiver::new(ArchiveStores::on(&store, &bucket), options).run(Timestamp::now(), None, None).await;
+    assert_eq!(report.map(|r| r.committed.len()).ok(), Some(1));
+    let (status, archived) = get(&r, Some(&t), "/v1/events/old-1").await;
+    assert_eq!(status, 200, "{archived}");
+    let mut expected = online.clone();
+    expected["archived"] = json!(true);
+    assert_eq!(archived, expected);
+    let (status, body) = get(&r, Some(&token("other", "audit:read")), "/v1/events/old-1").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 }
 
 #[tokio::test]

@@ -13,6 +13,18 @@ pub const DOWNLOAD_HOURS: i64 = 24;
 /// A job `running` this long without finishing was cut short (its function timed out)
 /// and may be claimed again.
 pub const STALE_SECONDS: i64 = 20 * 60;
+/// How long a job's record is kept after its last change (created, or finished): a week
+/// past its file's 24 hours, a day past the 7-day listing. The table's TTL deletes it then.
+pub const KEEP_DAYS: i64 = 8;
+/// The error code of a job whose every run died (the queue dead-lettered its message).
+pub const INCOMPLETE: &str = "incomplete";
+
+/// When the record of a job last changed at `at` may be deleted: the table's TTL
+/// attribute, in seconds since the epoch.
+#[must_use]
+pub fn keep_until(at: Timestamp) -> i64 {
+    at.plus_seconds(KEEP_DAYS * 86_400).micros() / 1_000_000
+}
 
 /// A file format an export can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +236,15 @@ mod tests {
         assert_eq!(job.status_at(now.plus_seconds(10)), Status::Expired);
         assert_eq!(job.view(now.plus_seconds(11), None)["status"], "expired");
         assert!(job.object_key().starts_with("exports/acme/") && job.object_key().ends_with(".csv"));
+    }
+
+    #[test]
+    fn a_record_outlives_its_file_and_the_listing() {
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap_or(Timestamp::MIN);
+        let kept = keep_until(now);
+        assert_eq!(kept, 1_767_225_600 + 8 * 86_400);
+        let file_gone = now.plus_seconds(DOWNLOAD_HOURS * 3600).micros() / 1_000_000;
+        assert!(kept > file_gone + 6 * 86_400);
     }
 
     #[test]

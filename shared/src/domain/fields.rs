@@ -240,9 +240,16 @@ pub fn json_order() -> &'static [usize] {
 /// `hash` when `source` has them.
 #[must_use]
 pub fn json(source: &Source<'_>) -> Value {
+    object(|i| (FIELDS[i].read)(source).map(|v| v.to_json()))
+}
+
+/// A JSON object of the fields (by index into [`FIELDS`]) that `value` gives, each at its
+/// path.
+#[must_use]
+pub fn object(mut value: impl FnMut(usize) -> Option<Value>) -> Value {
     let mut root = Map::new();
-    for f in &FIELDS {
-        if let Some(value) = (f.read)(source) {
+    for (i, f) in FIELDS.iter().enumerate() {
+        if let Some(value) = value(i) {
             let (leaf, parents) = f.path.split_last().unwrap_or((&"", &[]));
             let mut at = &mut root;
             for p in parents {
@@ -250,7 +257,7 @@ pub fn json(source: &Source<'_>) -> Value {
                 let Value::Object(m) = next else { unreachable!("paths only nest objects") };
                 at = m;
             }
-            at.insert((*leaf).to_owned(), value.to_json());
+            at.insert((*leaf).to_owned(), value);
         }
     }
     Value::Object(root)

@@ -1,13 +1,13 @@
 //! Archive manifests (contract section 4): what each archived day holds, chained per
-//! tenant so that a removed, altered or reordered manifest is detectable.
+//! tenant so that a removed, altered, reordered or restored manifest is detectable.
 //!
-//! Each tenant's manifests form one chain in the order they were written: `seq` counts
-//! them from 1 and `prev` is the SHA-256 of the manifest written just before (any day).
-//! A late event gives its day a new revision that lists every part so far; the revision it
-//! replaces leaves the current object key, so the new one carries the replaced
-//! revisions' `seq` and hash in `supersedes`, and the chain stays checkable from the
-//! current objects alone. The head (latest `seq` and hash) lives in the tenant registry,
-//! so dropping the newest manifest is detected too.
+//! Each tenant's manifest revisions form one chain in the order they were written: `seq`
+//! counts them from 1 and `prev` is the SHA-256 of the revision written just before (any
+//! day). Every revision is kept as its own object ([`revision_key`]), byte for byte what
+//! its day's current manifest ([`manifest_key`]) held when it was written, so the whole
+//! chain can be walked from seq 1 to the head the tenant registry records. A day's next
+//! revision lists every part so far plus one new part, and names the revisions it
+//! supersedes.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -72,6 +72,40 @@ pub fn manifests_prefix(tenant: &str) -> String {
     format!("manifests/tenant={tenant}/")
 }
 
+/// The object key of revision `seq` of a tenant's chain: zero-padded, so keys sort in
+/// chain order.
+#[must_use]
+pub fn revision_key(tenant: &str, seq: u64) -> String {
+    format!("manifests/tenant={tenant}/revisions/{seq:010}.json")
+}
+
+/// The folder of a tenant's revisions.
+#[must_use]
+pub fn revisions_prefix(tenant: &str) -> String {
+    format!("manifests/tenant={tenant}/revisions/")
+}
+
+/// What an object under [`manifests_prefix`] is: a day's current manifest or a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestObject {
+    Day(String),
+    Revision(u64),
+}
+
+/// Reads a key under a tenant's [`manifests_prefix`]; `None` for anything the archive
+/// never writes.
+#[must_use]
+pub fn parse_key(tenant: &str, key: &str) -> Option<ManifestObject> {
+    let rest = key.strip_prefix(&manifests_prefix(tenant))?;
+    if let Some(seq) = rest.strip_prefix("revisions/").and_then(|r| r.strip_suffix(".json")) {
+        let n: u64 = seq.parse().ok().filter(|_| seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()))?;
+        return (revision_key(tenant, n) == key).then_some(ManifestObject::Revision(n));
+    }
+    let date = rest.strip_prefix("date=")?.strip_suffix(".json")?;
+    let valid = crate::domain::timestamp::Timestamp::parse(&format!("{date}T00:00:00Z")).is_ok_and(|t| t.day() == date);
+    valid.then(|| ManifestObject::Day(date.to_owned()))
+}
+
 /// The folder of a tenant's parts.
 #[must_use]
 pub fn events_prefix(tenant: &str) -> String {
@@ -82,6 +116,13 @@ pub fn events_prefix(tenant: &str) -> String {
 #[must_use]
 pub fn part_name(n: usize) -> String {
     format!("part-{n:05}.parquet")
+}
+
+/// The number in a part's name, if it is one.
+#[must_use]
+pub fn part_number(name: &str) -> Option<usize> {
+    let n = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    n.bytes().all(|b| b.is_ascii_digit()).then(|| n.parse().ok()).flatten()
 }
 
 impl Manifest {
@@ -128,6 +169,23 @@ impl Manifest {
             supersedes,
         }
     }
+
+    /// Whether this revision is what [`Manifest::revise`] makes of `previous` (the day's
+    /// revision before it): every earlier part unchanged and in place, the replaced
+    /// revisions named.
+    #[must_use]
+    pub fn extends(&self, previous: Option<(&Manifest, &str)>) -> bool {
+        let (parts, mut supersedes) = match previous {
+            Some((m, sha)) => {
+                let mut s = m.supersedes.clone();
+                s.push(Superseded { seq: m.seq, sha256: sha.to_owned() });
+                (m.parts.as_slice(), s)
+            }
+            None => (&[][..], Vec::new()),
+        };
+        supersedes.sort_by_key(|s| s.seq);
+        self.parts.len() > parts.len() && self.parts.starts_with(parts) && self.supersedes == supersedes
+    }
 }
 
 /// The newest link of a tenant's chain, as the tenant registry records it.
@@ -137,83 +195,123 @@ pub struct ChainHead {
     pub sha256: String,
 }
 
-/// A way the chain of a tenant's manifests is broken.
+/// A way the chain of a tenant's manifest revisions is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainProblem {
-    #[error("manifest {date}: seq {seq} is claimed by more than one manifest")]
-    DuplicateSeq { date: String, seq: u64 },
-    #[error("manifest seq {0} is missing from the chain")]
+    #[error("revision seq {0} is missing")]
     MissingSeq(u64),
-    #[error("manifest {date} (seq {seq}): prev does not match the hash of manifest seq {}", seq - 1)]
+    #[error("revision object {key_seq} holds seq {seq} of {date}")]
+    Misplaced { key_seq: u64, seq: u64, date: String },
+    #[error("revision seq {seq} ({date}): prev does not match the hash of revision seq {}", seq - 1)]
     BrokenLink { date: String, seq: u64 },
-    #[error("the registry's head is seq {head_seq} but the newest manifest is seq {newest}")]
+    #[error("revision seq {seq} ({date}) drops or changes what the day's previous revision held")]
+    NotExtending { date: String, seq: u64 },
+    #[error("revision seq {seq} ({date}): rows {claimed} differ from the sum over its parts")]
+    RowSum { date: String, seq: u64, claimed: u64 },
+    #[error("the registry's head is seq {head_seq} but the newest revision is seq {newest}")]
     HeadSeq { head_seq: u64, newest: u64 },
-    #[error("the newest manifest (seq {0}) does not hash to the registry's head")]
+    #[error("revision seq {0} does not hash to the registry's head")]
     HeadHash(u64),
-    #[error("manifest {date}: rows {claimed} differ from the sum over its parts")]
-    RowSum { date: String, claimed: u64 },
 }
 
-/// Checks a tenant's current manifests (`(sha256 of the bytes, manifest)`) as one chain
-/// ending at `head`.
+/// One revision as stored (keyed elsewhere by the seq its object key names): the SHA-256
+/// of its bytes and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub sha256: String,
+    pub manifest: Manifest,
+}
+
+/// Checks a tenant's revisions (by the seq their keys name) as one chain from seq 1 to
+/// `head`, each linked to the one before and extending its day's previous revision.
+/// `in_flight` is the step whose revision may already be stored beyond the head.
 #[must_use]
-pub fn check_chain(manifests: &[(String, Manifest)], head: Option<&ChainHead>) -> Vec<ChainProblem> {
+pub fn check_chain(
+    revisions: &BTreeMap<u64, Revision>,
+    head: Option<&ChainHead>,
+    in_flight: Option<&Pending>,
+) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
-    // seq → hash, from the current manifests and the revisions they replaced.
-    let mut hashes: BTreeMap<u64, String> = BTreeMap::new();
-    for (sha, m) in manifests {
+    let head_seq = head.map_or(0, |h| h.seq);
+    let newest = revisions.keys().next_back().copied().unwrap_or(0);
+    let beyond =
+        |seq: u64| in_flight.is_some_and(|p| p.phase == Phase::Manifest && p.seq == seq && seq == head_seq + 1);
+    let last = if newest > head_seq && beyond(newest) { newest - 1 } else { newest };
+    problems.extend((1..=last.max(head_seq)).filter(|s| !revisions.contains_key(s)).map(ChainProblem::MissingSeq));
+    let mut latest: BTreeMap<&str, &Revision> = BTreeMap::new();
+    for (seq, r) in revisions {
+        let m = &r.manifest;
+        if m.seq != *seq {
+            problems.push(ChainProblem::Misplaced { key_seq: *seq, seq: m.seq, date: m.date.clone() });
+        }
         if m.rows != m.parts.iter().map(|p| p.rows).sum::<u64>() {
-            problems.push(ChainProblem::RowSum { date: m.date.clone(), claimed: m.rows });
+            problems.push(ChainProblem::RowSum { date: m.date.clone(), seq: *seq, claimed: m.rows });
         }
-        let entries =
-            std::iter::once((m.seq, sha.clone())).chain(m.supersedes.iter().map(|s| (s.seq, s.sha256.clone())));
-        for (seq, h) in entries {
-            if hashes.insert(seq, h).is_some() {
-                problems.push(ChainProblem::DuplicateSeq { date: m.date.clone(), seq });
-            }
-        }
-    }
-    let newest = hashes.keys().next_back().copied().unwrap_or(0);
-    problems.extend((1..=newest).filter(|s| !hashes.contains_key(s)).map(ChainProblem::MissingSeq));
-    for (_, m) in manifests {
-        let expected = m.seq.checked_sub(1).and_then(|p| hashes.get(&p));
-        let ok = match (m.seq, &m.prev) {
+        let linked = match (seq, &m.prev) {
             (1, None) => true,
-            (_, Some(prev)) => expected == Some(prev),
+            (_, Some(prev)) => revisions.get(&(seq - 1)).is_some_and(|p| &p.sha256 == prev),
             _ => false,
         };
-        if !ok {
-            problems.push(ChainProblem::BrokenLink { date: m.date.clone(), seq: m.seq });
+        if !linked {
+            problems.push(ChainProblem::BrokenLink { date: m.date.clone(), seq: *seq });
         }
+        let previous = latest.get(m.date.as_str()).map(|p| (&p.manifest, p.sha256.as_str()));
+        if !m.extends(previous) {
+            problems.push(ChainProblem::NotExtending { date: m.date.clone(), seq: *seq });
+        }
+        latest.insert(&m.date, r);
     }
-    let head_seq = head.map_or(0, |h| h.seq);
-    if head_seq != newest {
-        problems.push(ChainProblem::HeadSeq { head_seq, newest });
+    if last != head_seq {
+        problems.push(ChainProblem::HeadSeq { head_seq, newest: last });
     } else if let Some(h) = head
-        && hashes.get(&h.seq) != Some(&h.sha256)
+        && revisions.get(&h.seq).is_none_or(|r| r.sha256 != h.sha256)
     {
         problems.push(ChainProblem::HeadHash(h.seq));
     }
     problems
 }
 
+/// Per day, the SHA-256 its current manifest may hold: its latest revision up to the
+/// head, or the in-flight step's.
+#[must_use]
+pub fn current_by_day(
+    revisions: &BTreeMap<u64, Revision>,
+    head: Option<&ChainHead>,
+    in_flight: Option<&Pending>,
+) -> BTreeMap<String, Vec<String>> {
+    let head_seq = head.map_or(0, |h| h.seq);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in revisions.range(..=head_seq).map(|(_, r)| r) {
+        out.insert(r.manifest.date.clone(), vec![r.sha256.clone()]);
+    }
+    if let Some(p) = in_flight.filter(|p| p.phase == Phase::Manifest && p.seq == head_seq + 1) {
+        out.entry(p.date.clone()).or_default().push(p.manifest.clone());
+    }
+    out
+}
+
 /// Where an archive step stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Parts are uploaded and verified; the manifest may or may not have been written.
+    /// The part may or may not be uploaded, the revision may or may not be written.
     Manifest,
-    /// The manifest is written and the head advanced; items may remain to delete.
-    Delete,
+    /// The revision is written and the head advanced; events may remain to tombstone.
+    Tombstone,
 }
 
-/// The one archive step in flight for a tenant, as its registry records it.
+/// The one archive step in flight for a tenant, as its registry records it before the
+/// part is uploaded: with the day's previous revision and the head, it rebuilds the new
+/// revision's exact bytes, so a later run can finish what a crashed one uploaded
+/// instead of uploading it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub date: String,
-    pub parts: Vec<String>,
-    /// SHA-256 of the manifest revision this step writes.
-    pub manifest: String,
+    pub part: PartEntry,
     pub seq: u64,
+    /// The revision's `created_at`.
+    pub created_at: String,
+    /// SHA-256 of the revision this step writes.
+    pub manifest: String,
     pub phase: Phase,
 }
 
@@ -245,9 +343,10 @@ mod tests {
         }
     }
 
-    /// Writes manifests for the given days in order, like the archive job does.
-    fn chain(days: &[&str]) -> (Vec<(String, Manifest)>, Option<ChainHead>) {
+    /// Writes one revision per day in `days`, in order, like the archive job does.
+    fn chain(days: &[&str]) -> (BTreeMap<u64, Revision>, Option<ChainHead>) {
         let mut current: BTreeMap<String, (String, Manifest)> = BTreeMap::new();
+        let mut revisions = BTreeMap::new();
         let mut head = None;
         for day in days {
             let prev = current.get(*day).map(|(s, m)| (m, s.as_str()));
@@ -255,63 +354,126 @@ mod tests {
             let m = Manifest::revise(prev, "acme", day, head.as_ref(), "now".into(), vec![part(n, 3)]);
             let sha = hash(&m.to_bytes().unwrap_or_default());
             head = Some(ChainHead { seq: m.seq, sha256: sha.clone() });
+            revisions.insert(m.seq, Revision { sha256: sha.clone(), manifest: m.clone() });
             current.insert((*day).to_owned(), (sha, m));
         }
-        (current.into_values().collect(), head)
+        (revisions, head)
+    }
+
+    fn rehash(r: &mut Revision) {
+        r.sha256 = hash(&r.manifest.to_bytes().unwrap_or_default());
     }
 
     #[test]
     fn a_chain_with_revisions_checks_clean() {
-        let (ms, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-03", "2026-01-01"]);
-        assert_eq!(check_chain(&ms, head.as_ref()), vec![]);
-        let jan1 = ms.iter().find(|(_, m)| m.date == "2026-01-01").map(|(_, m)| m.clone());
-        let jan1 = jan1.unwrap_or_else(|| unreachable!());
-        assert_eq!(jan1.parts.len(), 3);
-        assert_eq!(jan1.rows, 9);
+        let (revs, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-03", "2026-01-01"]);
+        assert_eq!(check_chain(&revs, head.as_ref(), None), vec![]);
+        let jan1 = &revs[&5].manifest;
+        assert_eq!((jan1.parts.len(), jan1.rows), (3, 9));
         assert_eq!(jan1.supersedes.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 3]);
+        let current = current_by_day(&revs, head.as_ref(), None);
+        assert_eq!(current["2026-01-01"], vec![revs[&5].sha256.clone()]);
+        assert_eq!(current["2026-01-02"], vec![revs[&2].sha256.clone()]);
     }
 
     #[test]
-    fn a_missing_manifest_breaks_the_chain() {
-        let (mut ms, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-03"]);
-        ms.remove(1);
+    fn a_missing_revision_breaks_the_chain() {
+        let (mut revs, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-03"]);
+        revs.remove(&2);
         assert_eq!(
-            check_chain(&ms, head.as_ref()),
+            check_chain(&revs, head.as_ref(), None),
             vec![ChainProblem::MissingSeq(2), ChainProblem::BrokenLink { date: "2026-01-03".into(), seq: 3 }]
         );
     }
 
     #[test]
-    fn dropping_the_newest_manifest_is_caught_by_the_head() {
-        let (mut ms, head) = chain(&["2026-01-01", "2026-01-02"]);
-        ms.pop();
-        assert_eq!(check_chain(&ms, head.as_ref()), vec![ChainProblem::HeadSeq { head_seq: 2, newest: 1 }]);
-    }
-
-    #[test]
-    fn an_altered_manifest_breaks_the_next_link() {
-        let (mut ms, head) = chain(&["2026-01-01", "2026-01-02"]);
-        ms[0].1.parts[0].rows = 2;
-        ms[0].1.rows = 2;
-        ms[0].0 = hash(&ms[0].1.to_bytes().unwrap_or_default());
+    fn dropping_the_newest_revision_is_caught_by_the_head() {
+        let (mut revs, head) = chain(&["2026-01-01", "2026-01-02"]);
+        revs.remove(&2);
         assert_eq!(
-            check_chain(&ms, head.as_ref()),
-            vec![ChainProblem::BrokenLink { date: "2026-01-02".into(), seq: 2 }]
+            check_chain(&revs, head.as_ref(), None),
+            vec![ChainProblem::MissingSeq(2), ChainProblem::HeadSeq { head_seq: 2, newest: 1 }]
         );
     }
 
     #[test]
-    fn an_altered_newest_manifest_is_caught_by_the_head() {
-        let (mut ms, head) = chain(&["2026-01-01"]);
-        ms[0].0 = "0".repeat(64);
-        assert_eq!(check_chain(&ms, head.as_ref()), vec![ChainProblem::HeadHash(1)]);
+    fn an_altered_revision_breaks_the_next_link_and_a_superseded_one_too() {
+        let (mut revs, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-01"]);
+        // The superseded revision of Jan 1, rewritten with its part changed.
+        if let Some(r) = revs.get_mut(&1) {
+            r.manifest.parts[0].sha256 = "f".repeat(64);
+            rehash(r);
+        }
+        assert_eq!(
+            check_chain(&revs, head.as_ref(), None),
+            vec![
+                ChainProblem::BrokenLink { date: "2026-01-02".into(), seq: 2 },
+                ChainProblem::NotExtending { date: "2026-01-01".into(), seq: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn reordered_revisions_and_an_altered_newest_one_are_caught() {
+        let (mut revs, head) = chain(&["2026-01-01", "2026-01-02", "2026-01-03"]);
+        let (a, b) = (revs[&2].clone(), revs[&3].clone());
+        revs.insert(2, b);
+        revs.insert(3, a);
+        let found = check_chain(&revs, head.as_ref(), None);
+        assert!(
+            found.contains(&ChainProblem::Misplaced { key_seq: 2, seq: 3, date: "2026-01-03".into() }),
+            "{found:?}"
+        );
+        assert!(found.contains(&ChainProblem::HeadHash(3)), "{found:?}");
+        let (mut revs, head) = chain(&["2026-01-01"]);
+        if let Some(r) = revs.get_mut(&1) {
+            r.manifest.created_at = "later".into();
+            rehash(r);
+        }
+        assert_eq!(check_chain(&revs, head.as_ref(), None), vec![ChainProblem::HeadHash(1)]);
+    }
+
+    #[test]
+    fn a_revision_written_by_the_step_in_flight_is_not_past_the_head() {
+        let (revs, head) = chain(&["2026-01-01", "2026-01-02"]);
+        let mut first = revs.clone();
+        first.remove(&2);
+        let h1 = first.get(&1).map(|r| ChainHead { seq: 1, sha256: r.sha256.clone() });
+        let step = Pending {
+            date: "2026-01-02".into(),
+            part: part(0, 3),
+            seq: 2,
+            created_at: "now".into(),
+            manifest: head.as_ref().map(|h| h.sha256.clone()).unwrap_or_default(),
+            phase: Phase::Manifest,
+        };
+        assert_eq!(check_chain(&revs, h1.as_ref(), Some(&step)), vec![]);
+        assert_eq!(check_chain(&revs, h1.as_ref(), None), vec![ChainProblem::HeadSeq { head_seq: 1, newest: 2 }]);
+        assert_eq!(current_by_day(&revs, h1.as_ref(), Some(&step))["2026-01-02"], vec![step.manifest.clone()]);
+    }
+
+    #[test]
+    fn keys_name_days_and_revisions() {
+        assert_eq!(parse_key("t", &manifest_key("t", "2026-01-02")), Some(ManifestObject::Day("2026-01-02".into())));
+        assert_eq!(parse_key("t", &revision_key("t", 42)), Some(ManifestObject::Revision(42)));
+        for other in [
+            "manifests/tenant=t/date=2026-13-01.json",
+            "manifests/tenant=t/revisions/42.json",
+            "manifests/tenant=u/date=2026-01-02.json",
+            "manifests/tenant=t/x",
+        ] {
+            assert_eq!(parse_key("t", other), None, "{other}");
+        }
+        assert!(revision_key("t", 9) < revision_key("t", 10));
+        assert_eq!(part_number(&part_name(42)), Some(42));
+        assert_eq!(part_number("part-x.parquet"), None);
     }
 
     #[test]
     fn manifests_round_trip_through_their_bytes() {
-        let (ms, _) = chain(&["2026-01-01", "2026-01-01"]);
-        let bytes = ms[0].1.to_bytes().unwrap_or_default();
+        let (revs, _) = chain(&["2026-01-01", "2026-01-01"]);
+        let bytes = revs[&2].manifest.to_bytes().unwrap_or_default();
         let back: Manifest = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, ms[0].1);
+        assert_eq!(back, revs[&2].manifest);
     }
 }

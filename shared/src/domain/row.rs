@@ -3,9 +3,11 @@
 //! it, the export writers format it and the filters match it, so a field means the same
 //! thing everywhere.
 
-use crate::domain::event::StoredEvent;
-use crate::domain::fields::{FIELDS, Kind, TEXT_FIELDS, index, text_slot};
+use crate::domain::canonical::sha256_hex;
+use crate::domain::event::{Event, StoredEvent};
+use crate::domain::fields::{self, FIELDS, Kind, TEXT_FIELDS, index, text_slot};
 use crate::domain::timestamp::Timestamp;
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// The string columns (every field but the two times), in the archive's column order.
@@ -67,6 +69,17 @@ pub struct Row<'a> {
     pub s: [Option<Cow<'a, str>>; TEXT_FIELDS],
 }
 
+/// A row that does not hold the event its `hash` column claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRow {
+    /// The columns are not a valid event.
+    #[error("its columns are not a valid event: {0}")]
+    Invalid(String),
+    /// The columns are an event whose hash is not the `hash` column.
+    #[error("its columns hash to {actual}, its hash column says {claimed}")]
+    Hash { claimed: String, actual: String },
+}
+
 /// A row's value of one field, as text: strings as they are, times in RFC 3339, JSON as
 /// its compact text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +133,43 @@ impl Row<'_> {
         }
     }
 
+    /// The event the row holds, rebuilt from its columns by the field table, with its
+    /// canonical form and hash recomputed (as an auditor would): so a row whose values
+    /// were edited is caught even when its part's checksum was fixed too.
+    ///
+    /// # Errors
+    /// [`BadRow`] when the columns are not a valid event or do not hash to the `hash`
+    /// column.
+    pub fn to_stored(&self) -> Result<StoredEvent, BadRow> {
+        let mut invalid = None;
+        let doc = fields::object(|i| {
+            let f = &FIELDS[i];
+            let cell = self.cell(i).filter(|_| !f.server)?;
+            match (f.kind, cell) {
+                (Kind::Json, Cell::Text(text)) => match serde_json::from_str(text) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        invalid = Some(format!("{}: {e}", f.column));
+                        None
+                    }
+                },
+                (_, c) => Some(Value::String(c.text().into_owned())),
+            }
+        });
+        if let Some(why) = invalid {
+            return Err(BadRow::Invalid(why));
+        }
+        let event = Event::from_stored(&doc).map_err(|v| BadRow::Invalid(format!("{v:?}")))?;
+        let received_at =
+            Timestamp::from_micros(self.received_at).map_err(|_| BadRow::Invalid("received_at".into()))?;
+        let stored = event.stamp(received_at);
+        let claimed = self.get(col::HASH).unwrap_or_default();
+        if stored.hash != claimed {
+            return Err(BadRow::Hash { claimed: claimed.to_owned(), actual: sha256_hex(&stored.doc) });
+        }
+        Ok(stored)
+    }
+
     /// The flat form of a stored event.
     #[must_use]
     pub fn from_stored(stored: &StoredEvent) -> Row<'_> {
@@ -138,6 +188,30 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fixtures::{arb_event, arb_full_event};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_row_gives_back_its_event_and_hash(event in arb_event()) {
+            let stored = event.stamp(Timestamp::now());
+            prop_assert_eq!(Row::from_stored(&stored).to_stored(), Ok(stored));
+        }
+
+        #[test]
+        fn an_edited_row_is_caught_by_its_hash(event in arb_full_event()) {
+            let stored = event.stamp(Timestamp::now());
+            let mut row = Row::from_stored(&stored);
+            row.s[col::ACTOR_NAME] = Some(Cow::Borrowed("someone else"));
+            prop_assert!(matches!(row.to_stored(), Err(BadRow::Hash { .. })), "an edited name passed");
+            let mut row = Row::from_stored(&stored);
+            row.occurred_at += 1;
+            prop_assert!(matches!(row.to_stored(), Err(BadRow::Hash { .. })), "an edited time passed");
+            let mut row = Row::from_stored(&stored);
+            row.s[text_slot("metadata")] = Some(Cow::Borrowed("{not json"));
+            prop_assert!(matches!(row.to_stored(), Err(BadRow::Invalid(_))));
+        }
+    }
 
     #[test]
     fn string_columns_are_the_fields_but_the_times() {

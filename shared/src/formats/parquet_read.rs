@@ -1,5 +1,6 @@
-//! Reading archive Parquet back as [`Row`]s, for exports and `auditlog convert`; the ids
-//! of a part, for the archive's deletes; and a remote part's footer.
+//! Reading archive Parquet back as [`Row`]s, for exports, `verify` and `auditlog
+//! convert`; the ids of a part, for the archive's tombstones; a remote part's footer; and
+//! one archived event's row, for a read by id.
 //!
 //! Parts are sorted oldest first and exports run newest first, so a part is read one row
 //! group at a time from its last group to its first, and each group's rows in reverse:
@@ -7,6 +8,7 @@
 //! statistics miss the range asked for are never fetched or decoded.
 
 use crate::domain::fields::TEXT_FIELDS;
+use crate::domain::plan::EventKey;
 use crate::domain::row::{Row, STRING_COLUMNS};
 use crate::ports::{BlobError, BlobStore};
 use arrow_array::cast::AsArray;
@@ -14,7 +16,9 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, PrimitiveArray, RecordBatch, StringArray};
 use bytes::{Buf, Bytes};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
@@ -65,6 +69,12 @@ impl Part {
         self.meta.metadata().num_row_groups()
     }
 
+    /// The row count the footer declares.
+    #[must_use]
+    pub fn rows(&self) -> i64 {
+        self.meta.metadata().file_metadata().num_rows()
+    }
+
     /// The row group's first and last `occurred_at` (microseconds), from its statistics.
     #[must_use]
     pub fn time_range(&self, row_group: usize) -> Option<(i64, i64)> {
@@ -103,6 +113,33 @@ impl Part {
             builder = builder.with_projection(mask);
         }
         builder.build()?.map(|b| Batch::new(&b?)).collect()
+    }
+}
+
+impl Part {
+    /// Decodes row `index` of a row group alone, every column.
+    ///
+    /// # Errors
+    /// When the data cannot be read or decoded.
+    pub fn read_row<T: ChunkReader + 'static>(
+        &self,
+        input: T,
+        row_group: usize,
+        index: usize,
+    ) -> Result<Option<Row<'static>>, ParquetError> {
+        let selection = RowSelection::from(vec![RowSelector::skip(index), RowSelector::select(1)]);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
+            .with_row_groups(vec![row_group])
+            .with_row_selection(selection)
+            .with_batch_size(1)
+            .build()?;
+        for batch in reader {
+            let batch = Batch::new(&batch?)?;
+            if !batch.is_empty() {
+                return Ok(Some(batch.row(0).into_owned()));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -216,6 +253,42 @@ pub async fn remote_rows(store: &dyn BlobStore, key: &str) -> Result<u64, Footer
     u64::try_from(meta.file_metadata().num_rows()).map_err(|e| FooterError::NotParquet(format!("{key}: {e}")))
 }
 
+/// The row of the event with `key` in a remote part: the footer, then one ranged read of
+/// the row group whose `occurred_at` statistics hold the key's time (of the next one too
+/// only when equal times straddle two groups), whose `id` and time columns find the row,
+/// which alone is then decoded whole. `None` when the part has no such row.
+///
+/// # Errors
+/// As [`footer`], and [`FooterError::NotParquet`] when a row group cannot be decoded.
+pub async fn remote_row(
+    store: &dyn BlobStore,
+    object: &str,
+    key: &EventKey,
+) -> Result<Option<Row<'static>>, FooterError> {
+    let bad = |e: ParquetError| FooterError::NotParquet(format!("{object}: {e}"));
+    let part = Part::from_metadata(Arc::new(footer(store, object).await?)).map_err(bad)?;
+    let (micros, id) = key.key();
+    for rg in
+        (0..part.row_groups()).filter(|&rg| part.time_range(rg).is_none_or(|(lo, hi)| lo <= micros && micros <= hi))
+    {
+        let (start, len) = part.byte_range(rg);
+        let data = Bytes::from(store.read_range(object, start, start + len).await?);
+        // The footer's metadata is all the reader needs besides this range.
+        let span = Span { offset: start, data, file_len: start + len };
+        let batches = part.read(span.clone(), rg, Some(&["id", "occurred_at"])).map_err(bad)?;
+        let mut index = 0;
+        for batch in &batches {
+            for i in 0..batch.len() {
+                if batch.row(i).key() == (micros, id) {
+                    return part.read_row(span, rg, index + i).map_err(bad);
+                }
+            }
+            index += batch.len();
+        }
+    }
+    Ok(None)
+}
+
 /// One contiguous byte range of a remote file, standing in for the whole file: enough to
 /// decode the row group it covers.
 #[derive(Clone)]
@@ -282,5 +355,39 @@ mod tests {
                 prop_assert_eq!(row, &Row::from_stored(s));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn one_row_is_found_by_its_key_in_a_remote_part() {
+        use crate::domain::event::Event;
+        use crate::domain::fixtures::with;
+        use crate::domain::tenant::TenantId;
+        use crate::memory::MemoryBlobs;
+        use crate::ports::Condition;
+        let now = Timestamp::now();
+        let tenant = TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"));
+        // Two row groups, times shared by three events each (so the id decides), one
+        // shared time across the groups' boundary.
+        let events = (0..70_000).map(|i: i64| {
+            let raw = with(
+                serde_json::json!({"id": format!("e-{i:05}"), "occurred_at": now.plus_seconds(-(i / 3)).to_string()}),
+            );
+            Event::validate(raw, &tenant, now).unwrap_or_else(|v| panic!("{v:?}")).stamp(now)
+        });
+        let (stored, bytes) = crate::formats::tests::part_of(events);
+        let bucket = MemoryBlobs::default();
+        bucket.put_bytes("p.parquet", bytes.to_vec(), "x", Condition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        for s in [&stored[0], &stored[9_001], &stored[65_535], &stored[65_536], &stored[69_999]] {
+            let key = EventKey::new(s.event.occurred_at, &s.event.id);
+            let row = remote_row(&bucket, "p.parquet", &key).await.unwrap_or_else(|e| panic!("{e}"));
+            prop_assert_eq_row(row.as_ref(), s);
+        }
+        let absent = EventKey::new(now, "no-such-id");
+        assert!(remote_row(&bucket, "p.parquet", &absent).await.ok().flatten().is_none());
+    }
+
+    fn prop_assert_eq_row(row: Option<&Row<'static>>, s: &crate::domain::event::StoredEvent) {
+        assert_eq!(row, Some(&Row::from_stored(s)), "{}", s.event.id);
+        assert_eq!(row.map(Row::to_stored), Some(Ok(s.clone())));
     }
 }

@@ -20,6 +20,8 @@ struct Object {
 pub struct MemoryBlobs {
     objects: Mutex<BTreeMap<String, Object>>,
     writes: Mutex<u64>,
+    /// Writes that landed, per key.
+    written: Mutex<BTreeMap<String, usize>>,
     pub faults: Faults,
 }
 
@@ -45,6 +47,35 @@ impl MemoryBlobs {
         if let Ok(mut o) = self.objects.lock() {
             o.insert(key.to_owned(), object);
         }
+        if let Ok(mut w) = self.written.lock() {
+            *w.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn put_if(&self, key: &str, bytes: Vec<u8>, content_type: &str, condition: &Condition) -> Result<(), BlobError> {
+        let current = self.object(key).map(|o| o.etag);
+        let holds = match condition {
+            Condition::None => true,
+            Condition::Absent => current.is_none(),
+            Condition::Matches(etag) => current.as_ref() == Some(etag),
+        };
+        if !holds {
+            return Err(BlobError::Precondition(key.to_owned()));
+        }
+        self.store(key, bytes, content_type);
+        Ok(())
+    }
+
+    /// Removes an object (for tests to alter the bucket).
+    pub fn remove(&self, key: &str) {
+        if let Ok(mut o) = self.objects.lock() {
+            o.remove(key);
+        }
+    }
+
+    /// Writes an object whatever is there (for tests to alter the bucket).
+    pub fn overwrite(&self, key: &str, bytes: Vec<u8>) {
+        self.store(key, bytes, "application/octet-stream");
     }
 
     /// An object's bytes, if it exists (for tests to look at or alter).
@@ -57,6 +88,12 @@ impl MemoryBlobs {
     #[must_use]
     pub fn content_type(&self, key: &str) -> Option<String> {
         self.object(key).map(|o| o.content_type)
+    }
+
+    /// How many writes of `key` landed.
+    #[must_use]
+    pub fn writes_of(&self, key: &str) -> usize {
+        self.written.lock().map_or(0, |w| w.get(key).copied().unwrap_or(0))
     }
 
     /// Every key, in order.
@@ -76,23 +113,18 @@ impl BlobStore for MemoryBlobs {
         condition: Condition,
     ) -> Result<(), BlobError> {
         self.check("put_bytes", key)?;
-        let current = self.object(key).map(|o| o.etag);
-        let holds = match &condition {
-            Condition::None => true,
-            Condition::Absent => current.is_none(),
-            Condition::Matches(etag) => current.as_ref() == Some(etag),
-        };
-        if !holds {
-            return Err(BlobError::Precondition(key.to_owned()));
-        }
-        self.store(key, bytes, content_type);
-        Ok(())
+        self.put_if(key, bytes, content_type, &condition)
     }
 
-    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+        condition: Condition,
+    ) -> Result<(), BlobError> {
         self.check("put_file", key)?;
-        self.store(key, std::fs::read(path)?, content_type);
-        Ok(())
+        self.put_if(key, std::fs::read(path)?, content_type, &condition)
     }
 
     async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, BlobError> {

@@ -25,10 +25,13 @@ pub enum FaultKind {
     Unavailable,
     /// Refused for good, as a crash at that point would leave things.
     Refused,
+    /// Not a failure: the call blocks its thread this long, then goes through (a slow
+    /// store, for deadlines and for runs that stall).
+    Slow(std::time::Duration),
 }
 
-/// Calls of operation `op` whose detail (a key, an id) contains `contains` fail once
-/// `pass` of them went through: `times` of them, or every one after.
+/// Calls of operation `op` (`"*"`: every operation) whose detail (a key, an id) contains
+/// `contains` fail once `pass` of them went through: `times` of them, or every one after.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub op: &'static str,
@@ -56,6 +59,13 @@ impl Fault {
     #[must_use]
     pub fn unavailable(mut self) -> Self {
         self.kind = FaultKind::Unavailable;
+        self
+    }
+
+    /// The calls do not fail but take `delay` each.
+    #[must_use]
+    pub fn slow(mut self, delay: std::time::Duration) -> Self {
+        self.kind = FaultKind::Slow(delay);
         self
     }
 
@@ -88,6 +98,12 @@ impl Faults {
         }
     }
 
+    /// The most calls any rule has seen (a rule that never fires counts every call).
+    #[must_use]
+    pub fn calls(&self) -> usize {
+        self.rules.lock().map_or(0, |r| r.iter().map(|(_, seen)| *seen).max().unwrap_or(0))
+    }
+
     /// How many calls have been made to fail.
     #[must_use]
     pub fn failed(&self) -> usize {
@@ -99,21 +115,37 @@ impl Faults {
     /// # Errors
     /// The kind of failure to return, when a rule says this call fails.
     pub fn check(&self, op: &str, detail: &str) -> Result<(), FaultKind> {
-        let Ok(mut rules) = self.rules.lock() else { return Ok(()) };
-        for (rule, seen) in rules.iter_mut() {
-            if rule.op != op || rule.contains.as_ref().is_some_and(|c| !detail.contains(c.as_str())) {
-                continue;
-            }
-            *seen += 1;
-            let failing = *seen > rule.pass && rule.times.is_none_or(|t| *seen <= rule.pass + t);
-            if failing {
-                if let Ok(mut n) = self.failed.lock() {
-                    *n += 1;
+        let mut delay = None;
+        let verdict = {
+            let Ok(mut rules) = self.rules.lock() else { return Ok(()) };
+            let mut verdict = Ok(());
+            for (rule, seen) in rules.iter_mut() {
+                let matches = rule.op == op || rule.op == "*";
+                if !matches || rule.contains.as_ref().is_some_and(|c| !detail.contains(c.as_str())) {
+                    continue;
                 }
-                return Err(rule.kind);
+                *seen += 1;
+                let failing = *seen > rule.pass && rule.times.is_none_or(|t| *seen <= rule.pass + t);
+                match (failing, rule.kind) {
+                    (false, _) => {}
+                    (true, FaultKind::Slow(d)) => delay = Some(d),
+                    (true, kind) => {
+                        verdict = Err(kind);
+                        break;
+                    }
+                }
             }
+            verdict
+        };
+        if verdict.is_err()
+            && let Ok(mut n) = self.failed.lock()
+        {
+            *n += 1;
         }
-        Ok(())
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+        verdict
     }
 }
 
@@ -133,5 +165,11 @@ mod tests {
         assert_eq!(f.check("get", ""), Err(FaultKind::Unavailable));
         f.clear();
         assert!(f.check("get", "").is_ok());
+        f.add(Fault::after("*", 1));
+        assert!(f.check("put", "").is_ok() && f.check("get", "").is_err());
+        f.clear();
+        f.add(Fault::after("get", 0).slow(std::time::Duration::from_millis(5)));
+        let started = std::time::Instant::now();
+        assert!(f.check("get", "").is_ok() && started.elapsed() >= std::time::Duration::from_millis(5));
     }
 }

@@ -11,11 +11,12 @@ use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
 use crate::memory::{FaultKind, Faults};
 use crate::ports::registry::LEASE_SECONDS;
-use crate::ports::{ArchiveRegistry, Catalogs, CountPage, EventDeleter, EventIndex, EventReader, EventWriter};
-use crate::ports::{ExportJobs, Health, IndexPage, IndexQuery, PutOutcome, RegistryError, StoreError};
-use crate::ports::{TenantRegistry, Tenants};
+use crate::ports::{ArchiveRegistry, ArchivedAt, Catalogs, CountPage, EventArchiver, EventIndex, EventReader};
+use crate::ports::{EventWriter, ExportJobs, Health, IndexPage, IndexQuery, Lookup, Moved, PutOutcome};
+use crate::ports::{RegistryError, StoreError, TenantRegistry, Tenants};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,14 @@ struct Item {
     event: StoredEvent,
     shard: u16,
     dedup: String,
+    /// `(date, part)` once the archive moved it: a tombstone, in no index.
+    archived: Option<(String, String)>,
+}
+
+impl Item {
+    fn online(&self) -> bool {
+        self.archived.is_none()
+    }
 }
 
 #[derive(Default)]
@@ -49,12 +58,15 @@ struct Tables {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     pub faults: Faults,
+    /// Whether index reads still list tombstoned events, as a DynamoDB GSI does for a
+    /// moment after the base item changed.
+    lagging: AtomicBool,
 }
 
 fn fault(kind: FaultKind, op: &str) -> StoreError {
     match kind {
         FaultKind::Unavailable => StoreError::Unavailable(format!("injected: {op}")),
-        FaultKind::Refused => StoreError::Refused(format!("injected: {op}")),
+        FaultKind::Refused | FaultKind::Slow(_) => StoreError::Refused(format!("injected: {op}")),
     }
 }
 
@@ -68,24 +80,54 @@ impl MemoryStore {
         self.tables.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))
     }
 
-    /// Every stored event of a tenant, in key order (what a test compares with).
+    /// Every online event of a tenant, in key order (what a test compares with).
     #[must_use]
     pub fn events(&self, tenant: &TenantId) -> Vec<StoredEvent> {
         let Ok(t) = self.tables.lock() else { return Vec::new() };
         let mut out: Vec<StoredEvent> =
-            t.events.iter().filter(|((tn, _), _)| tn == tenant).map(|(_, i)| i.event.clone()).collect();
+            t.events.iter().filter(|((tn, _), i)| tn == tenant && i.online()).map(|(_, i)| i.event.clone()).collect();
         out.sort_by(|a, b| a.key().cmp(&b.key()));
         out
     }
 
-    /// Stores an event as ingest would have, without the checks (to set up a test).
+    /// The ids of a tenant's tombstones, with the `(date, part)` each points to.
+    #[must_use]
+    pub fn tombstones(&self, tenant: &TenantId) -> BTreeMap<String, (String, String)> {
+        let Ok(t) = self.tables.lock() else { return BTreeMap::new() };
+        t.events
+            .iter()
+            .filter(|((tn, _), _)| tn == tenant)
+            .filter_map(|((_, id), i)| i.archived.clone().map(|a| (id.clone(), a)))
+            .collect()
+    }
+
+    /// Stores an event as ingest would have, without the checks (to set up a test); it
+    /// replaces a tombstone of the same id.
     pub fn insert(&self, event: StoredEvent, shard: u16) {
         if let Ok(mut t) = self.tables.lock() {
             let key = (event.event.tenant_id.clone(), event.event.id.clone());
             t.registered.insert(event.event.tenant_id.clone());
             let dedup = event.hash.clone();
-            t.events.insert(key, Item { event, shard, dedup });
+            t.events.insert(key, Item { event, shard, dedup, archived: None });
         }
+    }
+
+    /// Lets the tenant's archive lease lapse, as if its holder had stalled past it.
+    pub fn lapse_lease(&self, tenant: &TenantId) {
+        if let Ok(mut t) = self.tables.lock()
+            && let Some((_, lease)) = t.archive.get_mut(tenant)
+        {
+            lease.until = 0;
+        }
+    }
+
+    /// From now on index reads list tombstoned events too (or stop), as a lagging GSI.
+    pub fn lag_index(&self, lagging: bool) {
+        self.lagging.store(lagging, Ordering::SeqCst);
+    }
+
+    fn indexed(&self, item: &Item) -> bool {
+        item.online() || self.lagging.load(Ordering::SeqCst)
     }
 
     /// Replaces a stored job (to set up a test, say one past its expiry).
@@ -110,14 +152,14 @@ fn in_partition(item: &Item, path: Path, partition: &Partition) -> bool {
 }
 
 /// The keys of a partition in `[from, to)` after `after`, in `order`.
-fn partition_keys<'t>(t: &'t Tables, q: &IndexQuery<'_>) -> Vec<&'t Item> {
+fn partition_keys<'t>(t: &'t Tables, q: &IndexQuery<'_>, indexed: impl Fn(&Item) -> bool) -> Vec<&'t Item> {
     let (from, to) = (q.filter.from, q.filter.to);
     let mut items: Vec<&Item> = t
         .events
         .iter()
         .filter(|((tenant, _), _)| tenant == q.tenant)
         .map(|(_, i)| i)
-        .filter(|i| in_partition(i, q.path, q.partition))
+        .filter(|i| indexed(i) && in_partition(i, q.path, q.partition))
         .filter(|i| (from..to).contains(&i.event.event.occurred_at))
         .filter(|i| {
             let key = i.event.key();
@@ -135,7 +177,11 @@ fn partition_keys<'t>(t: &'t Tables, q: &IndexQuery<'_>) -> Vec<&'t Item> {
 }
 
 fn key_of(item: &Item) -> EventKey {
-    EventKey::new(item.event.event.occurred_at, &item.event.event.id)
+    key_of_event(&item.event)
+}
+
+fn key_of_event(e: &StoredEvent) -> EventKey {
+    EventKey::new(e.event.occurred_at, &e.event.id)
 }
 
 #[async_trait]
@@ -146,21 +192,27 @@ impl EventWriter for MemoryStore {
         if let Some(existing) = t.events.get(&key) {
             return Ok(if existing.dedup == dedup { PutOutcome::Duplicate } else { PutOutcome::Conflict });
         }
-        t.events.insert(key, Item { event: event.clone(), shard, dedup: dedup.to_owned() });
+        t.events.insert(key, Item { event: event.clone(), shard, dedup: dedup.to_owned(), archived: None });
         Ok(PutOutcome::Created)
     }
 }
 
 #[async_trait]
 impl EventReader for MemoryStore {
-    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Lookup, StoreError> {
         let t = self.open("get", id)?;
-        Ok(t.events.get(&(tenant.clone(), id.to_owned())).map(|i| i.event.clone()))
+        Ok(match t.events.get(&(tenant.clone(), id.to_owned())) {
+            None => Lookup::Absent,
+            Some(Item { archived: Some((date, part)), event, .. }) => {
+                Lookup::Archived(ArchivedAt { date: date.clone(), part: part.clone(), key: key_of_event(event) })
+            }
+            Some(i) => Lookup::Online(Box::new(i.event.clone())),
+        })
     }
 
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
         let t = self.open("exist", ids.first().copied().unwrap_or_default())?;
-        Ok(ids.iter().map(|id| t.events.contains_key(&(tenant.clone(), (*id).to_owned()))).collect())
+        Ok(ids.iter().map(|id| t.events.get(&(tenant.clone(), (*id).to_owned())).is_some_and(Item::online)).collect())
     }
 }
 
@@ -168,7 +220,7 @@ impl EventReader for MemoryStore {
 impl EventIndex for MemoryStore {
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
         let t = self.open("page", q.partition.value.as_deref().unwrap_or_default())?;
-        let candidates = partition_keys(&t, q);
+        let candidates = partition_keys(&t, q, |i| self.indexed(i));
         // As DynamoDB: `limit` items are evaluated, then filtered; a page that stopped at
         // the limit says where it stopped, even when nothing follows.
         let evaluated: Vec<&Item> = candidates.into_iter().take(q.limit.max(1)).collect();
@@ -180,7 +232,8 @@ impl EventIndex for MemoryStore {
 
     async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError> {
         let t = self.open("count", q.partition.value.as_deref().unwrap_or_default())?;
-        let count = partition_keys(&t, q).into_iter().filter(|i| q.filter.matches(&i.event.event)).count();
+        let count =
+            partition_keys(&t, q, |i| self.indexed(i)).into_iter().filter(|i| q.filter.matches(&i.event.event)).count();
         Ok(CountPage { count: count as u64, last_evaluated: None })
     }
 
@@ -196,7 +249,7 @@ impl EventIndex for MemoryStore {
         let first = t
             .events
             .iter()
-            .filter(|((tn, _), i)| tn == tenant && in_partition(i, path, partition))
+            .filter(|((tn, _), i)| tn == tenant && self.indexed(i) && in_partition(i, path, partition))
             .map(|(_, i)| i)
             .filter(|i| (from..to).contains(&i.event.event.occurred_at))
             .min_by(|a, b| a.event.key().cmp(&b.event.key()));
@@ -205,11 +258,21 @@ impl EventIndex for MemoryStore {
 }
 
 #[async_trait]
-impl EventDeleter for MemoryStore {
-    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
-        let mut t = self.open("delete", ids.first().map(String::as_str).unwrap_or_default())?;
-        for id in ids {
-            t.events.remove(&(tenant.clone(), id.clone()));
+impl EventArchiver for MemoryStore {
+    /// All or nothing per call, checked before anything changes.
+    async fn tombstone(&self, tenant: &TenantId, moved: &[Moved]) -> Result<(), StoreError> {
+        let mut t = self.open("tombstone", moved.first().map(|m| m.id.as_str()).unwrap_or_default())?;
+        for m in moved {
+            if let Some((date, part)) = t.events.get(&(tenant.clone(), m.id.clone())).and_then(|i| i.archived.as_ref())
+                && (date != &m.date || part != &m.part)
+            {
+                return Err(StoreError::Corrupt(format!("{} is archived in {date}/{part} already", m.id)));
+            }
+        }
+        for m in moved {
+            if let Some(item) = t.events.get_mut(&(tenant.clone(), m.id.clone())) {
+                item.archived = Some((m.date.clone(), m.part.clone()));
+            }
         }
         Ok(())
     }
@@ -366,7 +429,7 @@ impl ArchiveRegistry for MemoryStore {
     async fn advance(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError> {
         self.archive_change("advance", tenant, owner, |s| match &mut s.pending {
             Some(p) if p.manifest == step.manifest => {
-                p.phase = Phase::Delete;
+                p.phase = Phase::Tombstone;
                 s.head = Some(ChainHead { seq: step.seq, sha256: step.manifest.clone() });
                 true
             }

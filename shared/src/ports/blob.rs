@@ -49,11 +49,13 @@ pub trait BlobStore: Send + Sync {
         condition: Condition,
     ) -> Result<(), BlobError>;
 
-    /// Uploads a local file, streaming.
+    /// Uploads a local file, streaming, under `condition` (checked when the object is
+    /// completed, so a large upload cannot replace what another writer finished first).
     ///
     /// # Errors
-    /// [`BlobError`].
-    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError>;
+    /// [`BlobError::Precondition`] when the condition does not hold.
+    async fn put_file(&self, key: &str, path: &Path, content_type: &str, condition: Condition)
+    -> Result<(), BlobError>;
 
     /// A small object's bytes and ETag, or `None` when it does not exist.
     ///

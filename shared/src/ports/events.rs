@@ -1,5 +1,5 @@
-//! Events in the store: conditional writes, reads by id, ordered index reads and
-//! deletes, each its own trait.
+//! Events in the store: conditional writes, reads by id, ordered index reads and the
+//! archive's tombstones, each its own trait.
 //!
 //! An index read is one page of one [`Partition`] of a [`Path`], in [`EventKey`] order.
 //! Like DynamoDB's Query, a page evaluates at most `limit` events and returns those the
@@ -67,16 +67,57 @@ pub trait EventWriter: Send + Sync {
     async fn put(&self, event: &StoredEvent, shard: u16, dedup: &str) -> Result<PutOutcome, StoreError>;
 }
 
+/// Where the archive moved an event: the part of its day that holds its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub id: String,
+    /// The UTC day, `YYYY-MM-DD`.
+    pub date: String,
+    /// The part's file name, `part-NNNNN.parquet`.
+    pub part: String,
+}
+
+/// An archived event as its tombstone points to it: day, part, and its key, whose time
+/// picks the row group (by the part's `occurred_at` statistics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedAt {
+    pub date: String,
+    pub part: String,
+    pub key: EventKey,
+}
+
+/// What the store knows of an id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Online(Box<StoredEvent>),
+    /// Moved to the archive; its item is a tombstone that keeps the id taken.
+    Archived(ArchivedAt),
+    /// Never stored.
+    Absent,
+}
+
+impl Lookup {
+    /// The event, if it is online.
+    #[must_use]
+    pub fn online(self) -> Option<StoredEvent> {
+        match self {
+            Lookup::Online(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait EventReader: Send + Sync {
-    /// The event with `id`, if it is online, read consistently.
+    /// What the store holds for `id`, read consistently: the event, the tombstone of an
+    /// archived one, or nothing.
     ///
     /// # Errors
     /// [`StoreError`], including a corrupt item.
-    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Lookup, StoreError>;
 
-    /// Which of `ids` still exist, read consistently (an index can briefly still list an
-    /// event just deleted).
+    /// Which of `ids` are still online (neither absent nor tombstoned), read
+    /// consistently: an index can briefly still list an event just archived.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -142,13 +183,17 @@ pub trait EventIndex: Send + Sync {
 }
 
 #[async_trait]
-pub trait EventDeleter: Send + Sync {
-    /// Deletes the events with `ids`; deleting an absent one is a no-op, so a rerun may
-    /// repeat this freely. This is where an archive tombstone would be written.
+pub trait EventArchiver: Send + Sync {
+    /// Turns each moved event's item into a tombstone: out of every index, keeping the id
+    /// (with its `dedup` digest, so a resend is still a duplicate or a conflict) and where
+    /// its row went. Repeating it is a no-op and an absent id is skipped, so a rerun may
+    /// repeat it freely; an id already tombstoned to another part is refused, since the
+    /// archive must never hold two rows for it.
     ///
     /// # Errors
-    /// [`StoreError`] when a delete cannot be completed.
-    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError>;
+    /// [`StoreError`] when a tombstone cannot be written, [`StoreError::Corrupt`] for an
+    /// id archived elsewhere.
+    async fn tombstone(&self, tenant: &TenantId, moved: &[Moved]) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -16,8 +16,8 @@ pub mod tenants;
 
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
 pub use catalogs::Catalogs;
-pub use events::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, Health, IndexPage, IndexQuery};
-pub use events::{PutOutcome, StoreError};
+pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, Health, IndexPage};
+pub use events::{IndexQuery, Lookup, Moved, PutOutcome, StoreError};
 pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};
 pub use registry::{ArchiveRegistry, RegistryError};

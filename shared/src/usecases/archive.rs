@@ -1,16 +1,18 @@
 //! The archive job (contract section 4): every UTC day wholly older than a tenant's
-//! online window moves from DynamoDB to Parquet in S3, and is deleted online only once
-//! S3 verifiably holds it.
+//! online window moves from DynamoDB to Parquet in S3, and its items become tombstones
+//! only once S3 verifiably holds them.
 //!
-//! One day, one step: stream the day's items (merged across write shards, in
-//! `(occurred_at, id)` order) into Parquet parts in scratch files; upload each and check
-//! what S3 then holds (size, SHA-256, footer row count); record the step in the tenant's
-//! registry item; write the day's manifest revision (conditional on the revision it
-//! replaces); make it the chain's head; delete exactly the ids the new parts hold; clear
-//! the step. A run that stops anywhere leaves either no manifest (the next run starts the
-//! day again, overwriting the same part names) or a manifest whose deletes the next run
-//! finishes from the parts themselves. Late events find the day's manifest and become
-//! the next part of a new revision.
+//! A day is committed part by part, each part one step: stream the next items of the day
+//! (merged across write shards, in `(occurred_at, id)` order) into a Parquet part in a
+//! scratch file; record the step in the tenant's registry item (conditional on the run's
+//! lease, so a run that lost it stops before uploading); upload the part (only if its key
+//! is free) and check what S3 holds; write the day's next manifest revision, as its own
+//! object and as the day's current manifest; make it the chain's head; tombstone exactly
+//! the ids the part holds; clear the step. The deadline is checked and the lease renewed
+//! between parts, and a part is cut short when the deadline nears, so every run makes
+//! progress however large the day. A run that stops anywhere leaves its step recorded
+//! with everything needed to rebuild the revision, and the next run finishes it from the
+//! part in S3, or, when the part never reached S3, drops it; nothing is uploaded twice.
 
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{Filter, Order};
@@ -21,23 +23,26 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, FooterError};
 use crate::formats::parquet_write::PartWriter;
-use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventDeleter, EventIndex, EventReader};
-use crate::ports::{RegistryError, StoreError, TenantRegistry, Tenants};
+use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventArchiver, EventIndex, EventReader};
+use crate::ports::{Moved, RegistryError, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
 use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream};
 use serde::Serialize;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Ids read back from a part per delete round.
-const DELETE_CHUNK: usize = 4_096;
+/// Ids read back from a part per tombstone round.
+const TOMBSTONE_CHUNK: usize = 4_096;
 /// Events checked against the base table at once when adding to an archived day.
-const CONFIRM_CHUNK: usize = 100;
+const CONFIRM_CHUNK: usize = 1_000;
 /// Items per read of a day, across all shards together: bounds the memory a merge holds
 /// whatever the shard count.
 const PAGE_ITEMS_TOTAL: usize = 2_000;
+/// Before the first part of a run has shown how long committing takes, committing is
+/// taken to cost this many times the reading.
+const COMMIT_PER_READ: f64 = 2.0;
 
 const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
 
@@ -55,7 +60,7 @@ pub enum ArchiveError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("local file: {0}")]
     Io(#[from] std::io::Error),
-    /// What S3 holds is not what was written or recorded: nothing is deleted.
+    /// What S3 holds is not what was written or recorded: nothing is tombstoned.
     #[error("verification failed: {0}")]
     Verification(String),
 }
@@ -70,14 +75,14 @@ pub struct Options {
     pub part_max_rows: u64,
 }
 
-/// One archived day (or one revision of it).
+/// One part committed: a new manifest revision of its day.
 #[derive(Debug, Clone, Serialize)]
-pub struct DayDone {
+pub struct Committed {
     pub tenant: String,
     pub date: String,
     pub seq: u64,
     pub rows: u64,
-    pub parts: Vec<String>,
+    pub part: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,15 +94,30 @@ pub struct TenantFailure {
 /// What a run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    pub days: Vec<DayDone>,
-    /// Steps a previous run left unfinished and this one completed.
+    pub committed: Vec<Committed>,
+    /// Steps a previous run left unfinished and this one completed or dropped.
     pub resumed: u32,
     pub failures: Vec<TenantFailure>,
     /// The deadline came first; the next run continues.
     pub unfinished: bool,
 }
 
-/// What the archive reads, writes and deletes.
+impl Report {
+    /// Rows committed per day, in the order the days were first committed.
+    #[must_use]
+    pub fn rows_by_day(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for c in &self.committed {
+            match out.iter_mut().find(|(d, _)| *d == c.date) {
+                Some((_, rows)) => *rows += c.rows,
+                None => out.push((c.date.clone(), c.rows)),
+            }
+        }
+        out
+    }
+}
+
+/// What the archive reads, writes and tombstones.
 #[derive(Clone)]
 pub struct ArchiveStores {
     pub tenants: Arc<dyn Tenants>,
@@ -105,7 +125,7 @@ pub struct ArchiveStores {
     pub registry: Arc<dyn ArchiveRegistry>,
     pub index: Arc<dyn EventIndex>,
     pub events: Arc<dyn EventReader>,
-    pub deleter: Arc<dyn EventDeleter>,
+    pub archiver: Arc<dyn EventArchiver>,
     pub bucket: Arc<dyn BlobStore>,
 }
 
@@ -113,7 +133,7 @@ impl ArchiveStores {
     /// The archive of one store that holds events, tenants and the registry, into `bucket`.
     pub fn on<S, B>(store: &Arc<S>, bucket: &Arc<B>) -> Self
     where
-        S: Tenants + TenantRegistry + ArchiveRegistry + EventIndex + EventReader + EventDeleter + 'static,
+        S: Tenants + TenantRegistry + ArchiveRegistry + EventIndex + EventReader + EventArchiver + 'static,
         B: BlobStore + 'static,
     {
         Self {
@@ -122,10 +142,29 @@ impl ArchiveStores {
             registry: store.clone(),
             index: store.clone(),
             events: store.clone(),
-            deleter: store.clone(),
+            archiver: store.clone(),
             bucket: bucket.clone(),
         }
     }
+}
+
+/// The day's current manifest as this run knows it: what it says, its hash and ETag.
+struct Current {
+    manifest: Manifest,
+    sha256: String,
+    etag: String,
+}
+
+/// How long committing a part took against reading it, in this run.
+struct Pace {
+    commit_per_read: f64,
+}
+
+/// Why a day stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayEnd {
+    Done,
+    Deadline,
 }
 
 /// One archive run.
@@ -143,7 +182,7 @@ impl Archiver {
     }
 
     /// Archives every due day of every tenant (or of `only`), as if the time were `now`,
-    /// stopping between days once `deadline` has passed. A failing tenant is reported and
+    /// stopping between parts once `deadline` has passed. A failing tenant is reported and
     /// the others still run.
     ///
     /// # Errors
@@ -159,12 +198,13 @@ impl Archiver {
             None => self.stores.tenant_registry.list().await?,
         };
         let mut report = Report::default();
+        let mut pace = Pace { commit_per_read: COMMIT_PER_READ };
         for tenant in tenants {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.unfinished = true;
                 break;
             }
-            if let Err(e) = self.tenant(&tenant, now, deadline, &mut report).await {
+            if let Err(e) = self.tenant(&tenant, now, deadline, &mut pace, &mut report).await {
                 tracing::error!(%tenant, error = %e, "archive of tenant failed");
                 report.failures.push(TenantFailure { tenant: tenant.to_string(), error: e.to_string() });
             }
@@ -177,10 +217,11 @@ impl Archiver {
         tenant: &TenantId,
         now: Timestamp,
         deadline: Option<Instant>,
+        pace: &mut Pace,
         report: &mut Report,
     ) -> Result<(), ArchiveError> {
         self.stores.registry.lease(tenant, &self.owner).await?;
-        let result = self.tenant_leased(tenant, now, deadline, report).await;
+        let result = self.tenant_leased(tenant, now, deadline, pace, report).await;
         if let Err(e) = self.stores.registry.release(tenant, &self.owner).await {
             tracing::warn!(%tenant, error = %e, "could not release the archive lease; it expires by itself");
         }
@@ -192,6 +233,7 @@ impl Archiver {
         tenant: &TenantId,
         now: Timestamp,
         deadline: Option<Instant>,
+        pace: &mut Pace,
         report: &mut Report,
     ) -> Result<(), ArchiveError> {
         let settings = self.stores.tenants.settings(tenant).await?;
@@ -199,11 +241,14 @@ impl Archiver {
         let state = self.stores.registry.state(tenant).await?;
         let mut head = state.head;
         if let Some(p) = state.pending {
-            head = self.resume(tenant, &p, head).await?;
+            if let Some(done) = self.resume(tenant, &p, head.as_ref()).await? {
+                head = Some(ChainHead { seq: done.seq, sha256: p.manifest.clone() });
+                report.committed.push(done);
+            }
             report.resumed += 1;
         }
         // Days done in this run are not visited again: an index can still list items this
-        // run deleted a moment ago. Later late events wait for the next run.
+        // run tombstoned a moment ago. Later late events wait for the next run.
         let mut after: Option<String> = None;
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -213,10 +258,9 @@ impl Archiver {
             let Some(day) = self.earliest_day(tenant, settings.shards, after.as_deref(), &cutoff).await? else {
                 return Ok(());
             };
-            self.stores.registry.lease(tenant, &self.owner).await?;
-            if let Some(done) = self.day(tenant, settings.shards, &day, &mut head).await? {
-                tracing::info!(%tenant, date = %done.date, rows = done.rows, seq = done.seq, "day archived");
-                report.days.push(done);
+            if self.day(tenant, settings.shards, &day, &mut head, deadline, pace, report).await? == DayEnd::Deadline {
+                report.unfinished = true;
+                return Ok(());
             }
             after = Some(day);
         }
@@ -246,33 +290,43 @@ impl Archiver {
         Ok(earliest)
     }
 
-    /// Archives what is online of one day: a new manifest revision, or nothing.
+    /// The day's current manifest, checked against the chain's head.
+    async fn current(
+        &self,
+        tenant: &TenantId,
+        date: &str,
+        head: Option<&ChainHead>,
+    ) -> Result<Option<Current>, ArchiveError> {
+        let key = manifest::manifest_key(tenant.as_str(), date);
+        let Some((bytes, etag)) = self.stores.bucket.get_bytes(&key).await? else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| ArchiveError::Verification(format!("{key} is not a manifest: {e}")))?;
+        if head.is_none_or(|h| manifest.seq > h.seq) {
+            return Err(ArchiveError::Verification(format!(
+                "{key} is seq {} but the chain's head is {:?}; run auditlog verify",
+                manifest.seq,
+                head.map(|h| h.seq)
+            )));
+        }
+        Ok(Some(Current { manifest, sha256: manifest::hash(&bytes), etag }))
+    }
+
+    /// Archives what is online of one day, a part (and a revision) at a time, until the
+    /// day is done or the deadline comes.
+    #[allow(clippy::too_many_arguments)]
     async fn day(
         &self,
         tenant: &TenantId,
         shards: u16,
         date: &str,
         head: &mut Option<ChainHead>,
-    ) -> Result<Option<DayDone>, ArchiveError> {
+        deadline: Option<Instant>,
+        pace: &mut Pace,
+        report: &mut Report,
+    ) -> Result<DayEnd, ArchiveError> {
         let t = tenant.as_str();
-        let manifest_key = manifest::manifest_key(t, date);
-        let current = match self.stores.bucket.get_bytes(&manifest_key).await? {
-            Some((bytes, etag)) => {
-                let m: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| ArchiveError::Verification(format!("{manifest_key} is not a manifest: {e}")))?;
-                if head.as_ref().is_none_or(|h| m.seq > h.seq) {
-                    return Err(ArchiveError::Verification(format!(
-                        "{manifest_key} is seq {} but the chain's head is {:?}; run auditlog verify",
-                        m.seq,
-                        head.as_ref().map(|h| h.seq)
-                    )));
-                }
-                Some((m, manifest::hash(&bytes), etag))
-            }
-            None => None,
-        };
-        let first_part = current.as_ref().map_or(0, |(m, _, _)| m.parts.len());
-        // Items of a day already archived could be index ghosts of deleted ones: check
+        let mut current = self.current(tenant, date, head.as_ref()).await?;
+        // Items of a day already archived could be index ghosts of tombstoned ones: check
         // each against the base table before it goes into a late part.
         let confirm = current.is_some();
         let from = day_start(date);
@@ -282,78 +336,106 @@ impl Archiver {
         let path = ReadPath::Time;
         let read = IndexRead { index: &*self.stores.index, tenant, path, filter: &filter, order: Order::Asc, fetch };
         let mut stream = read.merge((0..shards.max(1)).map(|shard| Partition::new(shard, None)));
-        let mut parts: Vec<(PartEntry, Scratch)> = Vec::new();
         loop {
+            let started = Instant::now();
+            if deadline.is_some_and(|d| started >= d) {
+                return Ok(DayEnd::Deadline);
+            }
+            self.stores.registry.lease(tenant, &self.owner).await?;
+            // Reading may take the share of the time left that committing leaves it.
+            let read_until = deadline.map(|d| {
+                let left = d.saturating_duration_since(started).as_secs_f64();
+                started + Duration::from_secs_f64(left / (1.0 + pace.commit_per_read))
+            });
             let scratch = Scratch::new(".parquet");
-            let Some((rows, first, last)) = self.write_part(&mut stream, tenant, confirm, scratch.path()).await? else {
-                break;
+            let Some(written) = self.write_part(&mut stream, tenant, confirm, scratch.path(), read_until).await? else {
+                return Ok(DayEnd::Done);
             };
-            let name = manifest::part_name(first_part + parts.len());
-            let key = format!("{}{name}", manifest::day_prefix(t, date));
+            let read_secs = started.elapsed().as_secs_f64();
+            let name = self.free_part_name(t, date, current.as_ref()).await?;
             let (bytes, sha256) = hash_file(scratch.path())?;
-            self.stores.bucket.put_file(&key, scratch.path(), PARQUET_TYPE).await?;
-            self.check_part(&key, bytes, &sha256, rows).await?;
-            parts.push((PartEntry { name, rows, bytes, sha256, first, last }, scratch));
-            if rows < self.options.part_max_rows {
-                break;
+            let entry = PartEntry { name, rows: written.rows, bytes, sha256, first: written.first, last: written.last };
+            let revision = Manifest::revise(
+                current.as_ref().map(|c| (&c.manifest, c.sha256.as_str())),
+                t,
+                date,
+                head.as_ref(),
+                Timestamp::now().to_string(),
+                vec![entry.clone()],
+            );
+            let bytes = revision.to_bytes().map_err(|e| ArchiveError::Verification(e.to_string()))?;
+            let step = Pending {
+                date: date.to_owned(),
+                part: entry,
+                seq: revision.seq,
+                created_at: revision.created_at.clone(),
+                manifest: manifest::hash(&bytes),
+                phase: Phase::Manifest,
+            };
+            // Conditional on the lease: a run that lost it stops here, before uploading.
+            self.stores.registry.begin(tenant, &self.owner, &step).await?;
+            let committing = Instant::now();
+            let etag = current.as_ref().map(|c| c.etag.clone());
+            let Some((done, etag)) = self.commit(tenant, &step, bytes, Written::No(etag), Some(scratch.path())).await?
+            else {
+                return Err(ArchiveError::Verification(format!("{} vanished from S3", step.part.name)));
+            };
+            let commit_secs = committing.elapsed().as_secs_f64();
+            if read_secs > 0.0 {
+                pace.commit_per_read = (commit_secs / read_secs).clamp(0.1, 20.0);
+            }
+            tracing::info!(%tenant, date, part = %done.part, rows = done.rows, seq = done.seq, "part archived");
+            *head = Some(ChainHead { seq: step.seq, sha256: step.manifest.clone() });
+            current = Some(Current { manifest: revision, sha256: step.manifest, etag });
+            report.committed.push(done);
+            if written.ended {
+                return Ok(DayEnd::Done);
             }
         }
-        if parts.is_empty() {
-            return Ok(None);
-        }
-        let revision = Manifest::revise(
-            current.as_ref().map(|(m, sha, _)| (m, sha.as_str())),
-            t,
-            date,
-            head.as_ref(),
-            Timestamp::now().to_string(),
-            parts.iter().map(|(p, _)| p.clone()).collect(),
-        );
-        let bytes = revision.to_bytes().map_err(|e| ArchiveError::Verification(e.to_string()))?;
-        let pending = Pending {
-            date: date.to_owned(),
-            parts: parts.iter().map(|(p, _)| p.name.clone()).collect(),
-            manifest: manifest::hash(&bytes),
-            seq: revision.seq,
-            phase: Phase::Manifest,
-        };
-        self.stores.registry.begin(tenant, &self.owner, &pending).await?;
-        let condition = match &current {
-            Some((_, _, etag)) => Condition::Matches(etag.clone()),
-            None => Condition::Absent,
-        };
-        self.stores.bucket.put_bytes(&manifest_key, bytes, "application/json", condition).await?;
-        self.check_manifest(&manifest_key, &pending.manifest).await?;
-        self.stores.registry.advance(tenant, &self.owner, &pending).await?;
-        *head = Some(ChainHead { seq: pending.seq, sha256: pending.manifest.clone() });
-        for (_, scratch) in &parts {
-            self.delete_ids_of(tenant, scratch.path()).await?;
-        }
-        self.stores.registry.finish(tenant, &self.owner, &pending).await?;
-        Ok(Some(DayDone {
-            tenant: t.to_owned(),
-            date: date.to_owned(),
-            seq: pending.seq,
-            rows: parts.iter().map(|(p, _)| p.rows).sum(),
-            parts: pending.parts,
-        }))
     }
 
-    /// Writes up to `part_max_rows` of the stream into a Parquet file at `path`: the row
-    /// count and first and last `occurred_at`, or `None` when the stream had nothing left.
+    /// The next part's name: after the parts the day's manifest names and after any object
+    /// already in the day's folder, which is never overwritten (a part a stalled run
+    /// uploaded after losing its lease, or anything else no manifest names: `verify`
+    /// reports it).
+    async fn free_part_name(
+        &self,
+        tenant: &str,
+        date: &str,
+        current: Option<&Current>,
+    ) -> Result<String, ArchiveError> {
+        let mut next = current.map_or(0, |c| c.manifest.parts.len());
+        let prefix = manifest::day_prefix(tenant, date);
+        for listed in self.stores.bucket.list(&prefix).await? {
+            let taken = listed.key.strip_prefix(&prefix).and_then(manifest::part_number);
+            if let Some(n) = taken.filter(|n| *n >= next) {
+                tracing::warn!(tenant, date, key = %listed.key, "an object no manifest names holds a part key; skipping it");
+                next = n + 1;
+            }
+        }
+        Ok(manifest::part_name(next))
+    }
+
+    /// Writes up to `part_max_rows` of the stream into a Parquet file at `path`, reading
+    /// until `read_until` at most (but at least one item); `None` when the stream had
+    /// nothing left.
     async fn write_part(
         &self,
         stream: &mut Merge<PartitionStream<'_>>,
         tenant: &TenantId,
         confirm: bool,
         path: &Path,
-    ) -> Result<Option<(u64, String, String)>, ArchiveError> {
+        read_until: Option<Instant>,
+    ) -> Result<Option<WrittenPart>, ArchiveError> {
         let mut writer = PartWriter::new(BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?))?;
         let mut first = None;
         let mut last = None;
         let mut chunk: Vec<StoredEvent> = Vec::with_capacity(CONFIRM_CHUNK);
         let mut ended = false;
         while !ended && writer.rows() < self.options.part_max_rows {
+            if writer.rows() > 0 && read_until.is_some_and(|u| Instant::now() >= u) {
+                break;
+            }
             let room = usize::try_from(self.options.part_max_rows - writer.rows()).unwrap_or(usize::MAX);
             let want = if confirm { CONFIRM_CHUNK.min(room) } else { 1 };
             chunk.clear();
@@ -366,7 +448,7 @@ impl Archiver {
                     }
                 }
             }
-            let keep = if confirm {
+            let keep = if confirm && !chunk.is_empty() {
                 let ids: Vec<&str> = chunk.iter().map(|e| e.event.id.as_str()).collect();
                 self.stores.events.exist(tenant, &ids).await?
             } else {
@@ -385,87 +467,215 @@ impl Archiver {
         let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok(match (rows, first, last) {
-            (1.., Some(first), Some(last)) => Some((rows, first, last)),
+            (1.., Some(first), Some(last)) => Some(WrittenPart { rows, first, last, ended }),
             _ => None,
         })
     }
 
-    /// Checks that S3 holds exactly the part written: size, SHA-256 and footer row count.
-    async fn check_part(&self, key: &str, bytes: u64, sha256: &str, rows: u64) -> Result<(), ArchiveError> {
-        match self.stores.bucket.hash(key).await? {
-            Some((b, sha)) if b == bytes && sha == sha256 => {}
-            other => {
+    /// Drives a recorded step to its end: the part in S3 (uploaded from `file` if given,
+    /// only if its key is free) and checked, the revision stored as its own object and as
+    /// the day's manifest, the head advanced, the part's ids tombstoned, the step cleared.
+    /// Returns what was committed and the day's manifest's new ETag; `None` when the part
+    /// never reached S3 and there is no file to upload, so the step is dropped (nothing
+    /// was tombstoned; the day's items are still online).
+    async fn commit(
+        &self,
+        tenant: &TenantId,
+        step: &Pending,
+        revision: Vec<u8>,
+        written: Written,
+        file: Option<&Path>,
+    ) -> Result<Option<(Committed, String)>, ArchiveError> {
+        let t = tenant.as_str();
+        let part_key = format!("{}{}", manifest::day_prefix(t, &step.date), step.part.name);
+        if let Some(path) = file {
+            match self.stores.bucket.put_file(&part_key, path, PARQUET_TYPE, Condition::Absent).await {
+                // Taken: by this step's own earlier attempt, or the check below says so.
+                Ok(()) | Err(BlobError::Precondition(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let held = self.stores.bucket.hash(&part_key).await?;
+        match (&held, &written) {
+            (Some((bytes, sha)), _) if *bytes == step.part.bytes && *sha == step.part.sha256 => {}
+            // Before its revision is written a step can be dropped: nothing of it is
+            // committed, its events are still online.
+            (None, Written::No(_)) if file.is_none() => {
+                tracing::info!(%tenant, date = %step.date, part = %step.part.name, "dropping a step whose part never reached S3");
+                self.stores.registry.finish(tenant, &self.owner, step).await?;
+                return Ok(None);
+            }
+            (Some(_), Written::No(_)) => {
+                self.stores.registry.finish(tenant, &self.owner, step).await?;
                 return Err(ArchiveError::Verification(format!(
-                    "{key}: S3 holds {other:?}, wrote {bytes} bytes with SHA-256 {sha256}"
+                    "{part_key} was taken by an object no manifest names; nothing tombstoned, the next run goes past it"
+                )));
+            }
+            _ => {
+                return Err(ArchiveError::Verification(format!(
+                    "{part_key}: S3 holds {held:?}, the step wrote {} bytes with SHA-256 {}; nothing tombstoned",
+                    step.part.bytes, step.part.sha256
                 )));
             }
         }
-        let footer_rows = parquet_read::remote_rows(&*self.stores.bucket, key).await?;
-        if footer_rows != rows {
-            return Err(ArchiveError::Verification(format!("{key}: footer says {footer_rows} rows, wrote {rows}")));
+        let footer_rows = parquet_read::remote_rows(&*self.stores.bucket, &part_key).await?;
+        if footer_rows != step.part.rows {
+            return Err(ArchiveError::Verification(format!(
+                "{part_key}: footer says {footer_rows} rows, the step wrote {}",
+                step.part.rows
+            )));
         }
-        Ok(())
+        let revision_key = manifest::revision_key(t, step.seq);
+        self.put_once(&revision_key, revision.clone(), Condition::Absent, &step.manifest).await?;
+        let manifest_key = manifest::manifest_key(t, &step.date);
+        if let Written::No(etag) = written {
+            let condition = etag.map_or(Condition::Absent, Condition::Matches);
+            self.put_once(&manifest_key, revision, condition, &step.manifest).await?;
+        }
+        let etag = self.check_manifest(&manifest_key, &step.manifest).await?;
+        self.stores.registry.advance(tenant, &self.owner, step).await?;
+        let scratch = Scratch::new(".parquet");
+        let local = match file {
+            Some(path) => path,
+            None => {
+                self.stores.bucket.download(&part_key, scratch.path()).await?;
+                scratch.path()
+            }
+        };
+        self.tombstone_ids_of(tenant, step, local).await?;
+        self.stores.registry.finish(tenant, &self.owner, step).await?;
+        let done = Committed {
+            tenant: t.to_owned(),
+            date: step.date.clone(),
+            seq: step.seq,
+            rows: step.part.rows,
+            part: step.part.name.clone(),
+        };
+        Ok(Some((done, etag)))
     }
 
-    async fn check_manifest(&self, key: &str, sha256: &str) -> Result<(), ArchiveError> {
+    /// Writes `bytes` under `condition`; a lost condition is fine when the key already
+    /// holds these very bytes (an earlier attempt of this step landed).
+    async fn put_once(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: Condition,
+        sha256: &str,
+    ) -> Result<(), ArchiveError> {
+        match self.stores.bucket.put_bytes(key, bytes, "application/json", condition).await {
+            Ok(()) => Ok(()),
+            Err(BlobError::Precondition(_)) => {
+                self.check_manifest(key, sha256).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks that `key` holds the manifest just written; returns its ETag.
+    async fn check_manifest(&self, key: &str, sha256: &str) -> Result<String, ArchiveError> {
         match self.stores.bucket.get_bytes(key).await? {
-            Some((bytes, _)) if manifest::hash(&bytes) == sha256 => Ok(()),
-            _ => Err(ArchiveError::Verification(format!("{key} does not hold the manifest just written"))),
+            Some((bytes, etag)) if manifest::hash(&bytes) == sha256 => Ok(etag),
+            _ => Err(ArchiveError::Verification(format!("{key} does not hold the revision this step writes"))),
         }
     }
 
-    /// Finishes the step a previous run left, and returns the chain's head.
+    /// Finishes (or drops) the step a previous run left, rebuilding its revision from the
+    /// step's record, the day's previous revision and the head.
     async fn resume(
         &self,
         tenant: &TenantId,
         p: &Pending,
-        head: Option<ChainHead>,
-    ) -> Result<Option<ChainHead>, ArchiveError> {
-        tracing::info!(%tenant, date = %p.date, phase = ?p.phase, "finishing the step a previous run left");
-        let key = manifest::manifest_key(tenant.as_str(), &p.date);
+        head: Option<&ChainHead>,
+    ) -> Result<Option<Committed>, ArchiveError> {
+        tracing::info!(%tenant, date = %p.date, part = %p.part.name, phase = ?p.phase, "finishing the step a previous run left");
+        let t = tenant.as_str();
+        let key = manifest::manifest_key(t, &p.date);
         let stored = self.stores.bucket.get_bytes(&key).await?;
-        let written = stored.as_ref().is_some_and(|(b, _)| manifest::hash(b) == p.manifest);
-        if p.phase == Phase::Manifest && !written {
-            // The manifest was never written: nothing was deleted; the day starts over.
-            self.stores.registry.finish(tenant, &self.owner, p).await?;
-            return Ok(head);
-        }
-        let Some((bytes, _)) = stored.filter(|_| written) else {
-            return Err(ArchiveError::Verification(format!(
-                "{key} no longer holds the manifest whose deletes are pending; run auditlog verify"
-            )));
-        };
-        if p.phase == Phase::Manifest {
-            self.stores.registry.advance(tenant, &self.owner, p).await?;
-        }
-        let m: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Verification(format!("{key}: {e}")))?;
-        for name in &p.parts {
-            let entry = m.parts.iter().find(|e| &e.name == name).ok_or_else(|| {
-                ArchiveError::Verification(format!("{key} does not list {name}, whose deletes are pending"))
-            })?;
-            let part_key = format!("{}{name}", manifest::day_prefix(tenant.as_str(), &p.date));
-            let scratch = Scratch::new(".parquet");
-            self.stores.bucket.download(&part_key, scratch.path()).await?;
-            let (bytes, sha) = hash_file(scratch.path())?;
-            if bytes != entry.bytes || sha != entry.sha256 {
+        let (revision, written) = match stored {
+            Some((bytes, _)) if manifest::hash(&bytes) == p.manifest => (bytes, Written::Yes),
+            _ if p.phase == Phase::Tombstone => {
                 return Err(ArchiveError::Verification(format!(
-                    "{part_key} differs from its manifest; nothing deleted"
+                    "{key} no longer holds the revision whose tombstones are pending; run auditlog verify"
                 )));
             }
-            self.delete_ids_of(tenant, scratch.path()).await?;
+            stored => {
+                let previous = match &stored {
+                    Some((bytes, _)) => Some(
+                        serde_json::from_slice::<Manifest>(bytes)
+                            .map_err(|e| ArchiveError::Verification(format!("{key}: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let sha = stored.as_ref().map(|(b, _)| manifest::hash(b));
+                let rebuilt = Manifest::revise(
+                    previous.as_ref().zip(sha.as_deref()),
+                    t,
+                    &p.date,
+                    head,
+                    p.created_at.clone(),
+                    vec![p.part.clone()],
+                );
+                let bytes = rebuilt.to_bytes().map_err(|e| ArchiveError::Verification(e.to_string()))?;
+                if manifest::hash(&bytes) != p.manifest {
+                    return Err(ArchiveError::Verification(format!(
+                        "{key} changed under the pending step of seq {}; run auditlog verify",
+                        p.seq
+                    )));
+                }
+                (bytes, Written::No(stored.map(|(_, etag)| etag)))
+            }
+        };
+        if p.phase == Phase::Tombstone {
+            let part_key = format!("{}{}", manifest::day_prefix(t, &p.date), p.part.name);
+            let scratch = Scratch::new(".parquet");
+            self.stores.bucket.download(&part_key, scratch.path()).await?;
+            if hash_file(scratch.path())? != (p.part.bytes, p.part.sha256.clone()) {
+                return Err(ArchiveError::Verification(format!(
+                    "{part_key} differs from its manifest; nothing tombstoned"
+                )));
+            }
+            self.tombstone_ids_of(tenant, p, scratch.path()).await?;
+            self.stores.registry.finish(tenant, &self.owner, p).await?;
+            return Ok(Some(Committed {
+                tenant: t.to_owned(),
+                date: p.date.clone(),
+                seq: p.seq,
+                rows: p.part.rows,
+                part: p.part.name.clone(),
+            }));
         }
-        self.stores.registry.finish(tenant, &self.owner, p).await?;
-        Ok(Some(ChainHead { seq: p.seq, sha256: p.manifest.clone() }))
+        Ok(self.commit(tenant, p, revision, written, None).await?.map(|(done, _)| done))
     }
 
-    /// Deletes online exactly the events a verified part holds, read from its id column.
-    async fn delete_ids_of(&self, tenant: &TenantId, part: &Path) -> Result<(), ArchiveError> {
-        for ids in parquet_read::ids(std::fs::File::open(part)?, DELETE_CHUNK)? {
-            self.stores.deleter.delete(tenant, &ids?).await?;
+    /// Tombstones online exactly the events a verified part holds, read from its id column.
+    async fn tombstone_ids_of(&self, tenant: &TenantId, step: &Pending, part: &Path) -> Result<(), ArchiveError> {
+        for ids in parquet_read::ids(std::fs::File::open(part)?, TOMBSTONE_CHUNK)? {
+            let moved: Vec<Moved> = ids?
+                .into_iter()
+                .map(|id| Moved { id, date: step.date.clone(), part: step.part.name.clone() })
+                .collect();
+            self.stores.archiver.tombstone(tenant, &moved).await?;
         }
         Ok(())
     }
+}
+
+/// Whether the day's current manifest already holds a step's revision; if not, the ETag
+/// it must still have (none: the day has no manifest yet).
+enum Written {
+    Yes,
+    No(Option<String>),
+}
+
+/// A part written to a scratch file.
+struct WrittenPart {
+    rows: u64,
+    first: String,
+    last: String,
+    /// The day's stream has nothing after it.
+    ended: bool,
 }
 
 fn day_start(day: &str) -> Timestamp {

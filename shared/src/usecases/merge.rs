@@ -93,6 +93,11 @@ impl<P: Pull> Ahead<P> {
     pub fn new(inner: P) -> Self {
         Self { inner, head: None, done: false }
     }
+
+    #[must_use]
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
 }
 
 #[async_trait]

@@ -1,17 +1,20 @@
 //! Reads for the console (contract section 2): pages merged in exact order across
-//! partitions, counts, single events, and the action and actor catalogs. Index reads
-//! and gets only, never a scan.
+//! partitions, counts, single events (online, or from the archive through their
+//! tombstone), and the action and actor catalogs. Index reads and gets only, never a
+//! scan.
 
 use crate::domain::catalog::{ActionCount, ActorEntry, merge_actions, merge_actors};
 use crate::domain::cursor::{BadCursor, CursorKey, Position, StreamPos};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{ActionMatch, Filter, Order, Parsed};
+use crate::domain::manifest;
 use crate::domain::plan::{self, EventKey, Partition, Path, Resolved};
 use crate::domain::retention::online_start;
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{Catalogs, EventIndex, EventReader, IndexQuery, StoreError, Tenants};
+use crate::formats::parquet_read::{self, FooterError};
+use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, EventReader, IndexQuery, Lookup, StoreError, Tenants};
 use crate::usecases::merge::{Fetch, IndexRead, Merge};
 use serde_json::json;
 use std::sync::Arc;
@@ -57,6 +60,13 @@ pub struct ReadStats {
     pub items_read: u32,
 }
 
+/// An event read by id, and whether it came from the archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub event: StoredEvent,
+    pub archived: bool,
+}
+
 #[derive(Debug)]
 pub struct Page {
     pub items: Vec<StoredEvent>,
@@ -71,20 +81,24 @@ pub struct Query {
     pub index: Arc<dyn EventIndex>,
     pub tenants: Arc<dyn Tenants>,
     pub catalogs: Arc<dyn Catalogs>,
+    /// The archive bucket, where an archived event is read by id.
+    pub archive: Arc<dyn BlobStore>,
     pub cursor_key: CursorKey,
     /// `AUDIT_HOT_DAYS`, for tenants without their own window.
     pub default_hot_days: u32,
 }
 
 impl Query {
-    /// The read API on one store that holds events, tenants and catalogs.
-    pub fn on<S: EventReader + EventIndex + Tenants + Catalogs + 'static>(
+    /// The read API on one store that holds events, tenants and catalogs, and the
+    /// archive bucket.
+    pub fn on<S: EventReader + EventIndex + Tenants + Catalogs + 'static, B: BlobStore + 'static>(
         store: &Arc<S>,
+        archive: &Arc<B>,
         cursor_key: CursorKey,
         default_hot_days: u32,
     ) -> Self {
         let (events, index, tenants, catalogs) = (store.clone(), store.clone(), store.clone(), store.clone());
-        Self { events, index, tenants, catalogs, cursor_key, default_hot_days }
+        Self { events, index, tenants, catalogs, archive: archive.clone(), cursor_key, default_hot_days }
     }
 
     fn check_window(&self, filter: &Filter, settings: TenantSettings, now: Timestamp) -> Result<(), ReadError> {
@@ -199,12 +213,33 @@ impl Query {
         Ok((total, true))
     }
 
-    /// One event by id, if online.
+    /// One event by id: online, or read from the part its tombstone names (the footer,
+    /// then one ranged read of one row group), its hash recomputed from the row.
     ///
     /// # Errors
-    /// [`StoreError`].
-    pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        self.events.get(tenant, id).await
+    /// [`StoreError`]; [`StoreError::Corrupt`] when the archive does not hold the row
+    /// the tombstone promises, or the row does not match its hash.
+    pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Found>, StoreError> {
+        let at = match self.events.get(tenant, id).await? {
+            Lookup::Absent => return Ok(None),
+            Lookup::Online(event) => return Ok(Some(Found { event: *event, archived: false })),
+            Lookup::Archived(at) => at,
+        };
+        let key = format!("{}{}", manifest::day_prefix(tenant.as_str(), &at.date), at.part);
+        let row = parquet_read::remote_row(&*self.archive, &key, &at.key).await.map_err(|e| match e {
+            FooterError::Blob(BlobError::NotFound(_)) => {
+                StoreError::Corrupt(format!("{key}, named by {id}'s tombstone, is absent"))
+            }
+            FooterError::Blob(b) => StoreError::Unavailable(b.to_string()),
+            FooterError::NotParquet(why) => StoreError::Corrupt(why),
+        })?;
+        let row =
+            row.ok_or_else(|| StoreError::Corrupt(format!("{key} has no row for {id}, which its tombstone names")))?;
+        let event = row.to_stored().map_err(|e| StoreError::Corrupt(format!("{key}, row of {id}: {e}")))?;
+        if event.event.id != id || event.event.tenant_id != *tenant {
+            return Err(StoreError::Corrupt(format!("{key}: the row found for {id} is another event's")));
+        }
+        Ok(Some(Found { event, archived: true }))
     }
 
     /// The tenant's actions with their counts, optionally those containing `q`.

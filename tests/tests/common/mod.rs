@@ -88,7 +88,7 @@ pub async fn serve(store: Arc<Table>) -> String {
 /// Serves the query router on a free loopback port; returns its base URL.
 pub async fn serve_query(store: Arc<Table>) -> String {
     let state = Arc::new(query::QueryState {
-        query: Query::on(&store, CursorKey::derive(&secret()), 90),
+        query: Query::on(&store, &data::bucket(None).await, CursorKey::derive(&secret()), 90),
         verifier: Verifier::new(Some(&secret()), None),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));

@@ -8,7 +8,7 @@ use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
-use audit::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
+use audit::domain::manifest::{ArchiveState, ChainHead, PartEntry, Pending, Phase};
 use audit::domain::tenant::TenantId;
 use audit::ports::registry::LEASE_SECONDS;
 use audit::ports::{ArchiveRegistry, RegistryError, StoreError};
@@ -95,13 +95,23 @@ impl ArchiveRegistry for Table {
         })
         .await;
         let out = run.result.map_err(|e| store_error(&e))?;
-        Ok(out.item().map(state_from_item).unwrap_or_default())
+        out.item().map_or(Ok(ArchiveState::default()), state_from_item)
     }
 
     async fn begin(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {
+        let e = &p.part;
+        let part = AttributeValue::M(HashMap::from([
+            ("name".into(), s(&e.name)),
+            ("rows".into(), n(e.rows)),
+            ("bytes".into(), n(e.bytes)),
+            ("sha256".into(), s(&e.sha256)),
+            ("first".into(), s(&e.first)),
+            ("last".into(), s(&e.last)),
+        ]));
         let pending = AttributeValue::M(HashMap::from([
             ("date".into(), s(&p.date)),
-            ("parts".into(), AttributeValue::L(p.parts.iter().map(|name| s(name)).collect())),
+            ("part".into(), part),
+            ("created_at".into(), s(&p.created_at)),
             ("manifest".into(), s(&p.manifest)),
             ("seq".into(), n(p.seq)),
             ("phase".into(), s("manifest")),
@@ -114,9 +124,9 @@ impl ArchiveRegistry for Table {
         self.registry_update(
             tenant,
             owner,
-            "SET #s = :seq, #h = :sha, #p.phase = :delete",
+            "SET #s = :seq, #h = :sha, #p.phase = :tombstone",
             "#l = :me AND #p.manifest = :sha",
-            vec![(":seq", n(p.seq)), (":sha", s(&p.manifest)), (":delete", s("delete"))],
+            vec![(":seq", n(p.seq)), (":sha", s(&p.manifest)), (":tombstone", s("tombstone"))],
         )
         .await
     }
@@ -127,23 +137,44 @@ impl ArchiveRegistry for Table {
     }
 }
 
-fn state_from_item(item: &Item) -> ArchiveState {
+fn state_from_item(item: &Item) -> Result<ArchiveState, StoreError> {
     let head = match (get_n::<u64>(item, SEQ), get_s(item, HEAD)) {
         (Some(seq), Some(sha)) => Some(ChainHead { seq, sha256: sha.clone() }),
         _ => None,
     };
-    let pending = item.get(PENDING).and_then(|v| v.as_m().ok()).and_then(|m| {
-        let st = |k: &str| get_s(m, k).cloned();
-        Some(Pending {
-            date: st("date")?,
-            parts: m.get("parts")?.as_l().ok()?.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
-            manifest: st("manifest")?,
-            seq: get_n(m, "seq")?,
-            phase: match st("phase")?.as_str() {
-                "manifest" => Phase::Manifest,
-                _ => Phase::Delete,
-            },
-        })
-    });
-    ArchiveState { head, pending }
+    let pending = match item.get(PENDING) {
+        None => None,
+        Some(v) => Some(pending_from(v).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{tenant_item}: {PENDING} is malformed",
+                tenant_item = get_s(item, keys::SK).map_or("?", String::as_str)
+            ))
+        })?),
+    };
+    Ok(ArchiveState { head, pending })
+}
+
+fn pending_from(v: &AttributeValue) -> Option<Pending> {
+    let m = v.as_m().ok()?;
+    let st = |m: &Item, k: &str| get_s(m, k).cloned();
+    let e = m.get("part")?.as_m().ok()?;
+    Some(Pending {
+        date: st(m, "date")?,
+        part: PartEntry {
+            name: st(e, "name")?,
+            rows: get_n(e, "rows")?,
+            bytes: get_n(e, "bytes")?,
+            sha256: st(e, "sha256")?,
+            first: st(e, "first")?,
+            last: st(e, "last")?,
+        },
+        seq: get_n(m, "seq")?,
+        created_at: st(m, "created_at")?,
+        manifest: st(m, "manifest")?,
+        phase: match st(m, "phase")?.as_str() {
+            "manifest" => Phase::Manifest,
+            "tombstone" => Phase::Tombstone,
+            _ => return None,
+        },
+    })
 }

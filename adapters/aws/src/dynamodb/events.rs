@@ -1,5 +1,5 @@
 //! Event items: the conditional put, reads by id, index pages, counts, and the archive's
-//! batched existence checks and deletes.
+//! batched existence checks and tombstones.
 
 use crate::dynamodb::expr::{Expr, expression, ts_bounds};
 use crate::dynamodb::item::{self, attr};
@@ -13,23 +13,21 @@ use audit::domain::filter::{Filter, Order};
 use audit::domain::plan::{EventKey, Partition, Path};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
-use audit::ports::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, IndexPage, IndexQuery};
-use audit::ports::{PutOutcome, StoreError};
+use audit::ports::{CountPage, EventArchiver, EventIndex, EventReader, EventWriter, IndexPage, IndexQuery};
+use audit::ports::{Lookup, Moved, PutOutcome, StoreError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    DeleteRequest, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, Select, WriteRequest,
-};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure, Select};
 use futures::StreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// BatchWriteItem's limit.
-const DELETE_BATCH: usize = 25;
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
-/// Delete batches in flight.
-const DELETE_CONCURRENCY: usize = 8;
+/// Tombstone writes in flight: one UpdateItem per event, since a batch cannot carry a
+/// condition (and IAM cannot tell a batch's puts from its deletes).
+const TOMBSTONE_CONCURRENCY: usize = 32;
 
-type BatchFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+type Tombstoning<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 fn event_key(tenant: &TenantId, id: &str) -> Item {
     key(&keys::event_pk(tenant, id), keys::EVENT_SK)
@@ -80,32 +78,50 @@ impl Table {
         last.map(item::event_key).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    async fn delete_batch(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
-        let mut requests: Vec<WriteRequest> = ids
-            .iter()
-            .map(|id| {
-                let del = DeleteRequest::builder().set_key(Some(event_key(tenant, id))).build();
-                del.map(|d| WriteRequest::builder().delete_request(d).build())
-                    .map_err(|e| StoreError::Refused(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut attempt = 0;
-        while !requests.is_empty() {
-            let run = retry(&self.backoff, "BatchWriteItem archive delete", || {
-                self.client.batch_write_item().request_items(&self.name, requests.clone()).send()
-            })
-            .await;
-            let out = run.result.map_err(|e| store_error(&e))?;
-            requests = out.unprocessed_items().and_then(|u| u.get(&self.name)).cloned().unwrap_or_default();
-            if !requests.is_empty() {
-                attempt += 1;
-                if attempt >= self.backoff.attempts {
-                    return Err(StoreError::Unavailable(format!("{} deletes left unprocessed", requests.len())));
-                }
-                tokio::time::sleep(self.backoff.delay(attempt)).await;
-            }
+    /// One event's tombstone: every attribute but the identity, `dedup`, `hash` and `ts`
+    /// removed, the day and part set. The condition lets a repeat through and stops an
+    /// id already archived elsewhere; an absent item is left absent.
+    async fn tombstone_one(&self, tenant: &TenantId, m: &Moved) -> Result<(), StoreError> {
+        let removes: Vec<String> = (0..item::TOMBSTONE_REMOVES.len()).map(|i| format!("#r{i}")).collect();
+        let mut names: HashMap<String, String> =
+            removes.iter().zip(item::TOMBSTONE_REMOVES).map(|(k, v)| (k.clone(), v.to_owned())).collect();
+        names.extend([
+            ("#pk".to_owned(), keys::PK.to_owned()),
+            ("#ad".to_owned(), attr::ARCHIVED_DATE.to_owned()),
+            ("#ap".to_owned(), attr::ARCHIVED_PART.to_owned()),
+        ]);
+        let update = format!("SET #ad = :d, #ap = :p REMOVE {}", removes.join(", "));
+        let run = retry(&self.backoff, "UpdateItem tombstone", || {
+            self.client
+                .update_item()
+                .table_name(&self.name)
+                .set_key(Some(event_key(tenant, &m.id)))
+                .update_expression(&update)
+                .condition_expression(
+                    "attribute_exists(#pk) AND (attribute_not_exists(#ad) OR (#ad = :d AND #ap = :p))",
+                )
+                .set_expression_attribute_names(Some(names.clone()))
+                .expression_attribute_values(":d", s(&m.date))
+                .expression_attribute_values(":p", s(&m.part))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+        })
+        .await;
+        match run.result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                    // Gone already (deleted by an archive from before tombstones).
+                    None => Ok(()),
+                    Some(old) => {
+                        let at = item::archived_at(old).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let at = at.map(|a| format!("{}/{}", a.date, a.part)).unwrap_or_default();
+                        Err(StoreError::Corrupt(format!("{} is archived in {at} already", m.id)))
+                    }
+                },
+                _ => Err(store_error(&err)),
+            },
         }
-        Ok(())
     }
 }
 
@@ -145,7 +161,7 @@ impl EventWriter for Table {
 
 #[async_trait]
 impl EventReader for Table {
-    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    async fn get(&self, tenant: &TenantId, id: &str) -> Result<Lookup, StoreError> {
         let run = retry(&self.backoff, "GetItem event", || {
             self.client
                 .get_item()
@@ -156,7 +172,12 @@ impl EventReader for Table {
         })
         .await;
         let out = run.result.map_err(|e| store_error(&e))?;
-        out.item().map(item::from_item).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+        let Some(found) = out.item() else { return Ok(Lookup::Absent) };
+        let corrupt = |e: item::ItemError| StoreError::Corrupt(e.to_string());
+        match item::archived_at(found).map_err(corrupt)? {
+            Some(at) => Ok(Lookup::Archived(at)),
+            None => item::from_item(found).map(|e| Lookup::Online(Box::new(e))).map_err(corrupt),
+        }
     }
 
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
@@ -168,8 +189,9 @@ impl EventReader for Table {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(keys_left.clone()))
                     .consistent_read(true)
-                    .projection_expression("#pk")
+                    .projection_expression("#pk, #ad")
                     .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_names("#ad", attr::ARCHIVED_DATE)
                     .build()
                     .map_err(|e| StoreError::Refused(e.to_string()))?;
                 let run = retry(&self.backoff, "BatchGetItem archive check", || {
@@ -177,7 +199,8 @@ impl EventReader for Table {
                 })
                 .await;
                 let out = run.result.map_err(|e| store_error(&e))?;
-                for it in out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten() {
+                let online = out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten();
+                for it in online.filter(|it| !it.contains_key(attr::ARCHIVED_DATE)) {
                     if let Ok(pk) = item::string(it, keys::PK) {
                         found.insert(pk.clone());
                     }
@@ -264,18 +287,15 @@ impl EventIndex for Table {
 }
 
 #[async_trait]
-impl EventDeleter for Table {
-    /// 25 per BatchWriteItem with several in flight, retrying unprocessed items until
-    /// each is gone.
-    async fn delete(&self, tenant: &TenantId, ids: &[String]) -> Result<(), StoreError> {
+impl EventArchiver for Table {
+    /// One conditional UpdateItem per event, several in flight.
+    async fn tombstone(&self, tenant: &TenantId, moved: &[Moved]) -> Result<(), StoreError> {
         // Boxed and collected first so the stream's type names no closure lifetime (a
         // caller's future must be provably Send, e.g. under tokio::spawn).
-        let batches: Vec<BatchFuture<'_>> = ids
-            .chunks(DELETE_BATCH)
-            .map(|chunk| -> BatchFuture<'_> { Box::pin(self.delete_batch(tenant, chunk)) })
-            .collect();
+        let writes: Vec<Tombstoning<'_>> =
+            moved.iter().map(|m| -> Tombstoning<'_> { Box::pin(self.tombstone_one(tenant, m)) }).collect();
         let results: Vec<Result<(), StoreError>> =
-            futures::stream::iter(batches).buffer_unordered(DELETE_CONCURRENCY).collect().await;
+            futures::stream::iter(writes).buffer_unordered(TOMBSTONE_CONCURRENCY).collect().await;
         results.into_iter().collect()
     }
 }

@@ -1,17 +1,23 @@
 //! Export jobs: one item per job in the tenant's `EXPORTS#{tenant}` partition, sorted by
 //! id (a UUIDv7, so by creation time). Every state change is a conditional update written
-//! from the rules in `audit::domain::export` (`Job::claimable` and its siblings).
+//! from the rules in `audit::domain::export` (`Job::claimable` and its siblings). Each
+//! item carries the table's TTL attribute, set when the job is created and again when it
+//! finishes, so records expire after their files ([`keep_until`]).
 
 use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
-use audit::domain::export::{DOWNLOAD_HOURS, Format, Job, Produced, STALE_SECONDS, Status, id_lower_bound};
+use audit::domain::export::{DOWNLOAD_HOURS, Format, Job, Produced, STALE_SECONDS, Status, id_lower_bound, keep_until};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{ExportJobs, StoreError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
+
+/// The table's TTL attribute (`TimeToLiveSpecification` in template.yaml): seconds since
+/// the epoch. `TTL` is a reserved word, so expressions name it `#ttl`.
+pub const TTL: &str = "ttl";
 
 fn job_key(tenant: &TenantId, id: &str) -> Item {
     key(&keys::export_jobs_pk(tenant), id)
@@ -24,6 +30,7 @@ fn to_item(job: &Job) -> Item {
     item.insert("query".into(), s(&job.query));
     item.insert("requested_by".into(), s(&job.requested_by));
     item.insert("created_at".into(), s(&job.created_at.to_string()));
+    item.insert(TTL.into(), n(keep_until(job.created_at)));
     item
 }
 
@@ -126,7 +133,7 @@ impl ExportJobs for Table {
         self.job_update(
             tenant,
             id,
-            "SET #st = :done, #rows = :rows, #bytes = :bytes, truncated = :tr, completed_at = :now, expires_at = :exp",
+            "SET #st = :done, #rows = :rows, #bytes = :bytes, truncated = :tr, completed_at = :now, expires_at = :exp, #ttl = :ttl",
             "#st = :running",
             &[
                 (":done", s(Status::Succeeded.as_str())),
@@ -136,6 +143,7 @@ impl ExportJobs for Table {
                 (":tr", AttributeValue::Bool(p.truncated)),
                 (":now", s(&now.to_string())),
                 (":exp", s(&now.plus_seconds(DOWNLOAD_HOURS * 3600).to_string())),
+                (":ttl", n(keep_until(now))),
             ],
         )
         .await
@@ -152,7 +160,7 @@ impl ExportJobs for Table {
         self.job_update(
             tenant,
             id,
-            "SET #st = :failed, error_code = :code, error_message = :msg, completed_at = :now",
+            "SET #st = :failed, error_code = :code, error_message = :msg, completed_at = :now, #ttl = :ttl",
             "#st = :running OR #st = :queued",
             &[
                 (":failed", s(Status::Failed.as_str())),
@@ -161,6 +169,7 @@ impl ExportJobs for Table {
                 (":code", s(code)),
                 (":msg", s(message)),
                 (":now", s(&now.to_string())),
+                (":ttl", n(keep_until(now))),
             ],
         )
         .await
@@ -192,6 +201,9 @@ impl Table {
         if set.contains("#rows") {
             names.insert("#rows".into(), "rows".into());
             names.insert("#bytes".into(), "bytes".into());
+        }
+        if set.contains("#ttl") {
+            names.insert("#ttl".into(), TTL.into());
         }
         let values: HashMap<String, AttributeValue> =
             values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();

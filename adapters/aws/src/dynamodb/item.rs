@@ -3,6 +3,9 @@
 //! The item holds the event's canonical JSON (`doc`, exactly the bytes the hash covers)
 //! plus the few attributes that keys and filters need. Reading back parses `doc` and
 //! checks it against `hash`, so a corrupted item is reported, never served.
+//!
+//! Once archived, the item becomes a tombstone ([`TOMBSTONE_REMOVES`]): the identity
+//! and `dedup` stay, so the id stays taken, and it points to the part holding the row.
 
 use crate::dynamodb::keys::{self, BY_ACTION, BY_ACTOR, BY_RESOURCE, BY_TIME};
 use crate::dynamodb::values::{Item, n, s};
@@ -11,6 +14,7 @@ use audit::domain::event::{Event, StoredEvent};
 use audit::domain::filter::search_text;
 use audit::domain::plan::EventKey;
 use audit::domain::timestamp::Timestamp;
+use audit::ports::ArchivedAt;
 
 /// Attribute names of an event item besides the keys.
 pub mod attr {
@@ -31,7 +35,32 @@ pub mod attr {
     /// Lowercased description, action, actor name and email, resource id and name,
     /// joined by newlines: what the `q` keyword filter matches.
     pub const SEARCH: &str = "search";
+    /// A tombstone's day and part (`YYYY-MM-DD`, `part-NNNNN.parquet`).
+    pub const ARCHIVED_DATE: &str = "archived_date";
+    pub const ARCHIVED_PART: &str = "archived_part";
 }
+
+/// What a tombstone drops of an event item: everything but `pk`, `sk`, `tenant_id`,
+/// `id`, `dedup`, `hash` and `ts`, in particular every index partition key, so a
+/// tombstone is in no index. A new item attribute belongs here unless a tombstone must
+/// keep it (a test fails until it is one or the other).
+pub const TOMBSTONE_REMOVES: [&str; 15] = [
+    attr::DOC,
+    attr::RECEIVED_AT,
+    attr::SHARD,
+    attr::ACTION,
+    attr::OUTCOME,
+    attr::ACTOR_ID,
+    attr::ACTOR_EMAIL,
+    attr::RESOURCE_TYPE,
+    attr::RESOURCE_ID,
+    attr::WORKSPACE_ID,
+    attr::SEARCH,
+    BY_TIME.pk,
+    BY_ACTOR.pk,
+    BY_ACTION.pk,
+    BY_RESOURCE.pk,
+];
 
 /// A stored item that is not a valid event.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +135,16 @@ pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
     Ok(StoredEvent { event, received_at, hash: hash.clone(), doc: doc.clone() })
 }
 
+/// Where a tombstone says its event went; `None` for an online item.
+///
+/// # Errors
+/// [`ItemError::Attribute`] when a tombstone lacks its part or key.
+pub fn archived_at(item: &Item) -> Result<Option<ArchivedAt>, ItemError> {
+    let Some(date) = crate::dynamodb::values::get_s(item, attr::ARCHIVED_DATE) else { return Ok(None) };
+    let part = string(item, attr::ARCHIVED_PART)?;
+    Ok(Some(ArchivedAt { date: date.clone(), part: part.clone(), key: event_key(item)? }))
+}
+
 /// Reads a string attribute.
 ///
 /// # Errors
@@ -144,6 +183,23 @@ mod tests {
             let stored = event.stamp(Timestamp::now());
             let item = to_item(&stored, 3, &stored.hash);
             prop_assert_eq!(from_item(&item).ok(), Some(stored));
+        }
+
+        #[test]
+        fn a_tombstone_keeps_exactly_the_identity_dedup_hash_and_key(event in arb_full_event()) {
+            let stored = event.stamp(Timestamp::now());
+            let mut item = to_item(&stored, 3, "digest");
+            for name in TOMBSTONE_REMOVES {
+                item.remove(name);
+            }
+            let mut kept: Vec<&str> = item.keys().map(String::as_str).collect();
+            kept.sort_unstable();
+            prop_assert_eq!(kept, vec!["dedup", "hash", "id", "pk", "sk", "tenant_id", "ts"]);
+            prop_assert!(archived_at(&item).ok().flatten().is_none());
+            item.insert(attr::ARCHIVED_DATE.into(), AttributeValue::S("2026-01-02".into()));
+            item.insert(attr::ARCHIVED_PART.into(), AttributeValue::S("part-00003.parquet".into()));
+            let at = archived_at(&item).ok().flatten();
+            prop_assert_eq!(at.map(|a| (a.part, a.key)), Some(("part-00003.parquet".to_owned(), EventKey::new(stored.event.occurred_at, &stored.event.id))));
         }
 
         #[test]

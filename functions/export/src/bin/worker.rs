@@ -1,5 +1,5 @@
-//! Lambda entry point of the export worker (SQS event source, one job per message,
-//! partial batch responses).
+//! Lambda entry point of the export worker (SQS event sources: the export queue, one job
+//! per message, and its dead-letter queue; partial batch responses).
 
 use audit::usecases::export::Exporter;
 use audit_runtime::{self as runtime, run};
@@ -11,6 +11,6 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let (archive, exports) = (aws.bucket(&config.archive_bucket), aws.bucket(&config.export_bucket));
-    let exporter = Exporter::on(&table, &archive, &exports, config.max_rows);
-    run::queue(|event| handle_queue(&exporter, event)).await
+    let exporter = Exporter::on(&table, &archive, &exports, config.max_rows, config.hot_days);
+    run::queue(|event| handle_queue(&exporter, &config.dead_letter_queue_url, event)).await
 }

@@ -1,6 +1,7 @@
 //! The local stack's application process: the API (ingest, query and export routers) on
-//! `127.0.0.1:$AUDIT_PORT`, the ingest queue consumer, the export worker and the archive
-//! schedule, each through the handler its Lambda entry point runs.
+//! `127.0.0.1:$AUDIT_PORT`, the ingest queue consumer, the export worker (on the export
+//! queue and its dead-letter queue) and the archive schedule, each through the handler
+//! its Lambda entry point runs.
 
 use anyhow::Context;
 use audit::usecases::archive::ArchiveStores;
@@ -37,12 +38,24 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, config.export_worker.max_rows);
+    let w = &config.export_worker;
+    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, w.max_rows, w.hot_days);
     let export_queue = aws.queue(&config.export_api.export_queue_url);
+    let worker = exporter.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_queue(&exporter, event)).await {
+            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_jobs(&worker, event)).await {
                 tracing::error!(error = ?e, "export queue poll failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    // The worker's second event source: jobs whose every run died end `failed`.
+    let dead_letters = aws.queue(&w.dead_letter_queue_url);
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, event)).await {
+                tracing::error!(error = ?e, "export dead-letter queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -62,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
 
     let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier() };
     let query_state = query::QueryState {
-        query: Query::on(&table, config.query.cursor_key(), config.query.hot_days),
+        query: Query::on(&table, &archive_bucket, config.query.cursor_key(), config.query.hot_days),
         verifier: config.query.auth.verifier(),
     };
     let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);

@@ -1,18 +1,32 @@
-//! The archived side of an export: the archived events matching a filter, newest first,
-//! one day at a time, each day's parts merged.
+//! The archived side of an export: the archived events of a range, newest first, read a
+//! day at a time as the export reaches it, each day's parts merged.
+//!
+//! An archive run can move days while an export runs: it writes a part's manifest, then
+//! tombstones the part's events, and an online read after that misses them. So the
+//! archived side never trusts an old view: days are opened only when the export reaches
+//! them (their manifest read then), and after every online read [`ArchiveSide::sync`]
+//! lists the days again and re-reads the manifests of the open days, adding parts that
+//! appeared. A part that appears is read from the export's position down: its events
+//! above that position were read online before the archive tombstoned them (otherwise an
+//! earlier sync would have found the part), so each event comes out once.
 
-use crate::domain::filter::{Filter, Order};
-use crate::domain::manifest::{self, Manifest, PartEntry};
+use crate::domain::filter::Filter;
+use crate::domain::manifest::{self, Manifest, ManifestObject, PartEntry};
 use crate::domain::row::Row;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, Batch, Part, Span};
 use crate::ports::BlobStore;
 use crate::usecases::export::ExportError;
-use crate::usecases::merge::{Ahead, Merge, Pull};
+use crate::usecases::merge::{Ahead, Keyed, Pull, Sorted};
 use async_trait::async_trait;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// One archived part, read newest first, one row group at a time.
+/// An export's position: the last key it wrote, `(occurred_at micros, id)`.
+pub type Position = (i64, String);
+
+/// One archived part, read newest first, one row group at a time, from the export's
+/// position down.
 pub struct PartRows<'a> {
     bucket: &'a dyn BlobStore,
     columns: Option<&'static [&'static str]>,
@@ -24,6 +38,8 @@ pub struct PartRows<'a> {
     batches: Vec<Batch>,
     /// Rows left in the last batch.
     left: usize,
+    /// Rows above this key are skipped (they were written from the online side).
+    below: Option<Position>,
 }
 
 impl<'a> PartRows<'a> {
@@ -33,6 +49,7 @@ impl<'a> PartRows<'a> {
         key: String,
         entry: &PartEntry,
         filter: &Filter,
+        below: Option<Position>,
     ) -> Result<Self, ExportError> {
         let meta = parquet_read::footer(bucket, &key).await?;
         let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
@@ -40,11 +57,14 @@ impl<'a> PartRows<'a> {
             return Err(ExportError::Archive(format!("{key} holds {rows} rows; its manifest says {}", entry.rows)));
         }
         let part = Part::from_metadata(std::sync::Arc::new(meta))?;
-        let (from, to) = (filter.from.micros(), filter.to.micros());
+        let (from, mut to) = (filter.from.micros(), filter.to.micros());
+        if let Some((at, _)) = &below {
+            to = to.min(at + 1);
+        }
         let row_groups = (0..part.row_groups())
             .filter(|&rg| part.time_range(rg).is_none_or(|(lo, hi)| hi >= from && lo < to))
             .collect();
-        Ok(Self { bucket, columns, key, size: entry.bytes, part, row_groups, batches: Vec::new(), left: 0 })
+        Ok(Self { bucket, columns, key, size: entry.bytes, part, row_groups, batches: Vec::new(), left: 0, below })
     }
 }
 
@@ -58,7 +78,12 @@ impl Pull for PartRows<'_> {
             if let Some(batch) = self.batches.last() {
                 if self.left > 0 {
                     self.left -= 1;
-                    return Ok(Some(batch.row(self.left).into_owned()));
+                    let row = batch.row(self.left);
+                    if self.below.as_ref().is_some_and(|(t, id)| row.key() > (*t, id.as_str())) {
+                        continue;
+                    }
+                    self.below = None;
+                    return Ok(Some(row.into_owned()));
                 }
                 self.batches.pop();
                 self.left = self.batches.last().map_or(0, Batch::len);
@@ -74,18 +99,28 @@ impl Pull for PartRows<'_> {
     }
 }
 
-/// The archived events matching a filter, newest first.
-pub struct ArchiveRows<'a> {
+/// A day whose manifest the export has read, and what it opened of it.
+struct OpenDay {
+    etag: Option<String>,
+    parts: HashSet<String>,
+}
+
+/// The archived events of a range, newest first, over days opened as the export
+/// reaches them.
+pub struct ArchiveSide<'a> {
     bucket: &'a dyn BlobStore,
     tenant: &'a TenantId,
     filter: &'a Filter,
     columns: Option<&'static [&'static str]>,
-    /// Archived days in range, oldest first (taken from the end).
-    days: Vec<String>,
-    day: Option<Merge<Ahead<PartRows<'a>>>>,
+    /// Days in range that had a manifest when last listed.
+    listed: BTreeSet<String>,
+    opened: BTreeMap<String, OpenDay>,
+    streams: Vec<Ahead<PartRows<'a>>>,
+    /// Reads of the bucket for manifests (lists and gets), for the tests.
+    pub manifest_reads: u32,
 }
 
-impl<'a> ArchiveRows<'a> {
+impl<'a> ArchiveSide<'a> {
     /// # Errors
     /// [`ExportError::Blob`] when the manifests cannot be listed.
     pub async fn open(
@@ -94,61 +129,162 @@ impl<'a> ArchiveRows<'a> {
         filter: &'a Filter,
         columns: Option<&'static [&'static str]>,
     ) -> Result<Self, ExportError> {
-        let first = filter.from.day();
-        let last = Timestamp::from_micros(filter.to.micros() - 1).unwrap_or(filter.to).day();
-        let prefix = manifest::manifests_prefix(tenant.as_str());
-        let mut days: Vec<String> = bucket
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter_map(|o| {
-                o.key.strip_prefix(&format!("{prefix}date=")).and_then(|d| d.strip_suffix(".json")).map(str::to_owned)
-            })
-            .filter(|d| *d >= first && *d <= last)
-            .collect();
-        days.sort();
-        Ok(Self { bucket, tenant, filter, columns, days, day: None })
+        let mut side = Self {
+            bucket,
+            tenant,
+            filter,
+            columns,
+            listed: BTreeSet::new(),
+            opened: BTreeMap::new(),
+            streams: Vec::new(),
+            manifest_reads: 0,
+        };
+        side.list().await?;
+        Ok(side)
     }
 
-    /// The parts of `day` that overlap the range, merged.
-    async fn open_day(&self, day: &str) -> Result<Merge<Ahead<PartRows<'a>>>, ExportError> {
-        let key = manifest::manifest_key(self.tenant.as_str(), day);
-        let mut parts = Vec::new();
-        if let Some((bytes, _)) = self.bucket.get_bytes(&key).await? {
-            let m: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| ExportError::Archive(format!("{key} is unreadable: {e}")))?;
-            let (from, to) = (self.filter.from, self.filter.to);
-            for entry in &m.parts {
-                let (Ok(first), Ok(last)) = (Timestamp::parse(&entry.first), Timestamp::parse(&entry.last)) else {
-                    return Err(ExportError::Archive(format!("{key} lists {} with invalid times", entry.name)));
-                };
-                if last < from || first >= to {
-                    continue;
-                }
-                let part_key = format!("{}{}", manifest::day_prefix(self.tenant.as_str(), day), entry.name);
-                parts.push(Ahead::new(PartRows::open(self.bucket, self.columns, part_key, entry, self.filter).await?));
+    fn first_day(&self) -> String {
+        self.filter.from.day()
+    }
+
+    fn last_day(&self) -> String {
+        Timestamp::from_micros(self.filter.to.micros() - 1).unwrap_or(self.filter.to).day()
+    }
+
+    async fn list(&mut self) -> Result<(), ExportError> {
+        let t = self.tenant.as_str();
+        let prefix = format!("{}date=", manifest::manifests_prefix(t));
+        self.manifest_reads += 1;
+        let (first, last) = (self.first_day(), self.last_day());
+        for o in self.bucket.list(&prefix).await? {
+            if let Some(ManifestObject::Day(d)) = manifest::parse_key(t, &o.key)
+                && d >= first
+                && d <= last
+            {
+                self.listed.insert(d);
             }
         }
-        Ok(Merge::new(parts, Order::Desc))
+        Ok(())
+    }
+
+    /// Reads `date`'s manifest and opens the parts not opened yet that overlap the range,
+    /// each from `below` down.
+    async fn read_day(&mut self, date: &str, below: Option<&Position>) -> Result<(), ExportError> {
+        let key = manifest::manifest_key(self.tenant.as_str(), date);
+        self.manifest_reads += 1;
+        let Some((bytes, etag)) = self.bucket.get_bytes(&key).await? else {
+            self.opened.entry(date.to_owned()).or_insert(OpenDay { etag: None, parts: HashSet::new() });
+            return Ok(());
+        };
+        let day = self.opened.entry(date.to_owned()).or_insert(OpenDay { etag: None, parts: HashSet::new() });
+        if day.etag.as_deref() == Some(etag.as_str()) {
+            return Ok(());
+        }
+        day.etag = Some(etag);
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| ExportError::Archive(format!("{key} is unreadable: {e}")))?;
+        let (from, to) = (self.filter.from, self.filter.to);
+        let mut new = Vec::new();
+        for entry in m.parts {
+            if !day.parts.insert(entry.name.clone()) {
+                continue;
+            }
+            let (Ok(first), Ok(last)) = (Timestamp::parse(&entry.first), Timestamp::parse(&entry.last)) else {
+                return Err(ExportError::Archive(format!("{key} lists {} with invalid times", entry.name)));
+            };
+            if last < from || first >= to || below.is_some_and(|(t, _)| first.micros() > *t) {
+                continue;
+            }
+            new.push(entry);
+        }
+        for entry in new {
+            let part_key = format!("{}{}", manifest::day_prefix(self.tenant.as_str(), date), entry.name);
+            let part = PartRows::open(self.bucket, self.columns, part_key, &entry, self.filter, below.cloned()).await?;
+            self.streams.push(Ahead::new(part));
+        }
+        Ok(())
+    }
+
+    /// Catches up with archive runs since the last look: lists the days again, and
+    /// re-reads the manifests of the open days at or below `position`, opening the parts
+    /// that appeared from `position` down.
+    ///
+    /// # Errors
+    /// [`ExportError`] when the bucket cannot be read or a manifest is unreadable.
+    pub async fn sync(&mut self, position: Option<&Position>) -> Result<(), ExportError> {
+        self.list().await?;
+        let reached: Vec<String> =
+            self.opened.keys().filter(|d| position.is_none_or(|(t, _)| day_start(d).micros() <= *t)).cloned().collect();
+        for date in reached {
+            self.read_day(&date, position).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the newest listed day not yet opened whose end lies above `frontier` (the
+    /// time of the next key the export would write), so no archived row above it is left
+    /// unread;
+    /// `true` when it opened one.
+    ///
+    /// # Errors
+    /// As [`ArchiveSide::sync`].
+    pub async fn open_due(&mut self, frontier: Option<i64>, below: Option<&Position>) -> Result<bool, ExportError> {
+        let due = self
+            .listed
+            .iter()
+            .rev()
+            .find(|d| {
+                !self.opened.contains_key(*d) && frontier.is_none_or(|t| day_start(d).plus_seconds(86_400).micros() > t)
+            })
+            .cloned();
+        match due {
+            Some(date) => {
+                self.read_day(&date, below).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Fills every open part that has nothing at hand, and drops the finished ones.
+    ///
+    /// # Errors
+    /// [`ExportError`] when a part cannot be read.
+    pub async fn fill(&mut self) -> Result<(), ExportError> {
+        for s in &mut self.streams {
+            while s.head().is_none() && !s.exhausted() {
+                s.fill().await?;
+            }
+        }
+        self.streams.retain(|s| s.head().is_some());
+        Ok(())
+    }
+
+    /// The newest row at hand.
+    #[must_use]
+    pub fn head(&self) -> Option<&Row<'static>> {
+        self.best().and_then(|i| self.streams[i].head())
+    }
+
+    /// Takes the newest row at hand.
+    pub fn pop(&mut self) -> Option<Row<'static>> {
+        let i = self.best()?;
+        self.streams[i].pop()
+    }
+
+    fn best(&self) -> Option<usize> {
+        let mut best: Option<(usize, (i64, &str))> = None;
+        for (i, s) in self.streams.iter().enumerate() {
+            if let Some(key) = s.head().map(Keyed::key)
+                && best.is_none_or(|(_, b)| key > b)
+            {
+                best = Some((i, key));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 }
 
-#[async_trait]
-impl Pull for ArchiveRows<'_> {
-    type Item = Row<'static>;
-    type Error = ExportError;
-
-    async fn pull(&mut self) -> Result<Option<Row<'static>>, ExportError> {
-        loop {
-            if let Some(day) = &mut self.day {
-                match day.next().await? {
-                    Some((_, row)) if self.filter.matches(&row) => return Ok(Some(row)),
-                    Some(_) => continue,
-                    None => self.day = None,
-                }
-            }
-            let Some(day) = self.days.pop() else { return Ok(None) };
-            self.day = Some(self.open_day(&day).await?);
-        }
-    }
+fn day_start(day: &str) -> Timestamp {
+    Timestamp::parse(&format!("{day}T00:00:00Z")).unwrap_or(Timestamp::MIN)
 }

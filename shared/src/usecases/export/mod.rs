@@ -4,31 +4,40 @@
 //! Two sources are merged in `(occurred_at, id)` order, newest first:
 //! - online: the query API's own plan (path, partitions, filters), one stream per
 //!   partition ([`online`]);
-//! - archived: the days whose manifests fall in the range, newest first; per day, the
-//!   parts whose first/last times overlap it, and per part only the row groups whose
-//!   statistics do, each fetched with one ranged read and read from its end
-//!   ([`archived`]).
+//! - archived: the days with a manifest in the range, opened as the export reaches
+//!   them; per day, the parts whose first/last times overlap it, and per part only the
+//!   row groups whose statistics do, each fetched with one ranged read and read from its
+//!   end ([`archived`]).
 //!
-//! While an archive run is between its manifest and its deletes an event is in both
-//! places; equal keys meet in the merge and the second is dropped. The file is uploaded
+//! An archive run may move days while the export runs. After every online read that
+//! could have missed events the archive just tombstoned (in a day the archive may be
+//! moving), the archived side lists the days again and re-reads the open days'
+//! manifests before anything below is written, so an event is found in one place or the
+//! other. While an archive run is between a manifest and its tombstones an event is in
+//! both; equal keys meet in the merge and the second is dropped. The file is uploaded
 //! as it fills, so memory stays bounded whatever its size. [`requests`] is the API side:
-//! asking for an export and seeing how it went.
+//! asking for an export and seeing how it went, and the dead letters of jobs that never
+//! finished.
 
 pub mod archived;
 pub mod online;
 pub mod requests;
 
-use crate::domain::export::{Job, Message, Produced};
+use crate::domain::export::{INCOMPLETE, Job, Message, Produced};
 use crate::domain::export_request::stored_filter;
-use crate::domain::filter::{Filter, Order};
-use crate::domain::row::Row;
+use crate::domain::filter::Filter;
+use crate::domain::retention::online_start;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
 use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, ExportJobs, StoreError, Tenants, Upload};
-use crate::usecases::merge::{Ahead, Merge, Sorted};
+use crate::usecases::merge::{Ahead, Keyed, Sorted};
 use std::sync::Arc;
+
+/// Days this close to the online window's start may be moving when the export runs (an
+/// archive run's clock and the tenant's settings may differ a little from the export's).
+const MOVING_MARGIN_DAYS: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -77,14 +86,14 @@ pub struct Exporter {
     pub exports: Arc<dyn BlobStore>,
     /// `AUDIT_EXPORT_MAX_ROWS`: past it, the most recent rows are kept.
     pub max_rows: u64,
+    /// `AUDIT_HOT_DAYS`, for tenants without their own window: which days an archive run
+    /// may be moving while an export reads them.
+    pub default_hot_days: u32,
 }
-
-/// Rows of one side of an export, newest first.
-type Side<'a> = Box<dyn Sorted<Item = Row<'static>, Error = ExportError> + 'a>;
 
 impl Exporter {
     /// The worker on one store that holds jobs, tenants, catalogs and events.
-    pub fn on<S, A, E>(store: &Arc<S>, archive: &Arc<A>, exports: &Arc<E>, max_rows: u64) -> Self
+    pub fn on<S, A, E>(store: &Arc<S>, archive: &Arc<A>, exports: &Arc<E>, max_rows: u64, default_hot_days: u32) -> Self
     where
         S: ExportJobs + Tenants + Catalogs + EventIndex + 'static,
         A: BlobStore + 'static,
@@ -98,6 +107,7 @@ impl Exporter {
             archive: archive.clone(),
             exports: exports.clone(),
             max_rows,
+            default_hot_days,
         }
     }
 
@@ -118,6 +128,35 @@ impl Exporter {
             },
             Err(e) => {
                 tracing::error!(body, error = %e, "not an export job message");
+                false
+            }
+        }
+    }
+
+    /// Handles one message of the export dead-letter queue: a job whose every delivery
+    /// ended without finishing it (the worker timed out or crashed each time) is marked
+    /// `failed` with code `incomplete`, so it ends. Returns whether it is done with: not
+    /// when the job's record cannot be written (the message comes back). A body that is
+    /// no job's names nothing to mark; it is logged and dropped.
+    pub async fn dead_letter(&self, body: &str) -> bool {
+        let message = serde_json::from_str::<Message>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| TenantId::parse(&m.tenant_id).map(|t| (t, m.id)).map_err(|e| e.to_string()));
+        let (tenant, id) = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(body, error = %e, "dead letter that is not an export job message; dropped");
+                return true;
+            }
+        };
+        let why = "the export did not finish in any of its attempts (each was stopped by the time limit or a crash); ask for a smaller range";
+        match self.jobs.fail(&tenant, &id, INCOMPLETE, why, Timestamp::now()).await {
+            Ok(marked) => {
+                tracing::warn!(%tenant, id, marked, "export job dead-lettered");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%tenant, id, error = %e, "could not mark a dead-lettered export job failed; retrying");
                 false
             }
         }
@@ -166,15 +205,53 @@ impl Exporter {
 
     async fn write(&self, job: &Job, filter: &Filter, upload: &mut dyn Upload) -> Result<Produced, ExportError> {
         let settings = self.tenants.settings(&job.tenant).await?;
+        // Whether the range reaches days an archive run may be moving while the export
+        // reads them; if not, no online read can miss what the archive moved.
+        let moving = filter.from
+            < online_start(Timestamp::now(), settings.hot_days.unwrap_or(self.default_hot_days))
+                .plus_seconds(MOVING_MARGIN_DAYS * 86_400);
         let online = online::OnlineRows::open(&*self.catalogs, &*self.index, &job.tenant, settings, filter).await?;
-        let archived = archived::ArchiveRows::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;
-        let (online, archived): (Side<'_>, Side<'_>) = (Box::new(Ahead::new(online)), Box::new(Ahead::new(archived)));
-        // Online first: on equal keys its copy is the one kept.
-        let mut merged = Merge::new(vec![online, archived], Order::Desc);
+        let mut online = Ahead::new(online);
+        let mut archived =
+            archived::ArchiveSide::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;
+        let mut synced = 0;
+        let mut last: Option<archived::Position> = None;
         let mut buf = job.format.header();
         let mut rows = 0u64;
         let mut truncated = false;
-        while let Some((_, row)) = merged.next().await? {
+        loop {
+            while online.head().is_none() && !online.exhausted() {
+                online.fill().await?;
+            }
+            let reads = online.inner().reads();
+            if reads != synced && moving {
+                archived.sync(last.as_ref()).await?;
+            }
+            synced = reads;
+            archived.fill().await?;
+            let frontier = match (online.head().map(|r| r.key().0), archived.head().map(|r| r.key().0)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if archived.open_due(frontier, last.as_ref()).await? {
+                continue;
+            }
+            // On equal keys the online copy is taken; the archived one is dropped below.
+            let from_online = match (online.head().map(Keyed::key), archived.head().map(Keyed::key)) {
+                (Some(a), Some(b)) => a >= b,
+                (a, _) => a.is_some(),
+            };
+            let row = if from_online { online.pop() } else { archived.pop() };
+            let Some(row) = row else { break };
+            let (t, id) = row.key();
+            if last.as_ref().is_some_and(|(lt, lid)| *lt == t && lid == id) {
+                continue;
+            }
+            last = Some((t, id.to_owned()));
+            // The online side is filtered already; this is the definition it follows.
+            if !from_online && !filter.matches(&row) {
+                continue;
+            }
             if rows == self.max_rows {
                 truncated = true;
                 break;

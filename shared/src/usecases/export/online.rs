@@ -36,6 +36,14 @@ impl<'a> OnlineRows<'a> {
     }
 }
 
+impl OnlineRows<'_> {
+    /// Index reads made so far: the archived side catches up after each.
+    #[must_use]
+    pub fn reads(&self) -> u32 {
+        self.merge.streams().iter().map(|s| s.requests).sum()
+    }
+}
+
 #[async_trait]
 impl Pull for OnlineRows<'_> {
     type Item = Row<'static>;
