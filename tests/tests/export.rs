@@ -273,9 +273,11 @@ async fn links_expire_and_expired_exports_are_gone() {
 
     // A link past its own expiry is refused by s3s-fs.
     let key = format!("exports/{tenant}/{id}.csv");
-    let short = s.exports.presign_get(&key, std::time::Duration::from_secs(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    // Signing times are whole seconds, and a busy machine can take one or two between
+    // signing and fetching: 5 s keeps the first fetch inside the link's life.
+    let short = s.exports.presign_get(&key, std::time::Duration::from_secs(5)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(download(&short).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(download(&short).await.0, 403);
 
     // Past expires_at: the API says expired, gives no link, and the file is gone.
