@@ -66,14 +66,15 @@ async fn online_ids(store: &Table, tenant: &TenantId, shards: u16) -> Vec<String
                 .query()
                 .table_name(store.name())
                 .index_name(keys::BY_TIME.name)
-                .key_condition_expression("gt_pk = :p")
+                .key_condition_expression("#p = :p")
+                .expression_attribute_names("#p", keys::BY_TIME.pk)
                 .expression_attribute_values(":p", AttributeValue::S(keys::time_pk(tenant, shard)))
-                .projection_expression("id")
+                .projection_expression("ts")
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("{e:?}"));
-            ids.extend(out.items().iter().filter_map(|it| it.get("id")?.as_s().ok().cloned()));
+            ids.extend(out.items().iter().filter_map(|it| audit_aws::dynamodb::item::event_key(it).ok().map(|k| k.id)));
             start = out.last_evaluated_key;
             if start.is_none() {
                 break;

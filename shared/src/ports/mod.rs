@@ -15,8 +15,9 @@ pub mod registry;
 pub mod tenants;
 
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
-pub use catalogs::Catalogs;
-pub use events::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, Health, IndexPage, IndexQuery};
+pub use catalogs::{CatalogRead, Catalogs};
+pub use events::{CountPage, EventDeleter, EventIndex, EventReader, EventWriter, FETCH_MAX, Health};
+pub use events::{IndexEntry, IndexPage, IndexQuery};
 pub use events::{PutOutcome, StoreError};
 pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};

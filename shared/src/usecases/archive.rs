@@ -12,6 +12,7 @@
 //! finishes from the parts themselves. Late events find the day's manifest and become
 //! the next part of a new revision.
 
+use crate::domain::budget::Reserve;
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{self, ChainHead, Manifest, PartEntry, Pending, Phase};
@@ -24,7 +25,7 @@ use crate::formats::parquet_write::PartWriter;
 use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventDeleter, EventIndex, EventReader};
 use crate::ports::{RegistryError, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
-use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream};
+use crate::usecases::merge::{Events, Fetch, IndexRead};
 use serde::Serialize;
 use std::io::BufWriter;
 use std::path::Path;
@@ -280,8 +281,10 @@ impl Archiver {
         let per_read = (PAGE_ITEMS_TOTAL / usize::from(shards.max(1))).max(50);
         let fetch = Fetch { first: per_read, most: per_read };
         let path = ReadPath::Time;
-        let read = IndexRead { index: &*self.stores.index, tenant, path, filter: &filter, order: Order::Asc, fetch };
-        let mut stream = read.merge((0..shards.max(1)).map(|shard| Partition::new(shard, None)));
+        let index = &*self.stores.index;
+        let reserve = Reserve::default();
+        let read = IndexRead { index, tenant, path, filter: &filter, order: Order::Asc, fetch, budget: None, reserve };
+        let mut stream = read.events((0..shards.max(1)).map(|shard| Partition::new(shard, None)), &*self.stores.events);
         let mut parts: Vec<(PartEntry, Scratch)> = Vec::new();
         loop {
             let scratch = Scratch::new(".parquet");
@@ -343,7 +346,7 @@ impl Archiver {
     /// count and first and last `occurred_at`, or `None` when the stream had nothing left.
     async fn write_part(
         &self,
-        stream: &mut Merge<PartitionStream<'_>>,
+        stream: &mut Events<'_>,
         tenant: &TenantId,
         confirm: bool,
         path: &Path,

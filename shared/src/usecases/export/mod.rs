@@ -26,7 +26,7 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
-use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, ExportJobs, StoreError, Tenants, Upload};
+use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, StoreError, Tenants, Upload};
 use crate::usecases::merge::{Ahead, Merge, Sorted};
 use std::sync::Arc;
 
@@ -73,6 +73,7 @@ pub struct Exporter {
     pub tenants: Arc<dyn Tenants>,
     pub catalogs: Arc<dyn Catalogs>,
     pub index: Arc<dyn EventIndex>,
+    pub events: Arc<dyn EventReader>,
     pub archive: Arc<dyn BlobStore>,
     pub exports: Arc<dyn BlobStore>,
     /// `AUDIT_EXPORT_MAX_ROWS`: past it, the most recent rows are kept.
@@ -86,7 +87,7 @@ impl Exporter {
     /// The worker on one store that holds jobs, tenants, catalogs and events.
     pub fn on<S, A, E>(store: &Arc<S>, archive: &Arc<A>, exports: &Arc<E>, max_rows: u64) -> Self
     where
-        S: ExportJobs + Tenants + Catalogs + EventIndex + 'static,
+        S: ExportJobs + Tenants + Catalogs + EventIndex + EventReader + 'static,
         A: BlobStore + 'static,
         E: BlobStore + 'static,
     {
@@ -95,6 +96,7 @@ impl Exporter {
             tenants: store.clone(),
             catalogs: store.clone(),
             index: store.clone(),
+            events: store.clone(),
             archive: archive.clone(),
             exports: exports.clone(),
             max_rows,
@@ -166,7 +168,8 @@ impl Exporter {
 
     async fn write(&self, job: &Job, filter: &Filter, upload: &mut dyn Upload) -> Result<Produced, ExportError> {
         let settings = self.tenants.settings(&job.tenant).await?;
-        let online = online::OnlineRows::open(&*self.catalogs, &*self.index, &job.tenant, settings, filter).await?;
+        let (catalogs, index, events) = (&*self.catalogs, &*self.index, &*self.events);
+        let online = online::OnlineRows::open(catalogs, index, events, &job.tenant, settings, filter).await?;
         let archived = archived::ArchiveRows::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;
         let (online, archived): (Side<'_>, Side<'_>) = (Box::new(Ahead::new(online)), Box::new(Ahead::new(archived)));
         // Online first: on equal keys its copy is the one kept.
