@@ -65,7 +65,7 @@ wait_port() { # port name
 }
 
 # start_stack DIR: starts DynamoDB Local, s3s-fs and moto's SQS on free ports, creates the
-# resources of template.yaml, and writes DIR/env (shell export lines).
+# resources of template.yaml (or $AUDIT_TEMPLATE), and writes DIR/env (shell export lines).
 start_stack() {
   local dir=$1 ddb_port s3_port sqs_port ddb_dir
   ddb_port=$(free_port); s3_port=$(free_port); sqs_port=$(free_port)
@@ -96,7 +96,7 @@ export AUDIT_PORT=${AUDIT_PORT:-3000}
 export AUDIT_JWT_SECRET=${AUDIT_JWT_SECRET:-local-dev-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')}
 ENV
   # shellcheck disable=SC1091
-  (source "$dir/env" && "$VENV/bin/python" "$ROOT/infra/local/provision.py" "$ROOT/template.yaml") >>"$dir/env"
+  (source "$dir/env" && "$VENV/bin/python" "$ROOT/infra/local/provision.py" "${AUDIT_TEMPLATE:-$ROOT/template.yaml}") >>"$dir/env"
 }
 
 stop_stack() { # DIR

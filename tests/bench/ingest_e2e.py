@@ -64,11 +64,11 @@ def ours(url, events, concurrency):
 def item(e):
         t, i, ts = "ref-" + e["tenant_id"], e["id"], e["occurred_at"]
         res = e.get("resource", {})
-        it = {"pk": f"EV#{t}#{i}", "sk": "EV", "ts": f"{ts}#{i}", "gt_pk": f"{t}#0",
-              "ga_pk": f"{t}#0#{e['actor']['id']}", "gc_pk": f"{t}#0#{e['action']}",
+        it = {"pk": f"EV#{t}#{i}", "sk": "EV", "ts": f"{ts}#{i}", "gt": f"{t}#0",
+              "ga": f"{t}#0#{e['actor']['id']}", "gc": f"{t}#0#{e['action']}",
               "doc": json.dumps(e, separators=(",", ":"), sort_keys=True), "tenant_id": t, "id": i}
         if res.get("id"):
-            it["gr_pk"] = f"{t}#0#{res['id']}"
+            it["gr"] = f"{t}#0#{res['id']}"
         return it
 
 

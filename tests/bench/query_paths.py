@@ -129,15 +129,15 @@ def main():
     hi = "9999-12-31T23:59:59.999999Z#\U0010ffff"
     # One path each: (label, query string, index, pk attr, pk value)
     paths = [
-        ("time", f"from={frm}", "by_time", "gt_pk", f"{TENANT}#0"),
-        ("actor", f"from={frm}&actor=u-0-1", "by_actor", "ga_pk", f"{TENANT}#0#u-0-1"),
-        ("action", f"from={frm}&action=auth.login", "by_action", "gc_pk", f"{TENANT}#0#auth.login"),
+        ("time", f"from={frm}", "by_time", "gt", f"{TENANT}#0"),
+        ("actor", f"from={frm}&actor=u-0-1", "by_actor", "ga", f"{TENANT}#0#u-0-1"),
+        ("action", f"from={frm}&action=auth.login", "by_action", "gc", f"{TENANT}#0#auth.login"),
     ]
     # A resource id that exists: take one from the first page.
     first, *_ = api.get(f"/v1/events?from={frm}&limit=1")
     rid = first["items"][0]["resource"]["id"]
-    paths.append(("resource", f"from={frm}&resource_id={rid}", "by_resource", "gr_pk", f"{TENANT}#0#{rid}"))
-    paths.append(("time+filter", f"from={frm}&outcome=failure", "by_time", "gt_pk", f"{TENANT}#0"))
+    paths.append(("resource", f"from={frm}&resource_id={rid}", "by_resource", "gr", f"{TENANT}#0#{rid}"))
+    paths.append(("time+filter", f"from={frm}&outcome=failure", "by_time", "gt", f"{TENANT}#0"))
     for label, q, index, pk_attr, pk in paths:
         for page_no in (1, 50):
             cursor, raw_start = None, None

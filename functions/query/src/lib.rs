@@ -76,7 +76,8 @@ async fn list(
         .map_err(|v| ApiError::invalid("invalid parameters", &v))?;
     let page = s.query.list(&caller.tenant, &parsed, now).await?;
     let items: Vec<Value> = page.items.iter().map(StoredEvent::to_json).collect();
-    let mut resp = Json(json!({"items": items, "next_cursor": page.next_cursor})).into_response();
+    let body = json!({"items": items, "next_cursor": page.next_cursor, "budget_exhausted": page.budget_exhausted});
+    let mut resp = Json(body).into_response();
     let h = resp.headers_mut();
     h.insert("x-audit-requests", HeaderValue::from(page.stats.requests));
     h.insert("x-audit-items-read", HeaderValue::from(page.stats.items_read));
@@ -92,8 +93,8 @@ async fn count(
     let now = Timestamp::now();
     let parsed = parse_query(q.as_deref().unwrap_or_default(), Extra::Count, now)
         .map_err(|v| ApiError::invalid("invalid parameters", &v))?;
-    let (count, exact) = s.query.count(&caller.tenant, &parsed.filter, parsed.max, now).await?;
-    Ok(Json(json!({"count": count, "exact": exact})).into_response())
+    let count = s.query.count(&caller.tenant, &parsed.filter, parsed.max, now).await?;
+    Ok(Json(json!(count)).into_response())
 }
 
 async fn one(
@@ -133,11 +134,11 @@ async fn catalog(
     let caller = caller(&s.verifier, &headers, Scope::Read).await?;
     let q = parse_catalog_query(q.as_deref().unwrap_or_default())
         .map_err(|v| ApiError::invalid("invalid parameters", &v))?;
-    let items = match kind {
-        Catalog::Actions => json!(s.query.actions(&caller.tenant, q.as_deref()).await?),
-        Catalog::Actors => json!(s.query.actors(&caller.tenant, q.as_deref()).await?),
+    let body = match kind {
+        Catalog::Actions => json!(s.query.actions(&caller.tenant, &q).await?),
+        Catalog::Actors => json!(s.query.actors(&caller.tenant, &q).await?),
     };
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(body).into_response())
 }
 
 #[cfg(test)]

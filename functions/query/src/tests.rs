@@ -94,9 +94,9 @@ async fn counts_single_events_and_bad_parameters() {
     let (_, r) = seeded().await;
     let t = token("acme", "audit:read");
     let (status, body) = get(&r, Some(&t), "/v1/events/count?max=20").await;
-    assert_eq!((status, body), (200, json!({"count": 20, "exact": false})));
+    assert_eq!((status, body), (200, json!({"count": 20, "exact": false, "budget_exhausted": false})));
     let (_, body) = get(&r, Some(&t), "/v1/events/count").await;
-    assert_eq!(body, json!({"count": 25, "exact": true}));
+    assert_eq!(body, json!({"count": 25, "exact": true, "budget_exhausted": false}));
     let (status, body) = get(&r, Some(&t), "/v1/events/e-03").await;
     assert_eq!((status, body["action"].as_str()), (200, Some("api_key.create")));
     let (status, body) = get(&r, Some(&t), "/v1/events/missing").await;

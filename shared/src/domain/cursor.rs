@@ -47,6 +47,22 @@ pub struct Position {
     pub streams: Vec<StreamPos>,
 }
 
+/// Where a page of a catalog (`/v1/actions`, `/v1/actors`) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogPosition {
+    #[serde(rename = "t")]
+    pub tenant: String,
+    /// `actions` or `actors`.
+    #[serde(rename = "c")]
+    pub catalog: String,
+    /// The `q` the pages filter by.
+    #[serde(rename = "q")]
+    pub q: Option<String>,
+    /// The last key the previous page covered.
+    #[serde(rename = "a")]
+    pub after: String,
+}
+
 /// [`Order`] on the wire as `"asc": true | false`.
 mod ascending {
     use crate::domain::filter::Order;
@@ -85,17 +101,12 @@ impl CursorKey {
         mac.finalize().into_bytes()[..TAG_BYTES].to_vec()
     }
 
-    #[must_use]
-    pub fn encode(&self, pos: &Position) -> String {
-        let payload = serde_json::to_vec(pos).unwrap_or_default();
+    fn seal<T: Serialize>(&self, value: &T) -> String {
+        let payload = serde_json::to_vec(value).unwrap_or_default();
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(self.tag(&payload)))
     }
 
-    /// Checks the signature, the tenant and the filters.
-    ///
-    /// # Errors
-    /// [`BadCursor`] for anything else.
-    pub fn decode(&self, cursor: &str, tenant: &str, filter_digest: &str) -> Result<Position, BadCursor> {
+    fn open<T: for<'de> Deserialize<'de>>(&self, cursor: &str) -> Result<T, BadCursor> {
         let (payload, tag) = cursor.split_once('.').ok_or(BadCursor)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| BadCursor)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| BadCursor)?;
@@ -105,8 +116,44 @@ impl CursorKey {
         if tag.len() != TAG_BYTES {
             return Err(BadCursor);
         }
-        let pos: Position = serde_json::from_slice(&payload).map_err(|_| BadCursor)?;
+        serde_json::from_slice(&payload).map_err(|_| BadCursor)
+    }
+
+    #[must_use]
+    pub fn encode(&self, pos: &Position) -> String {
+        self.seal(pos)
+    }
+
+    /// Checks the signature, the tenant and the filters.
+    ///
+    /// # Errors
+    /// [`BadCursor`] for anything else.
+    pub fn decode(&self, cursor: &str, tenant: &str, filter_digest: &str) -> Result<Position, BadCursor> {
+        let pos: Position = self.open(cursor)?;
         if pos.tenant != tenant || pos.filter != filter_digest {
+            return Err(BadCursor);
+        }
+        Ok(pos)
+    }
+
+    #[must_use]
+    pub fn encode_catalog(&self, pos: &CatalogPosition) -> String {
+        self.seal(pos)
+    }
+
+    /// Checks the signature, the tenant, the catalog and its `q`.
+    ///
+    /// # Errors
+    /// [`BadCursor`] for anything else.
+    pub fn decode_catalog(
+        &self,
+        cursor: &str,
+        tenant: &str,
+        catalog: &str,
+        q: Option<&str>,
+    ) -> Result<CatalogPosition, BadCursor> {
+        let pos: CatalogPosition = self.open(cursor)?;
+        if pos.tenant != tenant || pos.catalog != catalog || pos.q.as_deref() != q {
             return Err(BadCursor);
         }
         Ok(pos)
@@ -164,5 +211,22 @@ mod tests {
         }
         assert_eq!(k.decode(&c, "other", "abc"), Err(BadCursor));
         assert_eq!(k.decode(&c, "acme", "abd"), Err(BadCursor));
+    }
+
+    #[test]
+    fn catalog_cursors_are_bound_to_their_tenant_catalog_and_q() {
+        let k = CursorKey::derive("secret");
+        let pos = CatalogPosition {
+            tenant: "acme".into(),
+            catalog: "actors".into(),
+            q: Some("bo".into()),
+            after: "u1".into(),
+        };
+        let c = k.encode_catalog(&pos);
+        assert_eq!(k.decode_catalog(&c, "acme", "actors", Some("bo")), Ok(pos));
+        assert_eq!(k.decode_catalog(&c, "other", "actors", Some("bo")), Err(BadCursor));
+        assert_eq!(k.decode_catalog(&c, "acme", "actions", Some("bo")), Err(BadCursor));
+        assert_eq!(k.decode_catalog(&c, "acme", "actors", None), Err(BadCursor));
+        assert_eq!(k.decode_catalog(&k.encode(&super::tests::pos()), "acme", "actors", None), Err(BadCursor));
     }
 }

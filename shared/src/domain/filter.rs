@@ -231,24 +231,50 @@ pub fn parse_query(query: &str, extra: Extra, now: Timestamp) -> Result<Parsed, 
     Ok(Parsed { filter, limit, order, cursor, max })
 }
 
-/// The catalogs' query string: at most one `q` of 1 to 256 characters, nothing else.
+/// Most items of a catalog page, and the default.
+pub const CATALOG_LIMIT: usize = 100;
+
+/// The parsed query string of `/v1/actions` or `/v1/actors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogQuery {
+    pub q: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// The catalogs' query string: `q` (1 to 256 characters), `limit` (1 to 100) and
+/// `cursor`, each at most once, nothing else.
 ///
 /// # Errors
-/// The offending parameter.
-pub fn parse_catalog_query(query: &str) -> Result<Option<String>, Vec<Violation>> {
-    let mut q = None;
-    for (k, v) in query_pairs(query) {
-        let reason = if k != "q" {
-            Reason::UnknownField
-        } else if q.is_some() || v.is_empty() || v.chars().count() > MAX_Q_CHARS || v.contains('\0') {
-            Reason::InvalidValue
-        } else {
-            q = Some(v);
+/// Every offending parameter.
+pub fn parse_catalog_query(query: &str) -> Result<CatalogQuery, Vec<Violation>> {
+    let mut out = CatalogQuery { q: None, limit: CATALOG_LIMIT, cursor: None };
+    let mut seen: Vec<String> = Vec::new();
+    let mut v = Vec::new();
+    for (k, value) in query_pairs(query) {
+        let bad = |reason, message: &str| Violation { field: k.clone(), reason, message: message.into() };
+        if seen.contains(&k) && ["q", "limit", "cursor"].contains(&k.as_str()) {
+            v.push(bad(Reason::InvalidValue, "given more than once"));
             continue;
-        };
-        return Err(vec![Violation { field: k, reason, message: "only one q of 1 to 256 characters".into() }]);
+        }
+        seen.push(k.clone());
+        match k.as_str() {
+            "q" if value.is_empty() || value.chars().count() > MAX_Q_CHARS || value.contains('\0') => {
+                v.push(bad(Reason::InvalidValue, "1 to 256 characters"));
+            }
+            "q" => out.q = Some(value),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=CATALOG_LIMIT).contains(&n) => out.limit = n,
+                _ => v.push(bad(Reason::InvalidValue, "1 to 100")),
+            },
+            "cursor" if value.is_empty() || value.len() > 16 * 1024 => {
+                v.push(bad(Reason::InvalidValue, "not a cursor"))
+            }
+            "cursor" => out.cursor = Some(value),
+            _ => v.push(bad(Reason::UnknownField, "unknown parameter")),
+        }
     }
-    Ok(q)
+    if v.is_empty() { Ok(out) } else { Err(v) }
 }
 
 fn is_segment(s: &str) -> bool {
@@ -503,10 +529,13 @@ mod tests {
     }
 
     #[test]
-    fn catalogs_take_one_q_only() {
-        assert_eq!(parse_catalog_query("q=Bob"), Ok(Some("Bob".to_owned())));
-        assert_eq!(parse_catalog_query(""), Ok(None));
-        for bad in ["x=1", "q=a&q=b", "q=", &format!("q={}", "x".repeat(257))] {
+    fn catalogs_take_one_q_limit_and_cursor() {
+        let q = parse_catalog_query("q=Bob&limit=5&cursor=a.b");
+        assert_eq!(q, Ok(CatalogQuery { q: Some("Bob".into()), limit: 5, cursor: Some("a.b".into()) }));
+        assert_eq!(parse_catalog_query(""), Ok(CatalogQuery { q: None, limit: CATALOG_LIMIT, cursor: None }));
+        for bad in
+            ["x=1", "q=a&q=b", "q=", &format!("q={}", "x".repeat(257)), "limit=0", "limit=101", "limit=x", "cursor="]
+        {
             assert!(parse_catalog_query(bad).is_err(), "{bad}");
         }
     }

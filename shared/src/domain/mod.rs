@@ -7,6 +7,7 @@
 //! [`event`] (the struct and its validation) and [`fields`] (its column and JSON path);
 //! a new read filter starts in [`filter`].
 
+pub mod budget;
 pub mod canonical;
 pub mod catalog;
 pub mod cursor;

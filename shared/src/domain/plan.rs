@@ -89,6 +89,11 @@ pub struct Resolved {
     pub actions: Vec<String>,
 }
 
+/// Most partitions a read merges through a key index: a filter that would read more (20
+/// actors on a tenant of 32 shards) reads the time index instead, whose entries carry
+/// what every filter needs, so a page never needs hundreds of first reads.
+pub const MAX_STREAMS: usize = 64;
+
 /// The partitions to read, one stream each, every shard included.
 #[must_use]
 pub fn partitions(path: Path, shards: u16, filter: &Filter, resolved: &Resolved) -> Vec<Partition> {

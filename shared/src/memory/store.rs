@@ -1,19 +1,20 @@
 //! The table in memory: events with their index partitions, tenants, catalogs, the
 //! archive registry and export jobs, behind one lock.
 
-use crate::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate};
+use crate::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate, Known};
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{DOWNLOAD_HOURS, Job, Produced, Status, id_lower_bound};
-use crate::domain::filter::Order;
+use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
 use crate::domain::plan::{EventKey, Partition, Path};
-use crate::domain::tenant::{TenantId, TenantSettings};
+use crate::domain::tenant::{TenantId, TenantSettings, shard_of};
 use crate::domain::timestamp::Timestamp;
 use crate::memory::{FaultKind, Faults};
+use crate::ports::StoreError;
 use crate::ports::registry::LEASE_SECONDS;
-use crate::ports::{ArchiveRegistry, ArchivedAt, Catalogs, CountPage, EventArchiver, EventIndex, EventReader};
-use crate::ports::{EventWriter, ExportJobs, Health, IndexPage, IndexQuery, Lookup, Moved, PutOutcome};
-use crate::ports::{RegistryError, StoreError, TenantRegistry, Tenants};
+use crate::ports::{ArchiveRegistry, ArchivedAt, CatalogRead, Catalogs, CountPage, EventArchiver, EventIndex};
+use crate::ports::{EventReader, EventWriter, ExportJobs, Health, IndexEntry, IndexPage, IndexQuery, Lookup, Moved};
+use crate::ports::{PutOutcome, RegistryError, TenantRegistry, Tenants};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +46,7 @@ struct Tables {
     events: BTreeMap<(TenantId, String), Item>,
     settings: HashMap<TenantId, TenantSettings>,
     registered: BTreeSet<TenantId>,
-    actions: BTreeMap<(TenantId, u16, String), u64>,
+    actions: BTreeMap<(TenantId, String), u64>,
     actors: BTreeMap<(TenantId, u16, String), ActorEntry>,
     /// (tenant, lowercased email, actor id).
     emails: BTreeSet<(TenantId, String, String)>,
@@ -130,6 +131,15 @@ impl MemoryStore {
         item.online() || self.lagging.load(Ordering::SeqCst)
     }
 
+    /// Stores an event under `tenant`'s key whatever tenant it names (to test that readers
+    /// check what the event says).
+    pub fn plant(&self, tenant: &TenantId, event: StoredEvent, shard: u16) {
+        if let Ok(mut t) = self.tables.lock() {
+            let key = (tenant.clone(), event.event.id.clone());
+            let dedup = event.hash.clone();
+            t.events.insert(key, Item { event, shard, dedup, archived: None });
+        }
+    }
     /// Replaces a stored job (to set up a test, say one past its expiry).
     pub fn put_job(&self, job: Job) {
         if let Ok(mut t) = self.tables.lock() {
@@ -149,6 +159,13 @@ fn in_partition(item: &Item, path: Path, partition: &Partition) -> bool {
             Path::Action => value == Some(e.action.as_str()),
             Path::Resource => value.is_some() && value == e.resource.as_ref().and_then(|r| r.id.as_deref()),
         }
+}
+
+/// Whether the index's filters keep an item: every filter but `q`, which (as on
+/// DynamoDB, whose indexes hold no text) the reader applies to the fetched event.
+fn index_keeps(filter: &Filter, item: &Item) -> bool {
+    let without_q = Filter { q: None, ..filter.clone() };
+    without_q.matches(&item.event.event)
 }
 
 /// The keys of a partition in `[from, to)` after `after`, in `order`.
@@ -210,6 +227,12 @@ impl EventReader for MemoryStore {
         })
     }
 
+    async fn fetch(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Option<StoredEvent>>, StoreError> {
+        let t = self.open("fetch", ids.first().copied().unwrap_or_default())?;
+        let online = |id: &&str| t.events.get(&(tenant.clone(), (*id).to_owned())).filter(|i| i.online());
+        Ok(ids.iter().map(|id| online(id).map(|i| i.event.clone())).collect())
+    }
+
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
         let t = self.open("exist", ids.first().copied().unwrap_or_default())?;
         Ok(ids.iter().map(|id| t.events.get(&(tenant.clone(), (*id).to_owned())).is_some_and(Item::online)).collect())
@@ -218,6 +241,10 @@ impl EventReader for MemoryStore {
 
 #[async_trait]
 impl EventIndex for MemoryStore {
+    fn decides(&self, filter: &Filter) -> bool {
+        filter.q.is_none()
+    }
+
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
         let t = self.open("page", q.partition.value.as_deref().unwrap_or_default())?;
         let candidates = partition_keys(&t, q, |i| self.indexed(i));
@@ -226,15 +253,21 @@ impl EventIndex for MemoryStore {
         let evaluated: Vec<&Item> = candidates.into_iter().take(q.limit.max(1)).collect();
         let last_evaluated = (evaluated.len() == q.limit.max(1)).then(|| evaluated.last().map(|i| key_of(i))).flatten();
         let read = u32::try_from(evaluated.len()).unwrap_or(u32::MAX);
-        let events = evaluated.into_iter().filter(|i| q.filter.matches(&i.event.event)).map(|i| i.event.clone());
-        Ok(IndexPage { events: events.collect(), last_evaluated, read })
+        // The time index holds whole events; the others keys only, as in DynamoDB.
+        let whole = q.path == Path::Time;
+        let entries = evaluated
+            .into_iter()
+            .filter(|i| index_keeps(q.filter, i))
+            .map(|i| IndexEntry { key: key_of(i), event: whole.then(|| i.event.clone()) });
+        Ok(IndexPage { entries: entries.collect(), last_evaluated, read })
     }
 
     async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError> {
         let t = self.open("count", q.partition.value.as_deref().unwrap_or_default())?;
-        let count =
-            partition_keys(&t, q, |i| self.indexed(i)).into_iter().filter(|i| q.filter.matches(&i.event.event)).count();
-        Ok(CountPage { count: count as u64, last_evaluated: None })
+        let keys = partition_keys(&t, q, |i| self.indexed(i));
+        let read = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+        let count = keys.into_iter().filter(|i| index_keeps(q.filter, i)).count();
+        Ok(CountPage { count: count as u64, last_evaluated: None, read })
     }
 
     async fn earliest(
@@ -317,26 +350,26 @@ impl TenantRegistry for MemoryStore {
 
 #[async_trait]
 impl Catalogs for MemoryStore {
-    async fn record(&self, tenant: &TenantId, shard: u16, update: &CatalogUpdate<'_>) -> Result<(), StoreError> {
+    async fn ensure(&self, tenant: &TenantId, known: &Known) -> Result<(), StoreError> {
+        let mut t = self.open("catalog.ensure", tenant.as_str())?;
+        for action in &known.actions {
+            t.actions.entry((tenant.clone(), action.clone())).or_default();
+        }
+        for (email, id) in &known.emails {
+            t.emails.insert((tenant.clone(), email.clone(), id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn record(&self, tenant: &TenantId, shards: u16, update: &CatalogUpdate) -> Result<(), StoreError> {
         let mut t = self.open("catalog", tenant.as_str())?;
         for (action, n) in &update.actions {
-            *t.actions.entry((tenant.clone(), shard, (*action).to_owned())).or_default() += n;
+            *t.actions.entry((tenant.clone(), action.clone())).or_default() += n;
         }
-        for e in &update.actors {
-            let seen = e.occurred_at.to_string();
-            let key = (tenant.clone(), shard, e.actor.id.clone());
-            if t.actors.get(&key).is_none_or(|old| old.last_seen <= seen) {
-                let entry = ActorEntry {
-                    id: e.actor.id.clone(),
-                    kind: e.actor.kind.as_str().to_owned(),
-                    name: e.actor.name.clone(),
-                    email: e.actor.email.clone(),
-                    last_seen: seen,
-                };
-                t.actors.insert(key, entry);
-            }
-            if let Some(email) = &e.actor.email {
-                t.emails.insert((tenant.clone(), email.to_lowercase(), e.actor.id.clone()));
+        for entry in &update.actors {
+            let key = (tenant.clone(), shard_of(&entry.id, shards), entry.id.clone());
+            if t.actors.get(&key).is_none_or(|old| old.last_seen <= entry.last_seen) {
+                t.actors.insert(key, entry.clone());
             }
         }
         Ok(())
@@ -345,27 +378,65 @@ impl Catalogs for MemoryStore {
     async fn actions(
         &self,
         tenant: &TenantId,
-        shard: u16,
-        prefix: Option<&str>,
-    ) -> Result<Vec<ActionCount>, StoreError> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogRead<ActionCount>, StoreError> {
         let t = self.open("actions", tenant.as_str())?;
-        Ok(t.actions
+        let all: Vec<ActionCount> = t
+            .actions
             .iter()
-            .filter(|((tn, s, a), _)| tn == tenant && *s == shard && prefix.is_none_or(|p| a.starts_with(p)))
-            .map(|((_, _, action), count)| ActionCount { action: action.clone(), count: *count })
+            .filter(|((tn, a), _)| tn == tenant && after.is_none_or(|x| a.as_str() > x))
+            .map(|((_, action), count)| ActionCount { action: action.clone(), count: *count })
+            .collect();
+        Ok(catalog_read(all, limit))
+    }
+
+    async fn category(&self, tenant: &TenantId, category: &str, most: usize) -> Result<Vec<String>, StoreError> {
+        let t = self.open("actions", tenant.as_str())?;
+        let prefix = format!("{category}.");
+        Ok(t.actions
+            .keys()
+            .filter(|(tn, a)| tn == tenant && a.starts_with(&prefix))
+            .map(|(_, a)| a.clone())
+            .take(most)
             .collect())
     }
 
-    async fn actors(&self, tenant: &TenantId, shard: u16) -> Result<Vec<ActorEntry>, StoreError> {
+    async fn actors(
+        &self,
+        tenant: &TenantId,
+        shard: u16,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogRead<ActorEntry>, StoreError> {
         let t = self.open("actors", tenant.as_str())?;
-        Ok(t.actors.iter().filter(|((tn, s, _), _)| tn == tenant && *s == shard).map(|(_, a)| a.clone()).collect())
+        let all: Vec<ActorEntry> = t
+            .actors
+            .iter()
+            .filter(|((tn, s, id), _)| tn == tenant && *s == shard && after.is_none_or(|x| id.as_str() > x))
+            .map(|(_, a)| a.clone())
+            .collect();
+        Ok(catalog_read(all, limit))
     }
 
-    async fn actor_ids(&self, tenant: &TenantId, email: &str) -> Result<Vec<String>, StoreError> {
+    async fn actor_ids(&self, tenant: &TenantId, email: &str, most: usize) -> Result<Vec<String>, StoreError> {
         let t = self.open("actor_ids", email)?;
         let email = email.to_lowercase();
-        Ok(t.emails.iter().filter(|(tn, e, _)| tn == tenant && *e == email).map(|(_, _, id)| id.clone()).collect())
+        Ok(t.emails
+            .iter()
+            .filter(|(tn, e, _)| tn == tenant && *e == email)
+            .map(|(_, _, id)| id.clone())
+            .take(most)
+            .collect())
     }
+}
+
+/// The first `limit` of a partition's entries (already in key order), as a store's page.
+fn catalog_read<T>(mut all: Vec<T>, limit: usize) -> CatalogRead<T> {
+    let more = all.len() > limit;
+    all.truncate(limit);
+    let read = u32::try_from(all.len()).unwrap_or(u32::MAX);
+    CatalogRead { items: all, more, read }
 }
 
 impl MemoryStore {

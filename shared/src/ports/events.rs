@@ -2,10 +2,12 @@
 //! archive's tombstones, each its own trait.
 //!
 //! An index read is one page of one [`Partition`] of a [`Path`], in [`EventKey`] order.
-//! Like DynamoDB's Query, a page evaluates at most `limit` events and returns those the
+//! Like DynamoDB's Query, a page evaluates at most `limit` entries and returns those the
 //! filter keeps, so a page can be short, even empty, with more to come; `last_evaluated`
-//! is where the next page starts. Per-request read budgets count these pages; item
-//! projections and batched gets of a page's winners belong behind this trait too.
+//! is where the next page starts. An index may hold only keys (and what its filters
+//! need): the events of the entries a reader takes are then fetched in one batch
+//! ([`EventReader::fetch`]), so a page reads its look-ahead and the losers of a merge as
+//! small index entries only.
 
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::StoredEvent;
@@ -122,7 +124,19 @@ pub trait EventReader: Send + Sync {
     /// # Errors
     /// [`StoreError`].
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError>;
+
+    /// The online events with `ids` (at most [`FETCH_MAX`]), in the order asked, `None`
+    /// where there is none (archived, or never stored): one batched read of the events an
+    /// index page listed. An id an index lists is always read back, even in the moment
+    /// before an eventually consistent read would see it.
+    ///
+    /// # Errors
+    /// [`StoreError`], including a corrupt item.
+    async fn fetch(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Option<StoredEvent>>, StoreError>;
 }
+
+/// Most ids of one [`EventReader::fetch`] (DynamoDB's BatchGetItem takes 100 keys).
+pub const FETCH_MAX: usize = 100;
 
 /// One read of an index partition.
 #[derive(Debug, Clone, Copy)]
@@ -139,9 +153,18 @@ pub struct IndexQuery<'a> {
     pub limit: usize,
 }
 
+/// One entry of an index page: where it sorts, and its event when the index holds the
+/// whole event (otherwise the reader fetches it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    pub key: EventKey,
+    pub event: Option<StoredEvent>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IndexPage {
-    pub events: Vec<StoredEvent>,
+    /// The entries the index's filters kept, in key order.
+    pub entries: Vec<IndexEntry>,
     /// The last key evaluated, where the next page starts; `None` at the partition's end.
     pub last_evaluated: Option<EventKey>,
     /// Items the store read for this page (its cost).
@@ -152,17 +175,26 @@ pub struct IndexPage {
 pub struct CountPage {
     pub count: u64,
     pub last_evaluated: Option<EventKey>,
+    /// Index entries evaluated (the page's cost).
+    pub read: u32,
 }
 
 #[async_trait]
 pub trait EventIndex: Send + Sync {
+    /// Whether the index decides every filter of `filter` itself, so that its entries are
+    /// exactly the matches and a count can be taken from the index alone. The filters it
+    /// does not decide (such as `q` on DynamoDB, whose indexes hold no text) let through
+    /// entries that a reader drops once it has fetched their events.
+    fn decides(&self, filter: &Filter) -> bool;
+
     /// One page of a partition, in key order.
     ///
     /// # Errors
     /// [`StoreError`], including a corrupt item.
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError>;
 
-    /// How many events of a partition match, one page at a time (`limit` is the store's).
+    /// How many entries of a partition pass the index's filters, one page of at most
+    /// `limit` evaluated at a time.
     ///
     /// # Errors
     /// [`StoreError`].

@@ -15,9 +15,9 @@ pub mod registry;
 pub mod tenants;
 
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
-pub use catalogs::Catalogs;
-pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, Health, IndexPage};
-pub use events::{IndexQuery, Lookup, Moved, PutOutcome, StoreError};
+pub use catalogs::{CatalogRead, Catalogs};
+pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, FETCH_MAX, Health};
+pub use events::{IndexEntry, IndexPage, IndexQuery, Lookup, Moved, PutOutcome, StoreError};
 pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};
 pub use registry::{ArchiveRegistry, RegistryError};

@@ -14,6 +14,7 @@
 //! with everything needed to rebuild the revision, and the next run finishes it from the
 //! part in S3, or, when the part never reached S3, drops it; nothing is uploaded twice.
 
+use crate::domain::budget::Reserve;
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{self, ChainHead, Manifest, PartEntry, Pending, Phase};
@@ -26,7 +27,7 @@ use crate::formats::parquet_write::PartWriter;
 use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventArchiver, EventIndex, EventReader};
 use crate::ports::{Moved, RegistryError, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
-use crate::usecases::merge::{Fetch, IndexRead, Merge, PartitionStream};
+use crate::usecases::merge::{Events, Fetch, IndexRead};
 use serde::Serialize;
 use std::io::BufWriter;
 use std::path::Path;
@@ -334,8 +335,10 @@ impl Archiver {
         let per_read = (PAGE_ITEMS_TOTAL / usize::from(shards.max(1))).max(50);
         let fetch = Fetch { first: per_read, most: per_read };
         let path = ReadPath::Time;
-        let read = IndexRead { index: &*self.stores.index, tenant, path, filter: &filter, order: Order::Asc, fetch };
-        let mut stream = read.merge((0..shards.max(1)).map(|shard| Partition::new(shard, None)));
+        let index = &*self.stores.index;
+        let reserve = Reserve::default();
+        let read = IndexRead { index, tenant, path, filter: &filter, order: Order::Asc, fetch, budget: None, reserve };
+        let mut stream = read.events((0..shards.max(1)).map(|shard| Partition::new(shard, None)), &*self.stores.events);
         loop {
             let started = Instant::now();
             if deadline.is_some_and(|d| started >= d) {
@@ -421,7 +424,7 @@ impl Archiver {
     /// nothing left.
     async fn write_part(
         &self,
-        stream: &mut Merge<PartitionStream<'_>>,
+        stream: &mut Events<'_>,
         tenant: &TenantId,
         confirm: bool,
         path: &Path,

@@ -1,6 +1,6 @@
 //! Ingest: from raw JSON events to per-event results, the same for HTTP and the queue.
 
-use crate::domain::catalog::CatalogUpdate;
+use crate::domain::catalog::{CatalogMemory, WINDOW};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Accepted, Event};
 use crate::domain::ingest::{ItemResult, Status, dedup_digest};
@@ -9,7 +9,8 @@ use crate::domain::timestamp::Timestamp;
 use crate::ports::{Catalogs, EventWriter, PutOutcome, StoreError, TenantRegistry, Tenants};
 use futures::StreamExt;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Conditional writes in flight per batch.
 const WRITE_CONCURRENCY: usize = 64;
@@ -21,6 +22,9 @@ pub struct Ingest {
     pub tenants: Arc<dyn Tenants>,
     pub registry: Arc<dyn TenantRegistry>,
     pub catalogs: Arc<dyn Catalogs>,
+    /// The catalog writes this process made, so each entry is written at most once a
+    /// minute (shared by the clones of one `Ingest`).
+    pub catalog_memory: Arc<Mutex<CatalogMemory>>,
 }
 
 type WriteFuture<'a> = std::pin::Pin<
@@ -30,7 +34,20 @@ type WriteFuture<'a> = std::pin::Pin<
 impl Ingest {
     /// Ingest on one store that holds events, tenants and catalogs.
     pub fn on<S: EventWriter + Tenants + TenantRegistry + Catalogs + 'static>(store: &Arc<S>) -> Self {
-        Self { events: store.clone(), tenants: store.clone(), registry: store.clone(), catalogs: store.clone() }
+        Self {
+            events: store.clone(),
+            tenants: store.clone(),
+            registry: store.clone(),
+            catalogs: store.clone(),
+            catalog_memory: Arc::new(Mutex::new(CatalogMemory::new(WINDOW))),
+        }
+    }
+
+    /// Writes each catalog entry at most once per `window` (zero: after every batch).
+    #[must_use]
+    pub fn with_catalog_window(mut self, window: Duration) -> Self {
+        self.catalog_memory = Arc::new(Mutex::new(CatalogMemory::new(window)));
+        self
     }
 
     /// Validates and stores events for one tenant; the order of results is the order of
@@ -80,18 +97,37 @@ impl Ingest {
         if let Err(e) = self.registry.register(tenant, now).await {
             tracing::warn!(%tenant, error = %e, "tenant registry not updated; it will be retried on the next batch");
         }
+        // What category and email filters rely on is written before the events: an
+        // event whose action or email the catalogs could not learn is not stored now
+        // (transient: the client retries it).
+        let events: Vec<&Event> = valid.iter().map(|(_, a)| &a.event).collect();
+        let known = self.memory(|m| m.unknown(tenant, &events));
+        let mut refused = None;
+        if !known.is_empty() {
+            match self.catalogs.ensure(tenant, &known).await {
+                Ok(()) => {
+                    self.memory(|m| m.learned(tenant, &known));
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "catalogs could not learn a batch's actions or emails");
+                    refused = Some(e.body());
+                }
+            }
+        }
         // Boxed so the stream's item type names no closure lifetime (axum needs the
         // handler future to be provably Send).
-        let pending: Vec<WriteFuture<'_>> = valid
-            .iter()
-            .map(|(index, a)| -> WriteFuture<'_> {
-                Box::pin(async move {
-                    let stored = a.stamp(now);
-                    let dedup = dedup_digest(a, &stored.hash);
-                    (*index, a, self.events.put(&stored, shard_of(&a.event.id, shards), &dedup).await)
-                })
-            })
-            .collect();
+        let mut pending: Vec<WriteFuture<'_>> = Vec::with_capacity(valid.len());
+        for (index, a) in valid {
+            if let Some(body) = refused.as_ref().filter(|_| known.needed_by(&a.event)) {
+                results[*index] = Some(ItemResult::rejected(*index, Some(a.event.id.clone()), body.clone()));
+                continue;
+            }
+            pending.push(Box::pin(async move {
+                let stored = a.stamp(now);
+                let dedup = dedup_digest(a, &stored.hash);
+                (*index, a, self.events.put(&stored, shard_of(&a.event.id, shards), &dedup).await)
+            }));
+        }
         let writes = futures::stream::iter(pending).buffer_unordered(WRITE_CONCURRENCY).collect::<Vec<_>>().await;
         let mut created = Vec::new();
         for (index, a, outcome) in writes {
@@ -110,13 +146,30 @@ impl Ingest {
                 Err(e) => ItemResult::rejected(index, id, e.body()),
             });
         }
-        let update = CatalogUpdate::of(&created);
-        if !update.is_empty() {
-            // A random catalog shard, so no counter item runs hot.
-            let shard = rand::random_range(0..shards.max(1));
-            if let Err(e) = self.catalogs.record(tenant, shard, &update).await {
-                tracing::error!(%tenant, error = %e, "catalog not updated for a stored batch");
+        self.record_catalogs(tenant, shards, &created).await;
+    }
+
+    /// Counts and sightings of stored events: written when their entry's window has
+    /// passed, with everything this process gathered since.
+    async fn record_catalogs(&self, tenant: &TenantId, shards: u16, created: &[&Event]) {
+        let now = Instant::now();
+        let due = self.memory(|m| m.add(tenant, created, now));
+        for (t, update) in due {
+            let shards = if t == *tenant { Ok(shards) } else { self.tenants.settings(&t).await.map(|s| s.shards) };
+            let written = match shards {
+                Ok(shards) => self.catalogs.record(&t, shards, &update).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(tenant = %t, error = %e, "catalog counts not written; kept for the next batch");
+                self.memory(|m| m.unwritten(&t, update, now));
             }
         }
+    }
+
+    fn memory<T>(&self, f: impl FnOnce(&mut CatalogMemory) -> T) -> T {
+        // Only a cache: a panic elsewhere while it was held leaves it usable.
+        let mut m = self.catalog_memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut m)
     }
 }

@@ -7,12 +7,13 @@
 //! with the archived side, where an event can be in both while an archive run is between
 //! its manifest and its deletes.
 
+use crate::domain::budget::{Budget, Reserve};
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{Filter, Order};
 use crate::domain::plan::{EventKey, Partition, Path};
 use crate::domain::row::Row;
 use crate::domain::tenant::TenantId;
-use crate::ports::{EventIndex, IndexQuery, StoreError};
+use crate::ports::{EventIndex, EventReader, FETCH_MAX, IndexEntry, IndexQuery, StoreError};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 
@@ -25,6 +26,12 @@ pub trait Keyed {
 impl Keyed for StoredEvent {
     fn key(&self) -> (i64, &str) {
         StoredEvent::key(self)
+    }
+}
+
+impl Keyed for IndexEntry {
+    fn key(&self) -> (i64, &str) {
+        self.key.key()
     }
 }
 
@@ -46,8 +53,13 @@ pub trait Sorted: Send {
     fn pop(&mut self) -> Option<Self::Item>;
     /// Whether nothing will come beyond what is at hand.
     fn exhausted(&self) -> bool;
-    /// Reads more; called when nothing is at hand and the stream is not exhausted. May
-    /// read nothing (a page the filter emptied) and be called again.
+    /// Whether the stream may not read any more in this request (its budget is spent):
+    /// a merge then stops, since it cannot know what the stream would have given.
+    fn blocked(&self) -> bool {
+        false
+    }
+    /// Reads more; called when nothing is at hand and the stream is neither exhausted nor
+    /// blocked. May read nothing (a page the filter emptied) and be called again.
     async fn fill(&mut self) -> Result<(), Self::Error>;
 }
 
@@ -64,6 +76,9 @@ impl<S: Sorted + ?Sized> Sorted for Box<S> {
     }
     fn exhausted(&self) -> bool {
         (**self).exhausted()
+    }
+    fn blocked(&self) -> bool {
+        (**self).blocked()
     }
     async fn fill(&mut self) -> Result<(), S::Error> {
         (**self).fill().await
@@ -126,12 +141,13 @@ pub struct Merge<S> {
     streams: Vec<S>,
     order: Order,
     last: Option<(i64, String)>,
+    blocked: bool,
 }
 
 impl<S: Sorted> Merge<S> {
     #[must_use]
     pub fn new(streams: Vec<S>, order: Order) -> Self {
-        Self { streams, order, last: None }
+        Self { streams, order, last: None, blocked: false }
     }
 
     #[must_use]
@@ -139,7 +155,15 @@ impl<S: Sorted> Merge<S> {
         &self.streams
     }
 
-    /// The next item and the stream it came from, or `None` at the end. Every stream
+    /// Whether the merge stopped because a stream may read no more ([`Sorted::blocked`]),
+    /// rather than at the end.
+    #[must_use]
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// The next item and the stream it came from, or `None` at the end or when a stream
+    /// with nothing at hand is blocked ([`Merge::blocked`] tells which). Every stream
     /// with nothing at hand is filled first, together; on equal keys the earlier stream
     /// wins and the later copy is dropped.
     ///
@@ -148,7 +172,7 @@ impl<S: Sorted> Merge<S> {
     pub async fn next(&mut self) -> Result<Option<(usize, S::Item)>, S::Error> {
         loop {
             loop {
-                let empty = self.streams.iter_mut().filter(|s| s.head().is_none() && !s.exhausted());
+                let empty = self.streams.iter_mut().filter(|s| s.head().is_none() && !s.exhausted() && !s.blocked());
                 let fills: Vec<_> = empty.map(|s| s.fill()).collect();
                 if fills.is_empty() {
                     break;
@@ -156,6 +180,10 @@ impl<S: Sorted> Merge<S> {
                 for r in futures::future::join_all(fills).await {
                     r?;
                 }
+            }
+            if self.streams.iter().any(|s| s.head().is_none() && !s.exhausted()) {
+                self.blocked = true;
+                return Ok(None);
             }
             let mut best: Option<(usize, (i64, &str))> = None;
             for (i, s) in self.streams.iter().enumerate() {
@@ -181,7 +209,7 @@ impl<S: Sorted> Merge<S> {
     }
 }
 
-/// How many events a partition read asks for.
+/// How many entries a partition read asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct Fetch {
     /// `limit` of the first read.
@@ -192,7 +220,7 @@ pub struct Fetch {
 }
 
 /// What every stream of one merge reads: one path of a tenant's index, filtered, in one
-/// order, so many `limit`s at a time.
+/// order, so many `limit`s at a time, within one budget.
 #[derive(Clone, Copy)]
 pub struct IndexRead<'a> {
     pub index: &'a dyn EventIndex,
@@ -201,6 +229,12 @@ pub struct IndexRead<'a> {
     pub filter: &'a Filter,
     pub order: Order,
     pub fetch: Fetch,
+    /// The request's budget, if it has one: a stream that finds it spent stops
+    /// ([`Sorted::blocked`]).
+    pub budget: Option<&'a Budget>,
+    /// What a stream leaves in the budget for the work that follows its reads (the fetch
+    /// of a page's events).
+    pub reserve: Reserve,
 }
 
 impl<'a> IndexRead<'a> {
@@ -215,6 +249,7 @@ impl<'a> IndexRead<'a> {
             evaluated: None,
             started: false,
             exhausted: done,
+            blocked: false,
             buf: VecDeque::new(),
             limit: self.fetch.first.max(1),
             requests: 0,
@@ -226,6 +261,12 @@ impl<'a> IndexRead<'a> {
     #[must_use]
     pub fn merge(&self, partitions: impl IntoIterator<Item = Partition>) -> Merge<PartitionStream<'a>> {
         Merge::new(partitions.into_iter().map(|p| self.stream(p, None, false)).collect(), self.order)
+    }
+
+    /// The partitions merged, as events: what the archive and exports read.
+    #[must_use]
+    pub fn events(&self, partitions: impl IntoIterator<Item = Partition>, reader: &'a dyn EventReader) -> Events<'a> {
+        Events { merge: self.merge(partitions), reader, tenant: self.tenant, ready: VecDeque::new(), ended: false }
     }
 }
 
@@ -239,7 +280,9 @@ pub struct PartitionStream<'a> {
     evaluated: Option<EventKey>,
     started: bool,
     exhausted: bool,
-    buf: VecDeque<StoredEvent>,
+    /// The budget refused the next read.
+    blocked: bool,
+    buf: VecDeque<IndexEntry>,
     limit: usize,
     /// Reads made and items they read, for a page's cost.
     pub requests: u32,
@@ -252,8 +295,8 @@ impl PartitionStream<'_> {
         &self.partition
     }
 
-    /// Where a next page should resume this stream: past `taken` (the last item this page
-    /// took from it), or, with nothing left buffered, past the last key evaluated (so
+    /// Where a next page should resume this stream: past `taken` (the last entry this
+    /// page took from it), or, with nothing left buffered, past the last key evaluated (so
     /// what the filter dropped is not read again).
     #[must_use]
     pub fn resume_at(&self, taken: Option<EventKey>) -> Option<EventKey> {
@@ -261,6 +304,12 @@ impl PartitionStream<'_> {
             (Some(e), true) => Some(e.clone()),
             _ => taken.or_else(|| self.after.clone()),
         }
+    }
+
+    /// Where this page started the stream (what a cursor said, if anything).
+    #[must_use]
+    pub fn started_after(&self) -> Option<EventKey> {
+        self.after.clone()
     }
 
     /// Whether nothing is left: none buffered and none to read.
@@ -272,14 +321,14 @@ impl PartitionStream<'_> {
 
 #[async_trait]
 impl Sorted for PartitionStream<'_> {
-    type Item = StoredEvent;
+    type Item = IndexEntry;
     type Error = StoreError;
 
-    fn head(&self) -> Option<&StoredEvent> {
+    fn head(&self) -> Option<&IndexEntry> {
         self.buf.front()
     }
 
-    fn pop(&mut self) -> Option<StoredEvent> {
+    fn pop(&mut self) -> Option<IndexEntry> {
         self.buf.pop_front()
     }
 
@@ -287,8 +336,22 @@ impl Sorted for PartitionStream<'_> {
         self.exhausted
     }
 
+    fn blocked(&self) -> bool {
+        self.blocked
+    }
+
     async fn fill(&mut self) -> Result<(), StoreError> {
         let r = &self.read;
+        let limit = match r.budget {
+            Some(b) => match b.grant(self.limit, r.reserve) {
+                Some(limit) => limit,
+                None => {
+                    self.blocked = true;
+                    return Ok(());
+                }
+            },
+            None => self.limit,
+        };
         let after = if self.started { self.evaluated.as_ref() } else { self.after.as_ref() };
         let q = IndexQuery {
             tenant: r.tenant,
@@ -297,20 +360,98 @@ impl Sorted for PartitionStream<'_> {
             filter: r.filter,
             order: r.order,
             after,
-            limit: self.limit,
+            limit,
         };
-        let page = r.index.page(&q).await?;
+        let page = r.index.page(&q).await;
+        if let Some(b) = r.budget {
+            b.refund(limit, page.as_ref().map_or(0, |p| p.read as usize));
+        }
+        let page = page?;
         self.requests += 1;
         self.items_read += page.read;
-        if page.events.len() < self.limit && page.last_evaluated.is_some() {
+        if page.entries.len() < limit && page.last_evaluated.is_some() {
             self.limit = (self.limit * 8).min(r.fetch.most.max(r.fetch.first));
         }
         self.started = true;
         self.exhausted = page.last_evaluated.is_none();
         self.evaluated = page.last_evaluated;
-        self.buf.extend(page.events);
+        self.buf.extend(page.entries);
         Ok(())
     }
+}
+
+/// Index partitions merged as events: each entry's event, from the index when it holds
+/// it, else fetched from the table in batches of [`FETCH_MAX`] entries in merge order.
+/// An event that is no longer online (archived a moment ago) or that is not the
+/// tenant's is left out.
+pub struct Events<'a> {
+    merge: Merge<PartitionStream<'a>>,
+    reader: &'a dyn EventReader,
+    tenant: &'a TenantId,
+    ready: VecDeque<(usize, StoredEvent)>,
+    ended: bool,
+}
+
+impl Events<'_> {
+    /// Index reads made so far, across partitions.
+    #[must_use]
+    pub fn reads(&self) -> u32 {
+        self.merge.streams().iter().map(|s| s.requests).sum()
+    }
+
+    /// The next event and the partition it came from, or `None` at the end.
+    ///
+    /// # Errors
+    /// [`StoreError`] from a read or a fetch.
+    pub async fn next(&mut self) -> Result<Option<(usize, StoredEvent)>, StoreError> {
+        while self.ready.is_empty() && !self.ended {
+            let mut batch = Vec::with_capacity(FETCH_MAX);
+            while batch.len() < FETCH_MAX {
+                match self.merge.next().await? {
+                    Some(entry) => batch.push(entry),
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
+                }
+            }
+            for (i, event) in with_events(self.reader, self.tenant, batch).await? {
+                if let Some(event) = event.filter(|e| owned_by(self.tenant, e)) {
+                    self.ready.push_back((i, event));
+                }
+            }
+        }
+        Ok(self.ready.pop_front())
+    }
+}
+
+/// Entries with their events: those the index did not hold fetched in one batch (the
+/// caller keeps batches within [`FETCH_MAX`]).
+///
+/// # Errors
+/// [`StoreError`] from the fetch.
+pub async fn with_events(
+    reader: &dyn EventReader,
+    tenant: &TenantId,
+    entries: Vec<(usize, IndexEntry)>,
+) -> Result<Vec<(usize, Option<StoredEvent>)>, StoreError> {
+    let missing: Vec<&str> =
+        entries.iter().filter(|(_, e)| e.event.is_none()).map(|(_, e)| e.key.id.as_str()).collect();
+    let mut fetched = if missing.is_empty() { Vec::new() } else { reader.fetch(tenant, &missing).await? }.into_iter();
+    Ok(entries.into_iter().map(|(i, e)| (i, e.event.or_else(|| fetched.next().flatten()))).collect())
+}
+
+/// Whether a stored event is the tenant's, as its key says it must be. A store bug, or an
+/// item written under the wrong key, must never show one tenant's event to another, so
+/// every read checks what the event itself says (and logs what it drops).
+#[must_use]
+pub fn owned_by(tenant: &TenantId, stored: &StoredEvent) -> bool {
+    let ours = stored.event.tenant_id == *tenant;
+    if !ours {
+        tracing::error!(%tenant, stored_tenant = %stored.event.tenant_id, id = %stored.event.id,
+            "an item under this tenant's key holds another tenant's event; not served");
+    }
+    ours
 }
 
 #[cfg(test)]

@@ -16,4 +16,6 @@ pub mod query;
 pub mod verify;
 
 #[cfg(test)]
+mod read_tests;
+#[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use crate::domain::cursor::BadCursor;
 use crate::domain::cursor::CursorKey;
 use crate::domain::error::Code;
 use crate::domain::event::Event;
-use crate::domain::filter::{Extra, Order, parse_query};
+use crate::domain::filter::{CatalogQuery, Extra, Order, parse_query};
 use crate::domain::ingest::{ItemResult, Status};
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
@@ -18,7 +18,7 @@ use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
 use crate::ports::{TenantRegistry, Tenants};
 use crate::usecases::consume::{Consumer, ERROR_ATTRIBUTE};
 use crate::usecases::ingest::Ingest;
-use crate::usecases::query::{Query, ReadError};
+use crate::usecases::query::{Count, Query, ReadError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -179,19 +179,19 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
         load(&store, &t, chunk).await;
     }
     let q = query(&store);
-    let actions = q.actions(&t, None).await.unwrap_or_default();
+    let search = |q: Option<&str>| CatalogQuery { q: q.map(str::to_owned), limit: 100, cursor: None };
+    let actions = q.actions(&t, &search(None)).await.unwrap_or_else(|e| panic!("{e}")).items;
     let counts: Vec<(String, u64)> = actions.into_iter().map(|a| (a.action, a.count)).collect();
     assert_eq!(counts, vec![("api_key.create".to_owned(), 15), ("auth.login".to_owned(), 16)]);
-    let keys = q.actions(&t, Some("KEY")).await.unwrap_or_default();
+    let keys = q.actions(&t, &search(Some("KEY"))).await.unwrap_or_else(|e| panic!("{e}")).items;
     assert_eq!(keys.len(), 1);
-    let actors = q.actors(&t, Some("bob")).await.unwrap_or_default();
+    let actors = q.actors(&t, &search(Some("bob"))).await.unwrap_or_else(|e| panic!("{e}")).items;
     assert_eq!(
         actors.iter().map(|a| (a.id.as_str(), a.name.as_deref())).collect::<Vec<_>>(),
         vec![("u1", Some("Bobby"))]
     );
-    let all = q.actors(&t, None).await.unwrap_or_default();
-    assert_eq!(all.len(), 4);
-    assert_eq!(all[0].id, "u1", "most recent first");
+    let all = q.actors(&t, &search(None)).await.unwrap_or_else(|e| panic!("{e}")).items;
+    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["u0", "u1", "u2", "u3"], "in id order");
 }
 
 // ---------------------------------------------------------------- query
@@ -306,12 +306,15 @@ async fn counts_stop_at_max_and_ranges_past_the_window_are_refused() {
     let all = parse_query("max=100000", Extra::Count, now()).unwrap_or_else(|v| panic!("{v:?}"));
     let exact = q.count(&t, &all.filter, all.max, now()).await.unwrap_or_else(|e| panic!("{e}"));
     let expected = oracle(&events, "", Order::Asc).len() as u64;
-    assert_eq!(exact, (expected, true));
+    assert_eq!(exact, Count { count: expected, exact: true, budget_exhausted: false });
     let capped = q.count(&t, &all.filter, 50, now()).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(capped, (50, false));
-    let failures = parse_query("outcome=failure", Extra::Count, now()).unwrap_or_else(|v| panic!("{v:?}"));
-    let got = q.count(&t, &failures.filter, 10_000, now()).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(got.0, oracle(&events, "outcome=failure", Order::Asc).len() as u64);
+    assert_eq!(capped, Count { count: 50, exact: false, budget_exhausted: false });
+    for filter in ["outcome=failure", "q=u2"] {
+        let parsed = parse_query(filter, Extra::Count, now()).unwrap_or_else(|v| panic!("{v:?}"));
+        let got = q.count(&t, &parsed.filter, 10_000, now()).await.unwrap_or_else(|e| panic!("{e}"));
+        let want = oracle(&events, filter, Order::Asc).len() as u64;
+        assert_eq!(got, Count { count: want, exact: true, budget_exhausted: false }, "{filter}");
+    }
     let old = parse_query(&format!("from={}", now().plus_seconds(-200 * DAY)), Extra::Count, now());
     let old = old.unwrap_or_else(|v| panic!("{v:?}"));
     let refused = q.count(&t, &old.filter, 10, now()).await;

@@ -1,31 +1,30 @@
-//! The action and actor catalogs and the email directory, sharded like the events so a
-//! tenant at 10,000 events/s does not hammer one counter item.
+//! The action and actor catalogs and the email directory. Ingest writes each entry at
+//! most once a minute per process (`audit::domain::catalog::CatalogMemory`), so these
+//! are a few writes a minute, not a few per event.
 
-use crate::dynamodb::values::{Item, get_n, get_s, n, s};
+use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
-use audit::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate};
-use audit::domain::event::Event;
-use audit::domain::tenant::TenantId;
-use audit::ports::{Catalogs, StoreError};
+use audit::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate, Known};
+use audit::domain::tenant::{TenantId, shard_of};
+use audit::ports::{CatalogRead, Catalogs, StoreError};
 use futures::StreamExt;
 use std::collections::HashMap;
 
-/// Most email directory entries a process remembers having written.
-const EMAILS_KNOWN_MAX: usize = 100_000;
-/// Catalog updates in flight per batch.
+/// Catalog writes in flight.
 const CATALOG_CONCURRENCY: usize = 16;
 
 type CatalogFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 impl Table {
-    async fn add_action(&self, tenant: &TenantId, shard: u16, action: &str, count: u64) -> Result<(), StoreError> {
+    /// Adds `count` to an action's entry, creating it (with 0, to make it known) if absent.
+    async fn add_action(&self, tenant: &TenantId, action: &str, count: u64) -> Result<(), StoreError> {
         let run = retry(&self.backoff, "UpdateItem action catalog", || {
             self.client
                 .update_item()
                 .table_name(&self.name)
-                .key(keys::PK, s(&keys::action_catalog_pk(tenant, shard)))
+                .key(keys::PK, s(&keys::action_catalog_pk(tenant)))
                 .key(keys::SK, s(action))
                 .update_expression("ADD #c :n")
                 .expression_attribute_names("#c", "count")
@@ -36,42 +35,42 @@ impl Table {
         run.result.map(|_| ()).map_err(|e| store_error(&e))
     }
 
-    async fn record_actor(&self, tenant: &TenantId, shard: u16, e: &Event) -> Result<(), StoreError> {
-        let id = e.actor.id.as_str();
-        let mut values: Item =
-            HashMap::from([(":t".into(), s(e.actor.kind.as_str())), (":seen".into(), s(&e.occurred_at.to_string()))]);
+    async fn add_email(&self, tenant: &TenantId, email: &str, actor_id: &str) -> Result<(), StoreError> {
+        let pk = keys::email_pk(tenant, email);
+        let run = retry(&self.backoff, "PutItem email directory", || {
+            self.client.put_item().table_name(&self.name).item(keys::PK, s(&pk)).item(keys::SK, s(actor_id)).send()
+        })
+        .await;
+        run.result.map(|_| ()).map_err(|e| store_error(&e))
+    }
+
+    /// Replaces an actor's entry unless it holds a newer sighting.
+    async fn record_actor(&self, tenant: &TenantId, shards: u16, a: &ActorEntry) -> Result<(), StoreError> {
+        let mut values: Item = HashMap::from([(":t".into(), s(&a.kind)), (":seen".into(), s(&a.last_seen))]);
         let mut sets = vec!["#type = :t", "last_seen = :seen"];
         let mut removes = Vec::new();
-        for (field, value) in [("name", &e.actor.name), ("email", &e.actor.email)] {
+        for (field, value, set, remove) in
+            [(":name", &a.name, "#name = :name", "#name"), (":email", &a.email, "email = :email", "email")]
+        {
             match value {
                 Some(v) => {
-                    values.insert(format!(":{field}"), s(v));
-                    values.insert(format!(":{field}_lc"), s(&v.to_lowercase()));
+                    values.insert(field.into(), s(v));
+                    sets.push(set);
                 }
-                None => removes.push(field),
+                None => removes.push(remove),
             }
         }
-        if values.contains_key(":name") {
-            sets.extend(["#name = :name", "name_lc = :name_lc"]);
-        } else {
-            removes.push("name_lc");
-        }
-        if values.contains_key(":email") {
-            sets.extend(["email = :email", "email_lc = :email_lc"]);
-        } else {
-            removes.push("email_lc");
-        }
-        let removes: Vec<&str> = removes.into_iter().map(|r| if r == "name" { "#name" } else { r }).collect();
         let mut expr = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
+        let pk = keys::actor_catalog_pk(tenant, shard_of(&a.id, shards));
         let run = retry(&self.backoff, "UpdateItem actor catalog", || {
             self.client
                 .update_item()
                 .table_name(&self.name)
-                .key(keys::PK, s(&keys::actor_catalog_pk(tenant, shard)))
-                .key(keys::SK, s(id))
+                .key(keys::PK, s(&pk))
+                .key(keys::SK, s(&a.id))
                 .update_expression(&expr)
                 .condition_expression("attribute_not_exists(last_seen) OR last_seen <= :seen")
                 .expression_attribute_names("#type", "type")
@@ -81,69 +80,108 @@ impl Table {
         })
         .await;
         match run.result {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             // The catalog already holds a newer sighting of this actor.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(store_error(&e)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(store_error(&e)),
         }
-        let email_pk = e.actor.email.as_deref().map(|email| keys::email_pk(tenant, email));
-        let known = email_pk
-            .as_ref()
-            .is_some_and(|pk| self.emails_known.lock().is_ok_and(|known| known.contains(&(pk.clone(), id.to_owned()))));
-        if let (Some(pk), false) = (email_pk, known) {
-            let run = retry(&self.backoff, "PutItem email directory", || {
-                self.client.put_item().table_name(&self.name).item(keys::PK, s(&pk)).item(keys::SK, s(id)).send()
-            })
-            .await;
-            run.result.map_err(|e| store_error(&e))?;
-            if let Ok(mut known) = self.emails_known.lock() {
-                // A fact never changes once written; the bound only caps memory.
-                if known.len() >= EMAILS_KNOWN_MAX {
-                    known.clear();
-                }
-                known.insert((pk, id.to_owned()));
+    }
+
+    /// Up to `limit` items of a catalog partition after sort key `after` (and starting
+    /// with `prefix`), with whether it may hold more.
+    async fn catalog_page(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool, u32), StoreError> {
+        let start = after.map(|a| key(pk, a));
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let run = retry(&self.backoff, "Query catalog", || {
+            let q = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_values(":pk", s(pk))
+                .set_exclusive_start_key(start.clone())
+                .limit(limit);
+            match prefix {
+                Some(p) => q
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                    .expression_attribute_names("#sk", keys::SK)
+                    .expression_attribute_values(":p", s(p)),
+                None => q.key_condition_expression("#pk = :pk"),
             }
-        }
-        Ok(())
+            .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        let read = u32::try_from(out.scanned_count()).unwrap_or(0);
+        let more = out.last_evaluated_key.is_some();
+        Ok((out.items.unwrap_or_default(), more, read))
     }
 }
 
 #[async_trait]
 impl Catalogs for Table {
-    async fn record(&self, tenant: &TenantId, shard: u16, update: &CatalogUpdate<'_>) -> Result<(), StoreError> {
-        let actions = update
-            .actions
-            .iter()
-            .map(|(action, count)| -> CatalogFuture<'_> { Box::pin(self.add_action(tenant, shard, action, *count)) });
-        let actors =
-            update.actors.iter().map(|e| -> CatalogFuture<'_> { Box::pin(self.record_actor(tenant, shard, e)) });
+    async fn ensure(&self, tenant: &TenantId, known: &Known) -> Result<(), StoreError> {
+        let actions = known.actions.iter().map(|a| -> CatalogFuture<'_> { Box::pin(self.add_action(tenant, a, 0)) });
+        let emails =
+            known.emails.iter().map(|(m, id)| -> CatalogFuture<'_> { Box::pin(self.add_email(tenant, m, id)) });
         // Collected first so the stream's item type names no closure lifetime (the handler
         // future must be provably Send).
-        let updates: Vec<CatalogFuture<'_>> = actions.chain(actors).collect();
+        let writes: Vec<CatalogFuture<'_>> = actions.chain(emails).collect();
         let results: Vec<Result<(), StoreError>> =
-            futures::stream::iter(updates).buffer_unordered(CATALOG_CONCURRENCY).collect().await;
+            futures::stream::iter(writes).buffer_unordered(CATALOG_CONCURRENCY).collect().await;
+        results.into_iter().collect()
+    }
+
+    async fn record(&self, tenant: &TenantId, shards: u16, update: &CatalogUpdate) -> Result<(), StoreError> {
+        let actions =
+            update.actions.iter().map(|(a, c)| -> CatalogFuture<'_> { Box::pin(self.add_action(tenant, a, *c)) });
+        let actors =
+            update.actors.iter().map(|a| -> CatalogFuture<'_> { Box::pin(self.record_actor(tenant, shards, a)) });
+        let writes: Vec<CatalogFuture<'_>> = actions.chain(actors).collect();
+        let results: Vec<Result<(), StoreError>> =
+            futures::stream::iter(writes).buffer_unordered(CATALOG_CONCURRENCY).collect().await;
         results.into_iter().collect()
     }
 
     async fn actions(
         &self,
         tenant: &TenantId,
-        shard: u16,
-        prefix: Option<&str>,
-    ) -> Result<Vec<ActionCount>, StoreError> {
-        let items = self.query_partition(&keys::action_catalog_pk(tenant, shard), prefix).await?;
-        Ok(items
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogRead<ActionCount>, StoreError> {
+        let (items, more, read) = self.catalog_page(&keys::action_catalog_pk(tenant), None, after, limit).await?;
+        let items = items
             .iter()
             .filter_map(|it| {
                 let action = get_s(it, keys::SK)?.clone();
                 Some(ActionCount { action, count: get_n(it, "count").unwrap_or(0) })
             })
-            .collect())
+            .collect();
+        Ok(CatalogRead { items, more, read })
     }
 
-    async fn actors(&self, tenant: &TenantId, shard: u16) -> Result<Vec<ActorEntry>, StoreError> {
-        let items = self.query_partition(&keys::actor_catalog_pk(tenant, shard), None).await?;
-        Ok(items
+    async fn category(&self, tenant: &TenantId, category: &str, most: usize) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{category}.");
+        let (items, _, _) = self.catalog_page(&keys::action_catalog_pk(tenant), Some(&prefix), None, most).await?;
+        Ok(items.iter().filter_map(|it| get_s(it, keys::SK).cloned()).collect())
+    }
+
+    async fn actors(
+        &self,
+        tenant: &TenantId,
+        shard: u16,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogRead<ActorEntry>, StoreError> {
+        let pk = keys::actor_catalog_pk(tenant, shard);
+        let (items, more, read) = self.catalog_page(&pk, None, after, limit).await?;
+        let items = items
             .iter()
             .filter_map(|it| {
                 let text = |n: &str| get_s(it, n).cloned();
@@ -155,11 +193,12 @@ impl Catalogs for Table {
                     last_seen: text("last_seen")?,
                 })
             })
-            .collect())
+            .collect();
+        Ok(CatalogRead { items, more, read })
     }
 
-    async fn actor_ids(&self, tenant: &TenantId, email: &str) -> Result<Vec<String>, StoreError> {
-        let items = self.query_partition(&keys::email_pk(tenant, email), None).await?;
+    async fn actor_ids(&self, tenant: &TenantId, email: &str, most: usize) -> Result<Vec<String>, StoreError> {
+        let (items, _, _) = self.catalog_page(&keys::email_pk(tenant, email), None, None, most).await?;
         Ok(items.iter().filter_map(|it| get_s(it, keys::SK).cloned()).collect())
     }
 }

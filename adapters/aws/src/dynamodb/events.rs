@@ -1,7 +1,7 @@
 //! Event items: the conditional put, reads by id, index pages, counts, and the archive's
 //! batched existence checks and tombstones.
 
-use crate::dynamodb::expr::{Expr, expression, ts_bounds};
+use crate::dynamodb::expr::{Expr, decides, expression, ts_bounds};
 use crate::dynamodb::item::{self, attr};
 use crate::dynamodb::keys;
 use crate::dynamodb::values::{Item, key, s};
@@ -14,7 +14,7 @@ use audit::domain::plan::{EventKey, Partition, Path};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{CountPage, EventArchiver, EventIndex, EventReader, EventWriter, IndexPage, IndexQuery};
-use audit::ports::{Lookup, Moved, PutOutcome, StoreError};
+use audit::ports::{FETCH_MAX, Lookup, Moved, PutOutcome, StoreError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure, Select};
@@ -22,7 +22,7 @@ use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 
 /// BatchGetItem's limit.
-const GET_BATCH: usize = 100;
+const GET_BATCH: usize = FETCH_MAX;
 /// Tombstone writes in flight: one UpdateItem per event, since a batch cannot carry a
 /// condition (and IAM cannot tell a batch's puts from its deletes).
 const TOMBSTONE_CONCURRENCY: usize = 32;
@@ -123,6 +123,55 @@ impl Table {
             },
         }
     }
+
+    /// Reads `keys` by BatchGetItem into `found` (by `pk`), retrying what it leaves
+    /// unprocessed; returns the keys of items it did not find. A tombstone is not found.
+    async fn batch_get(
+        &self,
+        keys_left: Vec<Item>,
+        consistent: bool,
+        found: &mut HashMap<String, StoredEvent>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let asked: Vec<String> = keys_left.iter().filter_map(|k| item::string(k, keys::PK).ok().cloned()).collect();
+        let mut keys_left = keys_left;
+        let mut attempt = 0;
+        while !keys_left.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys_left.clone()))
+                .consistent_read(consistent)
+                .projection_expression("#pk, #ts, #d, #h, #ra")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#ts", keys::TS)
+                .expression_attribute_names("#d", attr::DOC)
+                .expression_attribute_names("#h", attr::HASH)
+                .expression_attribute_names("#ra", attr::RECEIVED_AT)
+                .build()
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            let run = retry(&self.backoff, "BatchGetItem events", || {
+                self.client.batch_get_item().request_items(&self.name, request.clone()).send()
+            })
+            .await;
+            let out = run.result.map_err(|e| store_error(&e))?;
+            for it in out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten() {
+                let Ok(pk) = item::string(it, keys::PK) else { continue };
+                if item::holds_event(it) {
+                    let event = item::from_item(it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    found.insert(pk.clone(), event);
+                }
+            }
+            keys_left =
+                out.unprocessed_keys().and_then(|u| u.get(&self.name)).map(|k| k.keys().to_vec()).unwrap_or_default();
+            if !keys_left.is_empty() {
+                attempt += 1;
+                if attempt >= self.backoff.attempts {
+                    return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
+                }
+                tokio::time::sleep(self.backoff.delay(attempt)).await;
+            }
+        }
+        let tenant_keys = asked.into_iter().filter(|pk| !found.contains_key(pk));
+        Ok(tenant_keys.map(|pk| key(&pk, keys::EVENT_SK)).collect())
+    }
 }
 
 #[async_trait]
@@ -146,8 +195,7 @@ impl EventWriter for Table {
                     Some(PutItemError::ConditionalCheckFailedException(c)) => c.item(),
                     _ => return Err(store_error(&err)),
                 };
-                let same =
-                    existing.and_then(|i| i.get(attr::DEDUP)).and_then(|v| v.as_s().ok()) == Some(&dedup.to_owned());
+                let same = existing.and_then(item::dedup_of).as_deref() == Some(dedup);
                 Ok(match (same, run.ambiguous) {
                     // An earlier attempt of ours went through before its answer was lost.
                     (true, true) => PutOutcome::Created,
@@ -180,7 +228,24 @@ impl EventReader for Table {
         }
     }
 
+    /// One BatchGetItem of the doc, hash and receipt time, eventually consistent; the ids
+    /// it did not find are read again consistently, since an index can list an event a
+    /// moment before an eventually consistent read of the table sees it.
+    async fn fetch(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Option<StoredEvent>>, StoreError> {
+        let mut found: HashMap<String, StoredEvent> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(GET_BATCH) {
+            let keys: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
+            let missing = self.batch_get(keys, false, &mut found).await?;
+            if !missing.is_empty() {
+                // What is still missing is archived, or was never stored.
+                self.batch_get(missing, true, &mut found).await?;
+            }
+        }
+        Ok(ids.iter().map(|id| found.remove(&keys::event_pk(tenant, id))).collect())
+    }
+
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+        // Whether an event is online: a tombstone the archive left is not.
         let mut found = HashSet::new();
         for chunk in ids.chunks(GET_BATCH) {
             let mut keys_left: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
@@ -225,6 +290,10 @@ impl EventReader for Table {
 
 #[async_trait]
 impl EventIndex for Table {
+    fn decides(&self, filter: &Filter) -> bool {
+        decides(filter)
+    }
+
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
         let expr = expression(q.filter);
         let start = Self::start_key(q.tenant, q);
@@ -240,29 +309,33 @@ impl EventIndex for Table {
         let out = run.result.map_err(|e| store_error(&e))?;
         let read = u32::try_from(out.scanned_count()).unwrap_or(0);
         let last_evaluated = Self::last_evaluated(out.last_evaluated_key.as_ref())?;
-        let events = out
+        let whole = keys::index(q.path).whole();
+        let entries = out
             .items
             .unwrap_or_default()
             .iter()
-            .map(item::from_item)
+            .map(|i| item::entry(i, whole))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(IndexPage { events, last_evaluated, read })
+        Ok(IndexPage { entries, last_evaluated, read })
     }
 
     async fn count(&self, q: &IndexQuery<'_>) -> Result<CountPage, StoreError> {
         let expr = expression(q.filter);
         let start = Self::start_key(q.tenant, q);
+        let limit = i32::try_from(q.limit.max(1)).unwrap_or(i32::MAX);
         let run = retry(&self.backoff, "Query count", || {
             self.index_query(q.tenant, q.path, q.partition, q.filter, &expr)
                 .select(Select::Count)
+                .limit(limit)
                 .set_exclusive_start_key(start.clone())
                 .send()
         })
         .await;
         let out = run.result.map_err(|e| store_error(&e))?;
         let count = u64::try_from(out.count()).unwrap_or(0);
-        Ok(CountPage { count, last_evaluated: Self::last_evaluated(out.last_evaluated_key.as_ref())? })
+        let read = u32::try_from(out.scanned_count()).unwrap_or(0);
+        Ok(CountPage { count, last_evaluated: Self::last_evaluated(out.last_evaluated_key.as_ref())?, read })
     }
 
     async fn earliest(

@@ -1,14 +1,17 @@
 //! The filters as DynamoDB expressions: the key condition over a time range, and the
 //! FilterExpression every other filter becomes.
 //!
-//! Every filter is written into the FilterExpression (a key-exact one filters nothing
-//! away, so it costs no reads), which keeps the expression the same whatever path the
-//! plan chose. Values are always bound as expression attribute values, never spliced
-//! into the text. A new filter gets its clause here, next to its definition in
+//! Every filter but `q` is written into the FilterExpression as `contains` clauses over
+//! the entry's filter terms (a key-exact one filters nothing away, so it costs no reads),
+//! which keeps the expression the same whatever path the plan chose. `q` is not: no
+//! index holds text, so the reader checks it on the events it fetches. Values are always
+//! bound as expression attribute values, never spliced into the text. A new filter gets
+//! its term in [`crate::dynamodb::terms`] and its clause here, next to its definition in
 //! `audit::domain::filter` (which the in-memory adapter applies as it is).
 
 use crate::dynamodb::item::attr;
-use crate::dynamodb::values::s;
+use crate::dynamodb::terms::{Term, digest};
+use crate::dynamodb::values::b;
 use audit::domain::filter::{ActionMatch, Filter};
 use audit::domain::timestamp::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -23,60 +26,57 @@ pub struct Expr {
 }
 
 impl Expr {
-    fn name(&mut self, attr: &str) -> String {
-        let n = format!("#{attr}");
-        self.names.insert(n.clone(), attr.to_owned());
-        n
-    }
-
-    fn value(&mut self, v: &str) -> String {
+    /// `contains(f, :v)` for the digest of `value` as `term`.
+    fn has(&mut self, term: Term, value: &str) -> String {
+        self.names.insert("#f".into(), attr::TERMS.into());
         let n = format!(":f{}", self.values.len());
-        self.values.insert(n.clone(), s(v));
-        n
+        self.values.insert(n.clone(), b(digest(term, value)));
+        format!("contains(#f, {n})")
     }
 }
 
-/// The FilterExpression for every filter but time (which is in the key condition).
+/// Whether the indexes decide every filter of `filter` (all but `q`).
+#[must_use]
+pub fn decides(filter: &Filter) -> bool {
+    filter.q.is_none()
+}
+
+/// The FilterExpression for every filter but time (in the key condition) and `q`.
 #[must_use]
 pub fn expression(filter: &Filter) -> Expr {
     let mut e = Expr::default();
     let mut clauses: Vec<String> = Vec::new();
     if !filter.actors.is_empty() {
-        let id = e.name(attr::ACTOR_ID);
-        let email = e.name(attr::ACTOR_EMAIL);
-        let ids: Vec<String> = filter.actors.iter().map(|a| e.value(a)).collect();
-        let emails: Vec<String> = filter.actors.iter().map(|a| e.value(&a.to_lowercase())).collect();
-        clauses.push(format!("({id} IN ({}) OR {email} IN ({}))", ids.join(", "), emails.join(", ")));
+        let alts: Vec<String> = filter
+            .actors
+            .iter()
+            .flat_map(|a| [(Term::ActorId, a.clone()), (Term::Email, a.to_lowercase())])
+            .map(|(term, v)| e.has(term, &v))
+            .collect();
+        clauses.push(format!("({})", alts.join(" OR ")));
     }
     if !filter.actions.is_empty() {
-        let action = e.name(attr::ACTION);
         let alts: Vec<String> = filter
             .actions
             .iter()
             .map(|a| match a {
-                ActionMatch::Exact(x) => format!("{action} = {}", e.value(x)),
-                ActionMatch::Category(c) => format!("begins_with({action}, {})", e.value(&format!("{c}."))),
+                ActionMatch::Exact(x) => e.has(Term::Action, x),
+                ActionMatch::Category(c) => e.has(Term::Category, c),
             })
             .collect();
         clauses.push(format!("({})", alts.join(" OR ")));
     }
-    for (attr_name, want) in [
-        (attr::RESOURCE_TYPE, &filter.resource_type),
-        (attr::RESOURCE_ID, &filter.resource_id),
-        (attr::WORKSPACE_ID, &filter.workspace),
+    for (term, want) in [
+        (Term::ResourceType, &filter.resource_type),
+        (Term::ResourceId, &filter.resource_id),
+        (Term::Workspace, &filter.workspace),
     ] {
         if let Some(w) = want {
-            let n = e.name(attr_name);
-            clauses.push(format!("{n} = {}", e.value(w)));
+            clauses.push(e.has(term, w));
         }
     }
     if let Some(o) = filter.outcome {
-        let n = e.name(attr::OUTCOME);
-        clauses.push(format!("{n} = {}", e.value(o.as_str())));
-    }
-    if let Some(q) = &filter.q {
-        let n = e.name(attr::SEARCH);
-        clauses.push(format!("contains({n}, {})", e.value(q)));
+        clauses.push(e.has(Term::Outcome, o.as_str()));
     }
     e.text = (!clauses.is_empty()).then(|| clauses.join(" AND "));
     e
@@ -100,13 +100,20 @@ mod tests {
     }
 
     #[test]
-    fn binds_every_value_and_never_splices_it() {
-        let evil = "x) OR (1=1";
-        let f = filter(&format!("q={}&workspace={}", "%22%29%20OR%20attribute_exists(pk", "w%27%3B--"));
+    fn binds_every_value_as_a_digest_and_never_splices_it() {
+        let f = filter("workspace=w%27%29%20OR%20attribute_exists(pk&actor=a%40B.com&action=api_key.*&outcome=failure");
         let e = expression(&f);
         let text = e.text.clone().unwrap_or_default();
-        assert!(!text.contains("attribute_exists") && !text.contains(';') && !text.contains(evil), "{text}");
-        assert!(e.values.values().any(|v| v.as_s().is_ok_and(|s| s == "\") or attribute_exists(pk")));
+        assert!(!text.contains("attribute_exists") && !text.contains('\''), "{text}");
+        assert_eq!(
+            text,
+            "(contains(#f, :f0) OR contains(#f, :f1)) AND (contains(#f, :f2)) AND contains(#f, :f3) AND contains(#f, :f4)"
+        );
+        assert_eq!(e.values.get(":f1"), Some(&b(digest(Term::Email, "a@b.com"))));
+        assert_eq!(e.values.get(":f2"), Some(&b(digest(Term::Category, "api_key"))));
         assert_eq!(expression(&filter("")).text, None);
+        let q = filter("q=x");
+        assert_eq!(expression(&q).text, None, "q is for the reader");
+        assert!(!decides(&q) && decides(&f));
     }
 }

@@ -1,66 +1,52 @@
 //! The mapping between a stored event and its DynamoDB item.
 //!
-//! The item holds the event's canonical JSON (`doc`, exactly the bytes the hash covers)
-//! plus the few attributes that keys and filters need. Reading back parses `doc` and
-//! checks it against `hash`, so a corrupted item is reported, never served.
+//! The item holds the event's canonical JSON (`d`, compressed: [`doc`]), whose SHA-256 is
+//! `h`, plus the keys of its indexes and the filter terms they need (`f`: [`terms`]).
+//! Nothing else: every other attribute would be paid for in each write and, when an
+//! index projects it, five times in storage (docs/design.md, "What an event costs").
+//! Names are short for the same reason. Reading back decodes `d` and checks it against
+//! `h`, so a corrupted item is reported, never served.
 //!
-//! Once archived, the item becomes a tombstone ([`TOMBSTONE_REMOVES`]): the identity
-//! and `dedup` stay, so the id stays taken, and it points to the part holding the row.
+//! Once archived, the item becomes a tombstone ([`TOMBSTONE_REMOVES`]): the key and the
+//! digests stay, so the id stays taken, and it points to the part holding the row.
 
+use crate::dynamodb::doc;
 use crate::dynamodb::keys::{self, BY_ACTION, BY_ACTOR, BY_RESOURCE, BY_TIME};
-use crate::dynamodb::values::{Item, n, s};
-use audit::domain::canonical::sha256_hex;
+use crate::dynamodb::terms;
+use crate::dynamodb::values::{Item, b, get_n, n, s};
 use audit::domain::event::{Event, StoredEvent};
-use audit::domain::filter::search_text;
 use audit::domain::plan::EventKey;
 use audit::domain::timestamp::Timestamp;
-use audit::ports::ArchivedAt;
+use audit::ports::{ArchivedAt, IndexEntry};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use sha2::{Digest, Sha256};
 
-/// Attribute names of an event item besides the keys.
+/// Attribute names of an event item besides the keys (`pk`, `sk`, `ts` and the index
+/// partition keys of [`keys::EVENT_INDEXES`]).
 pub mod attr {
-    pub const DOC: &str = "doc";
-    pub const HASH: &str = "hash";
-    pub const DEDUP: &str = "dedup";
-    pub const RECEIVED_AT: &str = "received_at";
-    pub const TENANT: &str = "tenant_id";
-    pub const ID: &str = "id";
-    pub const SHARD: &str = "shard";
-    pub const ACTION: &str = "action";
-    pub const OUTCOME: &str = "outcome";
-    pub const ACTOR_ID: &str = "actor_id";
-    pub const ACTOR_EMAIL: &str = "actor_email_lc";
-    pub const RESOURCE_TYPE: &str = "resource_type";
-    pub const RESOURCE_ID: &str = "resource_id";
-    pub const WORKSPACE_ID: &str = "workspace_id";
-    /// Lowercased description, action, actor name and email, resource id and name,
-    /// joined by newlines: what the `q` keyword filter matches.
-    pub const SEARCH: &str = "search";
-    /// A tombstone's day and part (`YYYY-MM-DD`, `part-NNNNN.parquet`).
-    pub const ARCHIVED_DATE: &str = "archived_date";
-    pub const ARCHIVED_PART: &str = "archived_part";
+    /// The canonical text, in [`super::doc`]'s stored form (B).
+    pub const DOC: &str = "d";
+    /// SHA-256 of the canonical text: the event's `hash` (B, 32 bytes).
+    pub const HASH: &str = "h";
+    /// The digest that tells a resend from a conflict, only where it differs from `h`:
+    /// an event sent without `occurred_at` is compared without it (B, 32 bytes).
+    pub const DEDUP: &str = "dd";
+    /// `received_at` in microseconds since the epoch (N).
+    pub const RECEIVED_AT: &str = "ra";
+    /// The filter terms' digests (BS).
+    pub const TERMS: &str = "f";
+    /// A tombstone's day and part (`YYYY-MM-DD`, `part-NNNNN.parquet`) (S).
+    pub const ARCHIVED_DATE: &str = "ad";
+    pub const ARCHIVED_PART: &str = "ap";
 }
 
-/// What a tombstone drops of an event item: everything but `pk`, `sk`, `tenant_id`,
-/// `id`, `dedup`, `hash` and `ts`, in particular every index partition key, so a
-/// tombstone is in no index. A new item attribute belongs here unless a tombstone must
-/// keep it (a test fails until it is one or the other).
-pub const TOMBSTONE_REMOVES: [&str; 15] = [
-    attr::DOC,
-    attr::RECEIVED_AT,
-    attr::SHARD,
-    attr::ACTION,
-    attr::OUTCOME,
-    attr::ACTOR_ID,
-    attr::ACTOR_EMAIL,
-    attr::RESOURCE_TYPE,
-    attr::RESOURCE_ID,
-    attr::WORKSPACE_ID,
-    attr::SEARCH,
-    BY_TIME.pk,
-    BY_ACTOR.pk,
-    BY_ACTION.pk,
-    BY_RESOURCE.pk,
-];
+/// What the archive removes when it turns an event item into a tombstone: everything
+/// but `pk`, `sk`, `ts`, `h` and `dd` (which keep the id taken and a resend comparable),
+/// in particular every index key, so a tombstone is in no index. Whoever adds an
+/// attribute to the item adds it here.
+pub const TOMBSTONE_REMOVES: [&str; 7] =
+    [BY_TIME.pk, BY_ACTOR.pk, BY_ACTION.pk, BY_RESOURCE.pk, attr::DOC, attr::RECEIVED_AT, attr::TERMS];
 
 /// A stored item that is not a valid event.
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +54,17 @@ pub enum ItemError {
     /// A required attribute is absent or of the wrong type.
     #[error("item attribute {0} is missing or malformed")]
     Attribute(&'static str),
-    /// `doc` is not a valid event.
+    /// `d` is not a valid event.
     #[error("item doc is not a valid event: {0}")]
     Doc(String),
-    /// `doc` does not hash to `hash`: the item was altered.
+    /// `d` does not hash to `h`: the item was altered.
     #[error("item doc does not match its hash")]
     HashMismatch,
+}
+
+/// The 32 bytes of a hex SHA-256 (`hash`, `dedup`).
+fn digest_bytes(hex_digest: &str) -> Vec<u8> {
+    hex::decode(hex_digest).unwrap_or_else(|_| Sha256::digest(hex_digest.as_bytes()).to_vec())
 }
 
 /// The item for `event` in write shard `shard`; `dedup` is the digest that decides
@@ -82,40 +73,37 @@ pub enum ItemError {
 pub fn to_item(stored: &StoredEvent, shard: u16, dedup: &str) -> Item {
     let e = &stored.event;
     let t = &e.tenant_id;
-    let mut item = Item::with_capacity(24);
+    let mut item = Item::with_capacity(12);
     item.insert(keys::PK.into(), s(&keys::event_pk(t, &e.id)));
     item.insert(keys::SK.into(), s(keys::EVENT_SK));
     item.insert(keys::TS.into(), s(&keys::ts(&EventKey::new(e.occurred_at, &e.id))));
     item.insert(BY_TIME.pk.into(), s(&keys::time_pk(t, shard)));
     item.insert(BY_ACTOR.pk.into(), s(&keys::actor_pk(t, shard, &e.actor.id)));
     item.insert(BY_ACTION.pk.into(), s(&keys::action_pk(t, shard, &e.action)));
-    item.insert(attr::DOC.into(), s(&stored.doc));
-    item.insert(attr::HASH.into(), s(&stored.hash));
-    item.insert(attr::DEDUP.into(), s(dedup));
-    item.insert(attr::RECEIVED_AT.into(), s(&stored.received_at.to_string()));
-    item.insert(attr::TENANT.into(), s(t.as_str()));
-    item.insert(attr::ID.into(), s(&e.id));
-    item.insert(attr::SHARD.into(), n(shard));
-    item.insert(attr::ACTION.into(), s(&e.action));
-    item.insert(attr::OUTCOME.into(), s(e.outcome.as_str()));
-    item.insert(attr::ACTOR_ID.into(), s(&e.actor.id));
-    if let Some(email) = &e.actor.email {
-        item.insert(attr::ACTOR_EMAIL.into(), s(&email.to_lowercase()));
+    if let Some(id) = e.resource.as_ref().and_then(|r| r.id.as_ref()) {
+        item.insert(BY_RESOURCE.pk.into(), s(&keys::resource_pk(t, shard, id)));
     }
-    if let Some(r) = &e.resource {
-        if let Some(id) = &r.id {
-            item.insert(BY_RESOURCE.pk.into(), s(&keys::resource_pk(t, shard, id)));
-            item.insert(attr::RESOURCE_ID.into(), s(id));
-        }
-        if let Some(kind) = &r.kind {
-            item.insert(attr::RESOURCE_TYPE.into(), s(kind));
-        }
+    item.insert(attr::DOC.into(), b(doc::encode(&stored.doc)));
+    item.insert(attr::HASH.into(), b(digest_bytes(&stored.hash)));
+    if dedup != stored.hash {
+        item.insert(attr::DEDUP.into(), b(digest_bytes(dedup)));
     }
-    if let Some(id) = e.workspace.as_ref().and_then(|w| w.id.as_ref()) {
-        item.insert(attr::WORKSPACE_ID.into(), s(id));
-    }
-    item.insert(attr::SEARCH.into(), s(&search_text(e)));
+    item.insert(attr::RECEIVED_AT.into(), n(stored.received_at.micros()));
+    item.insert(attr::TERMS.into(), AttributeValue::Bs(terms::of(e).into_iter().map(Blob::new).collect()));
     item
+}
+
+/// The digest an item compares a resend with: `dd`, or `h` where they are the same.
+#[must_use]
+pub fn dedup_of(item: &Item) -> Option<String> {
+    let bytes = |name| item.get(name).and_then(|v| v.as_b().ok()).map(|b| hex::encode(b.as_ref()));
+    bytes(attr::DEDUP).or_else(|| bytes(attr::HASH))
+}
+
+/// Whether an item holds an event (a tombstone left by the archive does not).
+#[must_use]
+pub fn holds_event(item: &Item) -> bool {
+    item.contains_key(attr::DOC)
 }
 
 /// Reads a stored event back, verifying its hash.
@@ -123,16 +111,28 @@ pub fn to_item(stored: &StoredEvent, shard: u16, dedup: &str) -> Item {
 /// # Errors
 /// [`ItemError`] when the item is malformed or altered.
 pub fn from_item(item: &Item) -> Result<StoredEvent, ItemError> {
-    let doc = string(item, attr::DOC)?;
-    let hash = string(item, attr::HASH)?;
-    if sha256_hex(doc) != *hash {
+    let stored = item.get(attr::DOC).and_then(|v| v.as_b().ok()).ok_or(ItemError::Attribute(attr::DOC))?;
+    let hash = item.get(attr::HASH).and_then(|v| v.as_b().ok()).ok_or(ItemError::Attribute(attr::HASH))?;
+    let text = doc::decode(stored.as_ref()).map_err(|e| ItemError::Doc(e.to_string()))?;
+    if Sha256::digest(text.as_bytes()).as_slice() != hash.as_ref() {
         return Err(ItemError::HashMismatch);
     }
-    let received_at =
-        Timestamp::parse(string(item, attr::RECEIVED_AT)?).map_err(|_| ItemError::Attribute(attr::RECEIVED_AT))?;
-    let value: serde_json::Value = serde_json::from_str(doc).map_err(|e| ItemError::Doc(e.to_string()))?;
+    let received_at = get_n::<i64>(item, attr::RECEIVED_AT)
+        .and_then(|m| Timestamp::from_micros(m).ok())
+        .ok_or(ItemError::Attribute(attr::RECEIVED_AT))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ItemError::Doc(e.to_string()))?;
     let event = Event::from_stored(&value).map_err(|v| ItemError::Doc(format!("{v:?}")))?;
-    Ok(StoredEvent { event, received_at, hash: hash.clone(), doc: doc.clone() })
+    Ok(StoredEvent { event, received_at, hash: hex::encode(hash.as_ref()), doc: text })
+}
+
+/// One entry of an index page: its key, and its event when the index holds it.
+///
+/// # Errors
+/// [`ItemError`] when the entry is malformed or its event altered.
+pub fn entry(item: &Item, whole: bool) -> Result<IndexEntry, ItemError> {
+    let key = event_key(item)?;
+    let event = if whole { Some(from_item(item)?) } else { None };
+    Ok(IndexEntry { key, event })
 }
 
 /// Where a tombstone says its event went; `None` for an online item.
@@ -165,7 +165,6 @@ pub fn event_key(item: &Item) -> Result<EventKey, ItemError> {
 mod tests {
     use super::*;
     use audit::domain::fixtures::{arb_event, arb_full_event};
-    use aws_sdk_dynamodb::types::AttributeValue;
     use proptest::prelude::*;
 
     proptest! {
@@ -175,7 +174,9 @@ mod tests {
             let item = to_item(&stored, shard, &stored.hash);
             let back = from_item(&item);
             prop_assert!(back.is_ok(), "{back:?}");
-            prop_assert_eq!(back.ok(), Some(stored));
+            prop_assert_eq!(back.ok(), Some(stored.clone()));
+            prop_assert_eq!(dedup_of(&item), Some(stored.hash.clone()));
+            prop_assert!(!item.contains_key(attr::DEDUP));
         }
 
         #[test]
@@ -186,29 +187,36 @@ mod tests {
         }
 
         #[test]
-        fn a_tombstone_keeps_exactly_the_identity_dedup_hash_and_key(event in arb_full_event()) {
-            let stored = event.stamp(Timestamp::now());
-            let mut item = to_item(&stored, 3, "digest");
-            for name in TOMBSTONE_REMOVES {
-                item.remove(name);
-            }
-            let mut kept: Vec<&str> = item.keys().map(String::as_str).collect();
-            kept.sort_unstable();
-            prop_assert_eq!(kept, vec!["dedup", "hash", "id", "pk", "sk", "tenant_id", "ts"]);
-            prop_assert!(archived_at(&item).ok().flatten().is_none());
-            item.insert(attr::ARCHIVED_DATE.into(), AttributeValue::S("2026-01-02".into()));
-            item.insert(attr::ARCHIVED_PART.into(), AttributeValue::S("part-00003.parquet".into()));
-            let at = archived_at(&item).ok().flatten();
-            prop_assert_eq!(at.map(|a| (a.part, a.key)), Some(("part-00003.parquet".to_owned(), EventKey::new(stored.event.occurred_at, &stored.event.id))));
-        }
-
-        #[test]
         fn an_altered_doc_is_refused(event in arb_event()) {
             let stored = event.stamp(Timestamp::now());
             let mut item = to_item(&stored, 0, &stored.hash);
-            let doc = string(&item, attr::DOC).cloned().unwrap_or_default().replacen("\"action\":\"", "\"action\":\"x", 1);
-            item.insert(attr::DOC.into(), AttributeValue::S(doc));
+            let altered = stored.doc.replacen("\"action\":\"", "\"action\":\"x", 1);
+            item.insert(attr::DOC.into(), b(doc::encode(&altered)));
             prop_assert!(matches!(from_item(&item), Err(ItemError::HashMismatch)));
         }
+    }
+
+    #[test]
+    fn a_different_dedup_is_kept_and_a_tombstone_keeps_only_what_it_must() {
+        let tenant = audit::domain::tenant::TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Event::validate(audit::domain::fixtures::minimal(), &tenant, Timestamp::now());
+        let stored = accepted.unwrap_or_else(|v| panic!("{v:?}")).stamp(Timestamp::now());
+        let dedup = "ab".repeat(32);
+        let item = to_item(&stored, 0, &dedup);
+        assert_eq!(dedup_of(&item), Some(dedup));
+        let mut tomb = item.clone();
+        for name in TOMBSTONE_REMOVES {
+            tomb.remove(name);
+        }
+        let mut left: Vec<&str> = tomb.keys().map(String::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![attr::DEDUP, attr::HASH, keys::PK, keys::SK, keys::TS]);
+        assert!(holds_event(&item) && !holds_event(&tomb));
+        assert!(archived_at(&tomb).ok().flatten().is_none());
+        tomb.insert(attr::ARCHIVED_DATE.into(), s("2026-01-02"));
+        tomb.insert(attr::ARCHIVED_PART.into(), s("part-00003.parquet"));
+        let at = archived_at(&tomb).ok().flatten();
+        let key = EventKey::new(stored.event.occurred_at, &stored.event.id);
+        assert_eq!(at.map(|a| (a.part, a.key)), Some(("part-00003.parquet".to_owned(), key)));
     }
 }

@@ -8,6 +8,7 @@
 //! parts (actor id, action, resource id) come last, after components that cannot hold `#`,
 //! so no value can forge another key.
 
+use crate::dynamodb::item::attr;
 use audit::domain::plan::{EventKey, Partition, Path};
 use audit::domain::tenant::TenantId;
 
@@ -16,21 +17,40 @@ pub const SK: &str = "sk";
 /// Sort key of every event index: `{occurred_at}#{id}`.
 pub const TS: &str = "ts";
 
-/// A global secondary index over events: its name and partition-key attribute.
+/// A global secondary index over events: its name, its partition-key attribute (the sort
+/// key is always [`TS`]) and the attributes it projects besides the keys. template.yaml
+/// defines the same (`tests/tests/cost.rs` compares them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Index {
     pub name: &'static str,
     pub pk: &'static str,
+    pub projects: &'static [&'static str],
 }
 
-/// Every event of a tenant by time: the archive's and the unfiltered console's path.
-pub const BY_TIME: Index = Index { name: "by_time", pk: "gt_pk" };
+impl Index {
+    /// Whether the index holds whole events, so its entries need no fetch.
+    #[must_use]
+    pub fn whole(&self) -> bool {
+        self.projects.contains(&attr::DOC)
+    }
+}
+
+/// The whole event: doc, hash and receipt time, and the filter terms.
+const WHOLE: &[&str] = &[attr::DOC, attr::HASH, attr::RECEIVED_AT, attr::TERMS];
+/// The filter terms alone: a page fetches the events it takes from the table.
+const TERMS_ONLY: &[&str] = &[attr::TERMS];
+
+/// Every event of a tenant by time: the default console view, the archive's day read
+/// and exports; it holds whole events, so those read one request a page.
+pub const BY_TIME: Index = Index { name: "by_time", pk: "gt", projects: WHOLE };
 /// Events of one operator.
-pub const BY_ACTOR: Index = Index { name: "by_actor", pk: "ga_pk" };
+pub const BY_ACTOR: Index = Index { name: "by_actor", pk: "ga", projects: TERMS_ONLY };
 /// Events of one action.
-pub const BY_ACTION: Index = Index { name: "by_action", pk: "gc_pk" };
+pub const BY_ACTION: Index = Index { name: "by_action", pk: "gc", projects: TERMS_ONLY };
 /// Events on one resource id (sparse: only events with a resource id).
-pub const BY_RESOURCE: Index = Index { name: "by_resource", pk: "gr_pk" };
+pub const BY_RESOURCE: Index = Index { name: "by_resource", pk: "gr", projects: TERMS_ONLY };
+/// Every event index.
+pub const EVENT_INDEXES: [Index; 4] = [BY_TIME, BY_ACTOR, BY_ACTION, BY_RESOURCE];
 
 /// Sort key of every event item (the partition key alone is the identity).
 pub const EVENT_SK: &str = "EV";
@@ -91,14 +111,15 @@ pub fn resource_pk(tenant: &TenantId, shard: u16, resource_id: &str) -> String {
     format!("{tenant}#{shard}#{resource_id}")
 }
 
-/// Partition of the action catalog (sort key = action). Sharded like the events so a
-/// tenant at 10,000 events/s does not hammer one counter item.
+/// Partition of the action catalog (sort key = action). One per tenant: a process
+/// writes each entry at most once a minute, so no entry runs hot.
 #[must_use]
-pub fn action_catalog_pk(tenant: &TenantId, shard: u16) -> String {
-    format!("CA#{tenant}#{shard}")
+pub fn action_catalog_pk(tenant: &TenantId) -> String {
+    format!("CA#{tenant}")
 }
 
-/// Partition of the actor catalog (sort key = actor id).
+/// Partition of the actor catalog (sort key = actor id), spread over the tenant's shards
+/// by actor id: a busy tenant has many actors written each minute.
 #[must_use]
 pub fn actor_catalog_pk(tenant: &TenantId, shard: u16) -> String {
     format!("CR#{tenant}#{shard}")
@@ -137,6 +158,6 @@ mod tests {
         let p = Partition::new(2, Some("u-1"));
         assert_eq!(partition_key(&tenant(), Path::Actor, &p), "acme#2#u-1");
         assert_eq!(partition_key(&tenant(), Path::Time, &Partition::new(1, None)), "acme#1");
-        assert_eq!(index(Path::Resource).pk, "gr_pk");
+        assert_eq!(index(Path::Resource).pk, "gr");
     }
 }

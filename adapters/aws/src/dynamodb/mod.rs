@@ -8,12 +8,15 @@
 
 pub mod archive_registry;
 pub mod catalogs;
+pub mod cost;
+pub mod doc;
 pub mod events;
 pub mod export_jobs;
 pub mod expr;
 pub mod item;
 pub mod keys;
 pub mod tenants;
+pub mod terms;
 pub mod values;
 
 use crate::retry::{Backoff, Class, HasStatus, classify, retry};
@@ -36,8 +39,6 @@ pub struct Table {
     settings: Mutex<HashMap<TenantId, (Instant, TenantSettings)>>,
     /// Tenants this process has registered.
     registered: Mutex<HashSet<TenantId>>,
-    /// (email directory key, actor id) pairs this process has written.
-    emails_known: Mutex<HashSet<(String, String)>>,
 }
 
 impl Table {
@@ -49,7 +50,6 @@ impl Table {
             backoff: Backoff::default(),
             settings: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashSet::new()),
-            emails_known: Mutex::new(HashSet::new()),
         }
     }
 

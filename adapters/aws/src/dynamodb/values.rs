@@ -11,6 +11,11 @@ pub fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
 
+/// A binary attribute value.
+pub fn b(v: Vec<u8>) -> AttributeValue {
+    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(v))
+}
+
 /// A number attribute value.
 pub fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())

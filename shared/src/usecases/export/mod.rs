@@ -31,7 +31,7 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
-use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, ExportJobs, StoreError, Tenants, Upload};
+use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, StoreError, Tenants, Upload};
 use crate::usecases::merge::{Ahead, Keyed, Sorted};
 use std::sync::Arc;
 
@@ -82,6 +82,7 @@ pub struct Exporter {
     pub tenants: Arc<dyn Tenants>,
     pub catalogs: Arc<dyn Catalogs>,
     pub index: Arc<dyn EventIndex>,
+    pub events: Arc<dyn EventReader>,
     pub archive: Arc<dyn BlobStore>,
     pub exports: Arc<dyn BlobStore>,
     /// `AUDIT_EXPORT_MAX_ROWS`: past it, the most recent rows are kept.
@@ -95,7 +96,7 @@ impl Exporter {
     /// The worker on one store that holds jobs, tenants, catalogs and events.
     pub fn on<S, A, E>(store: &Arc<S>, archive: &Arc<A>, exports: &Arc<E>, max_rows: u64, default_hot_days: u32) -> Self
     where
-        S: ExportJobs + Tenants + Catalogs + EventIndex + 'static,
+        S: ExportJobs + Tenants + Catalogs + EventIndex + EventReader + 'static,
         A: BlobStore + 'static,
         E: BlobStore + 'static,
     {
@@ -104,6 +105,7 @@ impl Exporter {
             tenants: store.clone(),
             catalogs: store.clone(),
             index: store.clone(),
+            events: store.clone(),
             archive: archive.clone(),
             exports: exports.clone(),
             max_rows,
@@ -210,7 +212,8 @@ impl Exporter {
         let moving = filter.from
             < online_start(Timestamp::now(), settings.hot_days.unwrap_or(self.default_hot_days))
                 .plus_seconds(MOVING_MARGIN_DAYS * 86_400);
-        let online = online::OnlineRows::open(&*self.catalogs, &*self.index, &job.tenant, settings, filter).await?;
+        let (catalogs, index, events) = (&*self.catalogs, &*self.index, &*self.events);
+        let online = online::OnlineRows::open(catalogs, index, events, &job.tenant, settings, filter).await?;
         let mut online = Ahead::new(online);
         let mut archived =
             archived::ArchiveSide::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;

@@ -6,6 +6,7 @@ use super::archive::{Archive, day_events};
 use super::*;
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{Format, INCOMPLETE, Status as JobStatus};
+use crate::domain::filter::Filter;
 use crate::domain::manifest;
 use crate::domain::plan::{EventKey, Partition, Path};
 use crate::ports::{BlobStore, Condition, CountPage, EventIndex, EventReader, ExportJobs, IndexPage, IndexQuery};
@@ -174,6 +175,10 @@ struct ArchivingIndex {
 
 #[async_trait]
 impl EventIndex for ArchivingIndex {
+    fn decides(&self, filter: &Filter) -> bool {
+        self.store.decides(filter)
+    }
+
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
         let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
         if read == self.at {
