@@ -7,9 +7,10 @@
 //! format with the reasons attached, so they can be fixed and sent again.
 
 use crate::domain::error::ErrorBody;
-use crate::domain::ingest::{BadMessage, ItemResult, parse_message};
+use crate::domain::ingest::{BadMessage, ItemResult, MessageEvents, parse_message, split_message};
 use crate::ports::{MessageQueue, Outgoing};
 use crate::usecases::ingest::Ingest;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -20,6 +21,13 @@ const MAX_REASON_BYTES: usize = 16 * 1024;
 pub const ERROR_ATTRIBUTE: &str = "audit_error";
 /// Attribute of a dead letter naming the message it came from.
 pub const SOURCE_ATTRIBUTE: &str = "audit_source_message_id";
+
+/// The body of a dead letter for some events of a batch message: the queue's own format.
+#[derive(serde::Serialize)]
+struct DeadLetter<'a> {
+    tenant_id: &'a str,
+    events: Vec<&'a RawValue>,
+}
 
 #[derive(Clone)]
 pub struct Consumer {
@@ -49,12 +57,16 @@ impl Consumer {
         if refused.is_empty() {
             return true;
         }
-        // Ingest consumed the events; the rare rejection path reads them again from the body
-        // rather than every message paying for a copy.
-        let (_, events) = parse_message(body).unwrap_or_else(|_| (tenant.clone(), Vec::new()));
-        let events: Vec<&Value> = refused.iter().filter_map(|(i, _)| events.get(*i)).collect();
+        // Ingest consumed the events; the rare rejection path takes them again from the body,
+        // as their text: a dead letter carries each event exactly as it was sent.
         let reasons: Vec<Value> = refused.iter().map(|(i, e)| json!({"index": i, "error": e})).collect();
-        let body = json!({"tenant_id": tenant.as_str(), "events": events}).to_string();
+        let body = match split_message(body) {
+            Ok((_, MessageEvents::Batch(events))) => {
+                let events: Vec<&RawValue> = refused.iter().filter_map(|(i, _)| events.get(*i).copied()).collect();
+                serde_json::to_string(&DeadLetter { tenant_id: tenant.as_str(), events }).unwrap_or_default()
+            }
+            _ => body.to_owned(),
+        };
         self.dead_letter(body, &Value::Array(reasons), message_id).await
     }
 
