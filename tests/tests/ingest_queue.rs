@@ -70,7 +70,9 @@ impl Queues {
         let consumer =
             Consumer { ingest: Ingest::on(store), dead_letters: Arc::new(Queue::new(self.sqs.clone(), &self.dlq)) };
         let queue = Queue::new(self.sqs.clone(), &self.url);
-        let polled = audit_local::poll(&queue, 10, wait_seconds, |e| ingest::handle_queue(&consumer, e)).await;
+        let metrics = audit_runtime::metrics::Metrics::default();
+        let polled =
+            audit_local::poll(&queue, 10, wait_seconds, |e| ingest::handle_queue(&consumer, &metrics, e)).await;
         polled.unwrap_or_else(|e| panic!("{e:?}"))
     }
 

@@ -3,11 +3,15 @@
 //! jobs and files live in `audit::usecases::export`; this maps them to HTTP and SQS.
 
 use audit::domain::error::Code;
+use audit::domain::export::{Job, Status as JobStatus};
+use audit::domain::ingest::Tally;
+use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_http::{ApiError, Scope, Verifier, caller};
-use audit_runtime::config::{self, Auth, ConfigError, FromEnv};
+use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
+use audit_runtime::metrics::{Metrics, Unit};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +27,7 @@ pub struct ApiConfig {
     pub auth: Auth,
     pub export_bucket: String,
     pub export_queue_url: String,
+    pub edge: Edge,
 }
 
 impl FromEnv for ApiConfig {
@@ -32,7 +37,12 @@ impl FromEnv for ApiConfig {
             auth: Auth::from_env()?,
             export_bucket: config::required(config::EXPORT_BUCKET)?,
             export_queue_url: config::required(config::EXPORT_QUEUE_URL)?,
+            edge: Edge::from_env()?,
         })
+    }
+
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        self.auth.secrets()
     }
 }
 
@@ -43,6 +53,7 @@ pub struct WorkerConfig {
     pub export_bucket: String,
     /// `AUDIT_EXPORT_MAX_ROWS` (contract: 1,000,000 by default).
     pub max_rows: u64,
+    pub metrics: Metrics,
 }
 
 impl FromEnv for WorkerConfig {
@@ -52,6 +63,7 @@ impl FromEnv for WorkerConfig {
             archive_bucket: config::required(config::ARCHIVE_BUCKET)?,
             export_bucket: config::required(config::EXPORT_BUCKET)?,
             max_rows: config::number(config::EXPORT_MAX_ROWS, 1_000_000, 0)?,
+            metrics: Metrics::from_env()?,
         })
     }
 }
@@ -73,8 +85,12 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Export).await?;
     let job = s.exports.request(&caller.tenant, &caller.sub, &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": job.id, "status": job.status_at(Timestamp::now()).as_str()})))
-        .into_response())
+    let mut response =
+        (StatusCode::ACCEPTED, Json(json!({"id": job.id, "status": job.status_at(Timestamp::now()).as_str()})))
+            .into_response();
+    // The export was logged as an event first: the edge counts it (`Source` = http).
+    response.extensions_mut().insert(Tally { created: 1, ..Tally::default() });
+    Ok(response)
 }
 
 async fn one(
@@ -97,8 +113,80 @@ async fn list(State(s): State<Arc<ExportState>>, headers: HeaderMap) -> Result<R
 
 /// One delivery of the export queue (one job per message): each job run to its end, or
 /// reported for redelivery when its record is unavailable or the message is not a job's.
-pub async fn handle_queue(exporter: &Exporter, event: SqsEvent) -> SqsBatchResponse {
-    partial_batch(event, |m| async move { exporter.consume(m.body.as_deref().unwrap_or_default()).await }).await
+/// Each job's end goes to the metrics.
+pub async fn handle_queue(exporter: &Exporter, metrics: &Metrics, event: SqsEvent) -> SqsBatchResponse {
+    partial_batch(event, |m| async move {
+        let body = m.body.as_deref().unwrap_or_default();
+        let job = serde_json::from_str::<JobMessage>(body)
+            .ok()
+            .and_then(|j| Some((TenantId::parse(&j.tenant_id).ok()?, j.id)));
+        // The job as it was before this run: one taken over from a run cut short counts.
+        let before = match &job {
+            Some((tenant, id)) => exporter.jobs.get(tenant, id).await.ok().flatten(),
+            None => None,
+        };
+        if before.as_ref().is_some_and(|j| j.status == JobStatus::Running && j.claimable(Timestamp::now())) {
+            let props = before.as_ref().map(|j| [("tenant", json!(j.tenant.as_str())), ("id", json!(j.id))]);
+            metrics.emit(
+                &[&["Stack"]],
+                &[],
+                &[("ExportsReclaimed", Unit::Count, 1.0)],
+                props.as_ref().map_or(&[][..], |p| &p[..]),
+            );
+        }
+        let done = exporter.consume(body).await;
+        let after = match (&job, before.as_ref().map(|j| j.status)) {
+            (Some((tenant, id)), Some(JobStatus::Queued | JobStatus::Running)) => {
+                exporter.jobs.get(tenant, id).await.ok().flatten()
+            }
+            _ => None,
+        };
+        if let Some(job) = after {
+            job_metrics(metrics, &job);
+        }
+        done
+    })
+    .await
+}
+
+/// An export queue message: which job to run.
+#[derive(serde::Deserialize)]
+struct JobMessage {
+    tenant_id: String,
+    id: String,
+}
+
+/// A finished job's datapoints (docs/operations.md, "Metrics").
+fn job_metrics(metrics: &Metrics, job: &Job) {
+    let props = [("tenant", json!(job.tenant.as_str())), ("id", json!(job.id))];
+    match job.status {
+        JobStatus::Succeeded => {
+            let micros = match (job.started_at, job.completed_at) {
+                (Some(s), Some(c)) => c.micros() - s.micros(),
+                _ => 0,
+            };
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "rows, bytes and microseconds of one export stay far below 2^53"
+            )]
+            let values = [
+                ("ExportRows", Unit::Count, job.rows.unwrap_or_default() as f64),
+                ("ExportBytes", Unit::Bytes, job.bytes.unwrap_or_default() as f64),
+                ("ExportDurationSeconds", Unit::Seconds, micros as f64 / 1e6),
+            ];
+            metrics.emit(&[&["Stack"], &["Stack", "Format"]], &[("Format", job.format.as_str())], &values, &props);
+        }
+        JobStatus::Failed => {
+            let code = job.error.as_ref().map_or("internal", |(c, _)| c.as_str());
+            metrics.emit(
+                &[&["Stack"], &["Stack", "Code"]],
+                &[("Code", code)],
+                &[("ExportFailures", Unit::Count, 1.0)],
+                &props,
+            );
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
 
     let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100);
-    let response = handle_queue(&exporter, delivery(&[&messages[0].body, "not a job"])).await;
+    let response = handle_queue(&exporter, &Default::default(), delivery(&[&messages[0].body, "not a job"])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m1"], "a message that is no job's goes back, to reach the dead-letter queue");
 

@@ -55,6 +55,36 @@ impl ItemResult {
     }
 }
 
+/// How a batch's events ended, counted: what the ingest metrics report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u32,
+    pub duplicate: u32,
+    /// Refused with `conflict`: the id is taken by other content.
+    pub conflict: u32,
+    /// Refused for good for any other reason (invalid).
+    pub rejected: u32,
+    /// Refused for now (`throttled`): answered 503, or the message goes back to the queue.
+    pub throttled: u32,
+}
+
+impl Tally {
+    #[must_use]
+    pub fn of(results: &[ItemResult]) -> Self {
+        let mut t = Self::default();
+        for r in results {
+            match (r.status, r.error.as_ref().map(|e| e.code)) {
+                (Status::Created, _) => t.created += 1,
+                (Status::Duplicate, _) => t.duplicate += 1,
+                (Status::Rejected, Some(Code::Conflict)) => t.conflict += 1,
+                (Status::Rejected, _) if r.transient() => t.throttled += 1,
+                (Status::Rejected, _) => t.rejected += 1,
+            }
+        }
+        t
+    }
+}
+
 /// A request body that cannot be taken at all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BodyError(pub ErrorBody);

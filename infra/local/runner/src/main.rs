@@ -28,9 +28,10 @@ async fn main() -> anyhow::Result<()> {
     let consumer =
         Consumer { ingest: Ingest::on(&table), dead_letters: aws.queue(&config.ingest_queue.dead_letter_url) };
     let ingest_queue = aws.queue(&config.ingest_queue_url);
+    let metrics = config.ingest_queue.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&ingest_queue, 10, 2, |event| ingest::handle_queue(&consumer, event)).await {
+            if let Err(e) = poll(&ingest_queue, 10, 2, |event| ingest::handle_queue(&consumer, &metrics, event)).await {
                 tracing::error!(error = ?e, "ingest queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -39,9 +40,12 @@ async fn main() -> anyhow::Result<()> {
 
     let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, config.export_worker.max_rows);
     let export_queue = aws.queue(&config.export_api.export_queue_url);
+    let export_metrics = config.export_worker.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_queue(&exporter, event)).await {
+            if let Err(e) =
+                poll(&export_queue, 1, 2, |event| export::handle_queue(&exporter, &export_metrics, event)).await
+            {
                 tracing::error!(error = ?e, "export queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -51,25 +55,30 @@ async fn main() -> anyhow::Result<()> {
     // The archive schedule: once at start-up, then hourly.
     let job =
         archive::Job { stores: ArchiveStores::on(&table, &archive_bucket), options: config.archive.options.clone() };
+    let archive_metrics = config.archive.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = job.handle(serde_json::json!({}), None).await {
+            let outcome = job.handle(serde_json::json!({}), None).await;
+            archive::report_metrics(&archive_metrics, &outcome);
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "archive run failed");
             }
             tokio::time::sleep(ARCHIVE_EVERY).await;
         }
     });
 
-    let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier() };
+    let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier()? };
     let query_state = query::QueryState {
-        query: Query::on(&table, config.query.cursor_key(), config.query.hot_days),
-        verifier: config.query.auth.verifier(),
+        query: Query::on(&table, config.query.cursor_key()?, config.query.hot_days),
+        verifier: config.query.auth.verifier()?,
     };
     let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
-    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier() };
+    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
+    // One router for the three functions, finished as each function's own is on Lambda.
     let app = ingest::app(Arc::new(ingest_state))
         .merge(query::app(Arc::new(query_state), table.clone()))
         .merge(export::app(Arc::new(export_state)));
+    let app = runtime::edge::finish(app, &config.query.edge);
 
     let addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
