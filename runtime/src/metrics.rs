@@ -7,6 +7,47 @@ use audit::domain::ingest::Tally;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 
+/// The metrics' names, as `template.yaml`'s alarms and docs/operations.md ("Metrics") name
+/// them; every datapoint is emitted under one of these (a test holds the three together).
+pub mod name {
+    pub const EVENTS_CREATED: &str = "EventsCreated";
+    pub const EVENTS_DUPLICATE: &str = "EventsDuplicate";
+    pub const EVENTS_CONFLICT: &str = "EventsConflict";
+    pub const EVENTS_REJECTED: &str = "EventsRejected";
+    pub const EVENTS_THROTTLED: &str = "EventsThrottled";
+    pub const EVENTS_DEAD_LETTERED: &str = "EventsDeadLettered";
+    pub const QUERY_ITEMS_READ: &str = "QueryItemsRead";
+    pub const QUERY_REQUESTS: &str = "QueryRequests";
+    pub const HTTP_SERVER_ERRORS: &str = "HttpServerErrors";
+    pub const ARCHIVE_LAG_DAYS: &str = "ArchiveLagDays";
+    pub const ARCHIVE_EVENTS_MOVED: &str = "ArchiveEventsMoved";
+    pub const EXPORT_ROWS: &str = "ExportRows";
+    pub const EXPORT_BYTES: &str = "ExportBytes";
+    pub const EXPORT_DURATION_SECONDS: &str = "ExportDurationSeconds";
+    pub const EXPORT_FAILURES: &str = "ExportFailures";
+    pub const EXPORTS_RECLAIMED: &str = "ExportsReclaimed";
+
+    #[cfg(test)]
+    pub const ALL: &[&str] = &[
+        EVENTS_CREATED,
+        EVENTS_DUPLICATE,
+        EVENTS_CONFLICT,
+        EVENTS_REJECTED,
+        EVENTS_THROTTLED,
+        EVENTS_DEAD_LETTERED,
+        QUERY_ITEMS_READ,
+        QUERY_REQUESTS,
+        HTTP_SERVER_ERRORS,
+        ARCHIVE_LAG_DAYS,
+        ARCHIVE_EVENTS_MOVED,
+        EXPORT_ROWS,
+        EXPORT_BYTES,
+        EXPORT_DURATION_SECONDS,
+        EXPORT_FAILURES,
+        EXPORTS_RECLAIMED,
+    ];
+}
+
 /// A metric's unit, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -116,11 +157,11 @@ impl Metrics {
     /// How one request's or message's events ended (`Source`: `http` or `queue`).
     pub fn events(&self, source: &str, tally: &Tally, tenant: Option<&str>) {
         let values = [
-            ("EventsCreated", Unit::Count, f64::from(tally.created)),
-            ("EventsDuplicate", Unit::Count, f64::from(tally.duplicate)),
-            ("EventsConflict", Unit::Count, f64::from(tally.conflict)),
-            ("EventsRejected", Unit::Count, f64::from(tally.rejected)),
-            ("EventsThrottled", Unit::Count, f64::from(tally.throttled)),
+            (name::EVENTS_CREATED, Unit::Count, f64::from(tally.created)),
+            (name::EVENTS_DUPLICATE, Unit::Count, f64::from(tally.duplicate)),
+            (name::EVENTS_CONFLICT, Unit::Count, f64::from(tally.conflict)),
+            (name::EVENTS_REJECTED, Unit::Count, f64::from(tally.rejected)),
+            (name::EVENTS_THROTTLED, Unit::Count, f64::from(tally.throttled)),
         ];
         let props: Vec<(&str, Value)> = tenant.map(|t| ("tenant", json!(t))).into_iter().collect();
         self.emit(&[&["Stack"], &["Stack", "Source"]], &[("Source", source)], &values, &props);
@@ -149,5 +190,30 @@ mod tests {
         assert_eq!((&v["EventsCreated"], &v["EventsDuplicate"]), (&json!(3.0), &json!(1.0)));
         assert!(v["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
         assert_eq!(Metrics::default().line(&[&["Stack"]], &[], &[("X", Unit::Count, 1.0)], &[]), None);
+    }
+
+    #[test]
+    fn the_template_and_the_docs_name_the_metrics_the_code_emits() {
+        // Every metric an alarm of the template watches in our namespace is one we emit
+        let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"));
+        let lines: Vec<&str> = template.lines().map(str::trim).collect();
+        let alarmed: Vec<&str> = lines
+            .windows(2)
+            .filter(|w| w[0] == "Namespace: AuditLog")
+            .filter_map(|w| w[1].strip_prefix("MetricName: "))
+            .collect();
+        assert!(alarmed.len() >= 6, "{alarmed:?}");
+        for metric in &alarmed {
+            assert!(name::ALL.contains(metric), "the template alarms on {metric}, which no code emits");
+        }
+        // And the docs' table lists exactly the metrics we emit.
+        let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md"));
+        let section = docs.split("\n## Metrics\n").nth(1).and_then(|s| s.split("\n## ").next()).unwrap_or_default();
+        let mut documented: Vec<&str> =
+            section.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+        let mut emitted = name::ALL.to_vec();
+        documented.sort_unstable();
+        emitted.sort_unstable();
+        assert_eq!(documented, emitted);
     }
 }

@@ -9,7 +9,7 @@ use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::usecases::archive::{ArchiveError, ArchiveStores, Archiver, Options, Report};
 use audit_runtime::config::{self, ConfigError, FromEnv};
-use audit_runtime::metrics::{Metrics, Unit};
+use audit_runtime::metrics::{Metrics, Unit, name};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -98,9 +98,9 @@ pub fn report_metrics(metrics: &Metrics, outcome: &Result<Report, RunError>) {
     let Ok(report) = outcome else { return };
     #[expect(clippy::cast_precision_loss, reason = "a run moves far fewer than 2^53 events")]
     let moved = report.days.iter().map(|d| d.rows).sum::<u64>() as f64;
-    let mut values = vec![("ArchiveEventsMoved", Unit::Count, moved)];
+    let mut values = vec![(name::ARCHIVE_EVENTS_MOVED, Unit::Count, moved)];
     if !report.unfinished && report.failures.is_empty() {
-        values.push(("ArchiveLagDays", Unit::None, 0.0));
+        values.push((name::ARCHIVE_LAG_DAYS, Unit::None, 0.0));
     }
     metrics.emit(&[&["Stack"]], &[], &values, &[]);
 }

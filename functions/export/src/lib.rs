@@ -11,7 +11,7 @@ use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_http::{ApiError, Scope, Verifier, caller};
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
-use audit_runtime::metrics::{Metrics, Unit};
+use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -130,7 +130,7 @@ pub async fn handle_queue(exporter: &Exporter, metrics: &Metrics, event: SqsEven
             metrics.emit(
                 &[&["Stack"]],
                 &[],
-                &[("ExportsReclaimed", Unit::Count, 1.0)],
+                &[(name::EXPORTS_RECLAIMED, Unit::Count, 1.0)],
                 props.as_ref().map_or(&[][..], |p| &p[..]),
             );
         }
@@ -170,9 +170,9 @@ fn job_metrics(metrics: &Metrics, job: &Job) {
                 reason = "rows, bytes and microseconds of one export stay far below 2^53"
             )]
             let values = [
-                ("ExportRows", Unit::Count, job.rows.unwrap_or_default() as f64),
-                ("ExportBytes", Unit::Bytes, job.bytes.unwrap_or_default() as f64),
-                ("ExportDurationSeconds", Unit::Seconds, micros as f64 / 1e6),
+                (name::EXPORT_ROWS, Unit::Count, job.rows.unwrap_or_default() as f64),
+                (name::EXPORT_BYTES, Unit::Bytes, job.bytes.unwrap_or_default() as f64),
+                (name::EXPORT_DURATION_SECONDS, Unit::Seconds, micros as f64 / 1e6),
             ];
             metrics.emit(&[&["Stack"], &["Stack", "Format"]], &[("Format", job.format.as_str())], &values, &props);
         }
@@ -181,7 +181,7 @@ fn job_metrics(metrics: &Metrics, job: &Job) {
             metrics.emit(
                 &[&["Stack"], &["Stack", "Code"]],
                 &[("Code", code)],
-                &[("ExportFailures", Unit::Count, 1.0)],
+                &[(name::EXPORT_FAILURES, Unit::Count, 1.0)],
                 &props,
             );
         }

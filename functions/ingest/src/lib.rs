@@ -8,7 +8,7 @@ use audit::usecases::consume::Consumer;
 use audit::usecases::ingest::Ingest;
 use audit_http::{ApiError, Scope, Verifier, caller, limits};
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
-use audit_runtime::metrics::{Metrics, Unit};
+use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
 use axum::body::Body;
 use axum::extract::State;
@@ -105,7 +105,7 @@ pub async fn handle_queue(consumer: &Consumer, metrics: &Metrics, event: SqsEven
         let consumed = consumer.consume(m.message_id.as_deref(), m.body.as_deref().unwrap_or_default()).await;
         metrics.events("queue", &consumed.tally, None);
         if consumed.dead_lettered > 0 {
-            let values = [("EventsDeadLettered", Unit::Count, f64::from(consumed.dead_lettered))];
+            let values = [(name::EVENTS_DEAD_LETTERED, Unit::Count, f64::from(consumed.dead_lettered))];
             metrics.emit(&[&["Stack"]], &[], &values, &[]);
         }
         consumed.done
