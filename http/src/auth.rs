@@ -1,17 +1,45 @@
 //! Bearer tokens: JWTs signed HS256 with `AUDIT_JWT_SECRET` or RS256 by a key in
-//! `AUDIT_JWKS_URL`. The tenant of every request comes from here and nowhere else.
+//! `AUDIT_JWKS_URL`, with `iss` and `aud` checked when configured. The tenant of every
+//! request comes from here and nowhere else.
 
 use audit::domain::tenant::TenantId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 /// Clock skew tolerated on `exp`.
 const LEEWAY_SECONDS: u64 = 30;
-/// How often an unknown `kid` may trigger a JWKS refetch.
-const JWKS_REFRESH: Duration = Duration::from_secs(60);
+
+/// How long fetched keys are trusted, how soon an unknown `kid` may trigger a refetch,
+/// and how long a failed fetch is remembered. The first bounds how long a key removed
+/// from the JWKS keeps working in a warm process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksTiming {
+    pub ttl: Duration,
+    pub unknown_kid_refetch: Duration,
+    pub failure_ttl: Duration,
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            unknown_kid_refetch: Duration::from_secs(60),
+            failure_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a verifier requires of a token beyond a valid signature and `exp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// `iss` must equal this (`AUDIT_JWT_ISSUER`).
+    pub issuer: Option<String>,
+    /// `aud` must hold this (`AUDIT_JWT_AUDIENCE`).
+    pub audience: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -79,23 +107,97 @@ struct Claims {
     exp: u64,
 }
 
-/// Verifies tokens. Built once per process; the JWKS is cached.
+/// Verifies tokens. Built once per process; the JWKS is cached (see [`JwksTiming`]).
 pub struct Verifier {
     secret: Option<DecodingKey>,
-    jwks_url: Option<String>,
-    jwks: RwLock<Option<(Instant, JwkSet)>>,
+    expect: Expect,
+    jwks: Option<Jwks>,
+}
+
+/// The JWKS of one URL: the keys last fetched, the last failure, and the lock that makes
+/// concurrent misses share one fetch.
+struct Jwks {
+    url: String,
+    timing: JwksTiming,
     http: reqwest::Client,
+    cache: RwLock<KeyCache>,
+    fetching: Mutex<()>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Option<(Instant, JwkSet)>,
+    failed: Option<(Instant, String)>,
+}
+
+/// What the cache says about a `kid` without fetching.
+enum Cached {
+    Key(Result<DecodingKey, AuthError>),
+    /// Fetching again cannot help yet.
+    Refused(AuthError),
+    Stale,
+}
+
+impl KeyCache {
+    fn lookup(&self, kid: &str, timing: &JwksTiming) -> Cached {
+        if let Some((fetched, set)) = &self.keys
+            && fetched.elapsed() < timing.ttl
+        {
+            if let Some(jwk) = set.find(kid) {
+                return Cached::Key(DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string())));
+            }
+            if fetched.elapsed() < timing.unknown_kid_refetch {
+                return Cached::Refused(AuthError::Invalid("unknown kid".into()));
+            }
+        }
+        match &self.failed {
+            Some((at, why)) if at.elapsed() < timing.failure_ttl => {
+                Cached::Refused(AuthError::KeysUnavailable(format!("{why} (remembered)")))
+            }
+            _ => Cached::Stale,
+        }
+    }
+
+    /// When the cache last changed: a task that waited for another's fetch uses its result.
+    fn changed(&self) -> Option<Instant> {
+        let keys = self.keys.as_ref().map(|(at, _)| *at);
+        let failed = self.failed.as_ref().map(|(at, _)| *at);
+        keys.max(failed)
+    }
 }
 
 impl Verifier {
+    /// A verifier of HS256 tokens signed with `secret` and RS256 tokens signed by a key of
+    /// the JWKS at `jwks_url`, with the default [`JwksTiming`] and no `iss`/`aud` check.
     #[must_use]
     pub fn new(secret: Option<&str>, jwks_url: Option<&str>) -> Self {
         Self {
             secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
-            jwks_url: jwks_url.map(str::to_owned),
-            jwks: RwLock::new(None),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+            expect: Expect::default(),
+            jwks: jwks_url.map(|url| Jwks {
+                url: url.to_owned(),
+                timing: JwksTiming::default(),
+                http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+                cache: RwLock::new(KeyCache::default()),
+                fetching: Mutex::new(()),
+            }),
         }
+    }
+
+    /// Requires `iss` and `aud` as `expect` says.
+    #[must_use]
+    pub fn expecting(mut self, expect: Expect) -> Self {
+        self.expect = expect;
+        self
+    }
+
+    /// Caches the JWKS as `timing` says.
+    #[must_use]
+    pub fn with_jwks_timing(mut self, timing: JwksTiming) -> Self {
+        if let Some(j) = &mut self.jwks {
+            j.timing = timing;
+        }
+        self
     }
 
     /// Authenticates an `Authorization` header value and checks `scope`.
@@ -118,12 +220,14 @@ impl Verifier {
             Algorithm::HS256 => {
                 let key =
                     self.secret.as_ref().ok_or_else(|| AuthError::Invalid("HS256 tokens are not accepted".into()))?;
-                verify(token, key, Algorithm::HS256)?
+                verify(token, key, Algorithm::HS256, &self.expect)?
             }
             Algorithm::RS256 => {
+                let jwks =
+                    self.jwks.as_ref().ok_or_else(|| AuthError::Invalid("RS256 tokens are not accepted".into()))?;
                 let kid = head.kid.ok_or_else(|| AuthError::Invalid("RS256 token without kid".into()))?;
-                let key = self.jwk(&kid).await?;
-                verify(token, &key, Algorithm::RS256)?
+                let key = jwks.key(&kid).await?;
+                verify(token, &key, Algorithm::RS256, &self.expect)?
             }
             other => {
                 return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted")));
@@ -136,37 +240,71 @@ impl Verifier {
         let scopes = claims.scope.as_deref().unwrap_or_default().split_whitespace().filter_map(Scope::parse).collect();
         Ok(Caller { tenant, sub: claims.sub, scopes })
     }
+}
 
-    async fn jwk(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        let url = self.jwks_url.as_deref().ok_or_else(|| AuthError::Invalid("RS256 tokens are not accepted".into()))?;
+impl Jwks {
+    /// The key `kid`, from the cache while it is fresh, else from one fetch that every
+    /// concurrent miss waits for.
+    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        let asked = Instant::now();
+        match self.cache.read().await.lookup(kid, &self.timing) {
+            Cached::Key(k) => return k,
+            Cached::Refused(e) => return Err(e),
+            Cached::Stale => {}
+        }
+        let _turn = self.fetching.lock().await;
         {
-            let cached = self.jwks.read().await;
-            if let Some((fetched, set)) = cached.as_ref() {
-                if let Some(jwk) = set.find(kid) {
-                    return DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string()));
-                }
-                if fetched.elapsed() < JWKS_REFRESH {
-                    return Err(AuthError::Invalid("unknown kid".into()));
-                }
+            // Another task fetched while this one waited: its answer is this one's too.
+            let cache = self.cache.read().await;
+            if cache.changed().is_some_and(|at| at >= asked) {
+                return match cache.lookup(kid, &self.timing) {
+                    Cached::Key(k) => k,
+                    Cached::Refused(e) => Err(e),
+                    Cached::Stale => Err(AuthError::Invalid("unknown kid".into())),
+                };
             }
         }
-        let set: JwkSet = async { self.http.get(url).send().await?.error_for_status()?.json().await }
-            .await
-            .map_err(|e: reqwest::Error| AuthError::KeysUnavailable(e.to_string()))?;
-        let key = set.find(kid).map(DecodingKey::from_jwk);
-        *self.jwks.write().await = Some((Instant::now(), set));
-        match key {
-            Some(k) => k.map_err(|e| AuthError::Invalid(e.to_string())),
-            None => Err(AuthError::Invalid("unknown kid".into())),
+        let fetched: Result<JwkSet, reqwest::Error> =
+            async { self.http.get(&self.url).send().await?.error_for_status()?.json().await }.await;
+        let mut cache = self.cache.write().await;
+        match fetched {
+            Ok(set) => {
+                let key = set.find(kid).map(DecodingKey::from_jwk);
+                *cache = KeyCache { keys: Some((Instant::now(), set)), failed: None };
+                match key {
+                    Some(k) => k.map_err(|e| AuthError::Invalid(e.to_string())),
+                    None => Err(AuthError::Invalid("unknown kid".into())),
+                }
+            }
+            Err(e) => {
+                // Keys past their time are dropped, not kept for use while the JWKS cannot be
+                // read: a key that may have been revoked is never trusted longer than `ttl`.
+                if cache.keys.as_ref().is_some_and(|(at, _)| at.elapsed() >= self.timing.ttl) {
+                    cache.keys = None;
+                }
+                cache.failed = Some((Instant::now(), e.to_string()));
+                Err(AuthError::KeysUnavailable(e.to_string()))
+            }
         }
     }
 }
 
-fn verify(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Claims, AuthError> {
+fn verify(token: &str, key: &DecodingKey, alg: Algorithm, expect: &Expect) -> Result<Claims, AuthError> {
     let mut v = Validation::new(alg);
-    v.set_required_spec_claims(&["exp", "sub"]);
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &expect.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    match &expect.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        None => v.validate_aud = false,
+    }
+    v.set_required_spec_claims(&required);
     v.leeway = LEEWAY_SECONDS;
-    v.validate_aud = false;
     decode::<Claims>(token, key, &v).map(|d| d.claims).map_err(|e| AuthError::Invalid(e.to_string()))
 }
 

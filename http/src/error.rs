@@ -84,5 +84,7 @@ impl IntoResponse for ApiError {
 /// 401 or 403 as an [`ApiError`].
 pub async fn caller(verifier: &Verifier, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    Ok(verifier.authorize(header, scope).await?)
+    let caller = verifier.authorize(header, scope).await?;
+    crate::request::tenant(caller.tenant.as_str());
+    Ok(caller)
 }

@@ -64,8 +64,9 @@ wait_port() { # port name
   return 1
 }
 
-# start_stack DIR: starts DynamoDB Local, s3s-fs and moto's SQS on free ports, creates the
-# resources of template.yaml (or $AUDIT_TEMPLATE), and writes DIR/env (shell export lines).
+# start_stack DIR: starts DynamoDB Local, s3s-fs and moto (SQS, and Secrets Manager for the
+# tests of secrets read by ARN) on free ports, creates the resources of template.yaml (or
+# $AUDIT_TEMPLATE), and writes DIR/env (shell export lines).
 start_stack() {
   local dir=$1 ddb_port s3_port sqs_port ddb_dir
   ddb_port=$(free_port); s3_port=$(free_port); sqs_port=$(free_port)
@@ -87,6 +88,7 @@ start_stack() {
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
+export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$sqs_port
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=local

@@ -16,8 +16,18 @@ pub const INGEST_DLQ_URL: &str = "AUDIT_INGEST_DLQ_URL";
 pub const EXPORT_QUEUE_URL: &str = "AUDIT_EXPORT_QUEUE_URL";
 pub const EXPORT_DLQ_URL: &str = "AUDIT_EXPORT_DLQ_URL";
 pub const JWT_SECRET: &str = "AUDIT_JWT_SECRET";
+pub const JWT_SECRET_ARN: &str = "AUDIT_JWT_SECRET_ARN";
 pub const JWKS_URL: &str = "AUDIT_JWKS_URL";
+pub const JWKS_CACHE_SECONDS: &str = "AUDIT_JWKS_CACHE_SECONDS";
+pub const JWT_ISSUER: &str = "AUDIT_JWT_ISSUER";
+pub const JWT_AUDIENCE: &str = "AUDIT_JWT_AUDIENCE";
 pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";
+pub const CURSOR_SECRET_ARN: &str = "AUDIT_CURSOR_SECRET_ARN";
+pub const REQUEST_DEADLINE_MS: &str = "AUDIT_REQUEST_DEADLINE_MS";
+pub const METRICS_NAMESPACE: &str = "AUDIT_METRICS_NAMESPACE";
+pub const METRICS_STACK: &str = "AUDIT_METRICS_STACK";
+/// Set by Lambda: the function's name, a metric dimension.
+pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 pub const HOT_DAYS: &str = "AUDIT_HOT_DAYS";
 pub const PORT: &str = "AUDIT_PORT";
 pub const ARCHIVE_PART_ROWS: &str = "AUDIT_ARCHIVE_PART_ROWS";
@@ -32,6 +42,12 @@ pub enum ConfigError {
     /// A variable is set to something unusable.
     #[error("environment variable {0} is invalid: {1}")]
     Invalid(&'static str, String),
+    /// A secret is given both as a value and as an ARN: which one is meant is unclear.
+    #[error("set {0} or {1}, not both")]
+    Both(&'static str, &'static str),
+    /// A secret named by ARN could not be read at start-up.
+    #[error("secret {0} could not be read: {1}")]
+    Secret(&'static str, String),
 }
 
 /// A function's settings, read from the environment.
@@ -39,6 +55,12 @@ pub trait FromEnv: Sized {
     /// # Errors
     /// [`ConfigError`] naming the variable that is missing or invalid.
     fn from_env() -> Result<Self, ConfigError>;
+
+    /// The secrets among the settings, which start-up reads from Secrets Manager when
+    /// they are named by ARN.
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        Vec::new()
+    }
 }
 
 /// A setting that may be unset (empty counts as unset).
@@ -90,39 +112,145 @@ pub fn hot_days() -> Result<u32, ConfigError> {
     number(HOT_DAYS, 90, 1)
 }
 
-/// How bearer tokens are checked: HS256 with `AUDIT_JWT_SECRET`, RS256 with keys from
-/// `AUDIT_JWKS_URL`, or both.
+/// A secret: its value (`X`, the local stack) or the ARN of the Secrets Manager secret
+/// that holds it (`X_ARN`, deployed), read once at start-up ([`crate::start`]) into its
+/// value, so everything after start-up is one code path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Value(String),
+    /// Not read yet: the variable that named it, and the ARN.
+    Arn(&'static str, String),
+}
+
+impl Secret {
+    /// `name` or `arn_name`; both set is an error, neither is `None`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Both`].
+    pub fn from_env(name: &'static str, arn_name: &'static str) -> Result<Option<Self>, ConfigError> {
+        Self::from_lookup(name, arn_name, optional)
+    }
+
+    fn from_lookup(
+        name: &'static str,
+        arn_name: &'static str,
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        match (lookup(name), lookup(arn_name)) {
+            (Some(_), Some(_)) => Err(ConfigError::Both(name, arn_name)),
+            (Some(v), None) => Ok(Some(Self::Value(v))),
+            (None, Some(arn)) => Ok(Some(Self::Arn(arn_name, arn))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The secret's value.
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] for a secret still named only by its ARN (start-up reads
+    /// every one, so this means it was skipped).
+    pub fn value(&self) -> Result<&str, ConfigError> {
+        match self {
+            Self::Value(v) => Ok(v),
+            Self::Arn(name, _) => Err(ConfigError::Secret(name, "not read at start-up".into())),
+        }
+    }
+}
+
+/// How bearer tokens are checked: HS256 with the token secret (`AUDIT_JWT_SECRET` or
+/// `AUDIT_JWT_SECRET_ARN`), RS256 with keys from `AUDIT_JWKS_URL` (cached for
+/// `AUDIT_JWKS_CACHE_SECONDS`, 300 by default), or both; `iss` and `aud` as
+/// `AUDIT_JWT_ISSUER` and `AUDIT_JWT_AUDIENCE` require.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     pub jwks_url: Option<String>,
+    pub jwks_cache: std::time::Duration,
+    pub expect: audit_http::auth::Expect,
 }
 
 impl FromEnv for Auth {
     fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { jwt_secret: optional(JWT_SECRET), jwks_url: optional(JWKS_URL) })
+        Ok(Self {
+            jwt_secret: Secret::from_env(JWT_SECRET, JWT_SECRET_ARN)?,
+            jwks_url: optional(JWKS_URL),
+            jwks_cache: std::time::Duration::from_secs(number(JWKS_CACHE_SECONDS, 300, 1)?),
+            expect: audit_http::auth::Expect { issuer: optional(JWT_ISSUER), audience: optional(JWT_AUDIENCE) },
+        })
     }
 }
 
 impl Auth {
     /// The token verifier these settings make.
-    #[must_use]
-    pub fn verifier(&self) -> audit_http::Verifier {
-        audit_http::Verifier::new(self.jwt_secret.as_deref(), self.jwks_url.as_deref())
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] when the token secret was not read at start-up.
+    pub fn verifier(&self) -> Result<audit_http::Verifier, ConfigError> {
+        let secret = self.jwt_secret.as_ref().map(Secret::value).transpose()?;
+        let timing = audit_http::auth::JwksTiming { ttl: self.jwks_cache, ..Default::default() };
+        Ok(audit_http::Verifier::new(secret, self.jwks_url.as_deref())
+            .with_jwks_timing(timing)
+            .expecting(self.expect.clone()))
+    }
+
+    /// The secrets to read at start-up.
+    pub fn secrets(&mut self) -> Vec<&mut Secret> {
+        self.jwt_secret.iter_mut().collect()
     }
 }
 
-/// The secret that signs paging cursors: `AUDIT_CURSOR_SECRET`, else `AUDIT_JWT_SECRET`.
+/// The secret that signs paging cursors: `AUDIT_CURSOR_SECRET` (or `_ARN`), else the token
+/// secret (locally).
 ///
 /// # Errors
-/// [`ConfigError::Missing`] naming `AUDIT_CURSOR_SECRET` when neither is set.
-pub fn cursor_secret() -> Result<String, ConfigError> {
-    optional(CURSOR_SECRET).or_else(|| optional(JWT_SECRET)).ok_or(ConfigError::Missing(CURSOR_SECRET))
+/// [`ConfigError::Missing`] naming `AUDIT_CURSOR_SECRET` when neither is set;
+/// [`ConfigError::Both`].
+pub fn cursor_secret() -> Result<Secret, ConfigError> {
+    match Secret::from_env(CURSOR_SECRET, CURSOR_SECRET_ARN)? {
+        Some(s) => Ok(s),
+        None => Secret::from_env(JWT_SECRET, JWT_SECRET_ARN)?.ok_or(ConfigError::Missing(CURSOR_SECRET)),
+    }
+}
+
+/// What every API function's edge does around each request ([`crate::edge`]).
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// `AUDIT_REQUEST_DEADLINE_MS` (20,000 by default): the most a request may take,
+    /// retries included, before it answers `503 throttled`.
+    pub deadline: std::time::Duration,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl FromEnv for Edge {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            deadline: std::time::Duration::from_millis(number(REQUEST_DEADLINE_MS, 20_000, 100)?),
+            metrics: crate::metrics::Metrics::from_env()?,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_a_value_or_an_arn_never_both() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &'static str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        let read = |pairs| Secret::from_lookup(JWT_SECRET, JWT_SECRET_ARN, env(pairs));
+        assert_eq!(read(&[(JWT_SECRET, "s")]), Ok(Some(Secret::Value("s".into()))));
+        assert_eq!(read(&[(JWT_SECRET_ARN, "arn:x")]), Ok(Some(Secret::Arn(JWT_SECRET_ARN, "arn:x".into()))));
+        assert_eq!(read(&[]), Ok(None));
+        let both = read(&[(JWT_SECRET, "s"), (JWT_SECRET_ARN, "arn:x")]);
+        assert_eq!(both, Err(ConfigError::Both(JWT_SECRET, JWT_SECRET_ARN)));
+        assert_eq!(
+            both.map_err(|e| e.to_string()),
+            Err("set AUDIT_JWT_SECRET or AUDIT_JWT_SECRET_ARN, not both".into())
+        );
+        assert!(Secret::Arn(JWT_SECRET_ARN, "arn:x".into()).value().is_err());
+    }
 
     #[test]
     fn a_missing_or_bad_setting_is_named() {

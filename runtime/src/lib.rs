@@ -8,11 +8,13 @@
 //! `audit`.
 
 pub mod config;
+pub mod edge;
+pub mod metrics;
 pub mod run;
 pub mod telemetry;
 
 pub use audit_aws::Aws;
-pub use config::{ConfigError, FromEnv};
+pub use config::{ConfigError, FromEnv, Secret};
 
 use audit::ports::Health;
 
@@ -26,14 +28,35 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub type Error = lambda_runtime::Error;
 
 /// Starts a function: telemetry, then its settings (failing, with the missing one named,
-/// before anything else is done), then the AWS configuration.
+/// before anything else is done), then the AWS configuration, then the secrets named by
+/// ARN, each read once.
 ///
 /// # Errors
-/// [`ConfigError`].
+/// [`ConfigError`]: a setting missing or invalid, or a secret unreadable.
 pub async fn start<C: FromEnv>() -> Result<(C, Aws), ConfigError> {
     telemetry::init();
-    let config = C::from_env()?;
-    Ok((config, Aws::load().await))
+    let mut config = C::from_env()?;
+    let aws = Aws::load().await;
+    read_secrets(config.secrets(), &aws).await?;
+    Ok((config, aws))
+}
+
+/// Replaces every secret named by ARN with its value from Secrets Manager.
+///
+/// # Errors
+/// [`ConfigError::Secret`] naming the variable whose secret could not be read.
+pub async fn read_secrets(secrets: Vec<&mut Secret>, aws: &Aws) -> Result<(), ConfigError> {
+    let mut client = None;
+    for secret in secrets {
+        if let Secret::Arn(name, arn) = secret {
+            let client = client.get_or_insert_with(|| aws.secrets());
+            let value = audit_aws::secrets::secret_string(client, arn)
+                .await
+                .map_err(|e| ConfigError::Secret(name, e.to_string()))?;
+            *secret = Secret::Value(value);
+        }
+    }
+    Ok(())
 }
 
 /// The warm-up every function does during init: one request to the table, so the first

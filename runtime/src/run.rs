@@ -11,12 +11,13 @@ use serde_json::Value;
 use std::future::Future;
 use std::time::{Instant, SystemTime};
 
-/// Serves `router` as the Lambda function behind an API Gateway HTTP API.
+/// Serves `router` as the Lambda function behind an API Gateway HTTP API, finished by
+/// [`crate::edge::finish`].
 ///
 /// # Errors
 /// When the Lambda runtime fails.
-pub async fn http(router: axum::Router) -> Result<(), Error> {
-    lambda_http::run(router).await
+pub async fn http(router: axum::Router, edge: &crate::config::Edge) -> Result<(), Error> {
+    lambda_http::run(crate::edge::finish(router, edge)).await
 }
 
 /// Handles each message of a delivery in turn; the response lists those `handle` did not

@@ -524,7 +524,9 @@ async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files(
     s.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap_or_else(|e| panic!("{e:?}"));
     let dead_letters = Queue::new(s.sqs.clone(), &url);
     let exporter = Exporter::on(&s.store, &s.archive, &s.exports, 100, 90);
-    let got = audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, event)).await;
+    let metrics = audit_runtime::metrics::Metrics::default();
+    let got =
+        audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, &metrics, event)).await;
     assert_eq!(got.unwrap_or_else(|e| panic!("{e:?}")), 1);
     let (_, failed) = s.get(&t, &format!("/v1/exports/{id}")).await;
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The AWS adapters of the ports in `audit::ports`: DynamoDB ([`dynamodb::Table`], with
-//! its key design, item mapping, expressions and retry loop inside), S3 ([`s3::Bucket`])
-//! and SQS ([`sqs::Queue`]), and the SDK configuration they are built from ([`Aws`]).
+//! its key design, item mapping, expressions and retry loop inside), S3 ([`s3::Bucket`]),
+//! SQS ([`sqs::Queue`]), the secrets read at start-up ([`secrets`]), and the SDK
+//! configuration they are built from ([`Aws`]).
 //!
 //! May depend on: `audit` (the domain and the ports) and the AWS SDK. Nothing here is a
 //! use case: a use case sees only the ports, never a client.
@@ -9,6 +10,7 @@ pub mod dynamodb;
 pub mod retry;
 pub mod s3;
 pub mod sdk;
+pub mod secrets;
 pub mod sqs;
 
 use std::sync::Arc;
@@ -36,6 +38,12 @@ impl Aws {
     #[must_use]
     pub fn bucket(&self, name: &str) -> Arc<s3::Bucket> {
         Arc::new(s3::Bucket::new(sdk::s3(&self.sdk), name))
+    }
+
+    /// A Secrets Manager client (built only by functions that name a secret by ARN).
+    #[must_use]
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        sdk::secrets_manager(&self.sdk)
     }
 
     /// The queue at `url`.

@@ -7,7 +7,7 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How hard to retry.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +91,25 @@ pub struct Retried<T, E> {
     pub ambiguous: bool,
 }
 
-/// Runs `op` until it succeeds, fails permanently, or `backoff.attempts` are spent.
+tokio::task_local! {
+    /// When the request being served must be answered: retries stop in time for it.
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` with `deadline` on every retry loop it reaches: no attempt starts, and no
+/// attempt is waited for, past it, so a request answers `throttled` in time instead of
+/// being cut off by its function's timeout.
+pub async fn within<F: Future>(deadline: Instant, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// Time left before the current request's deadline (`None`: no deadline).
+fn time_left() -> Option<Duration> {
+    DEADLINE.try_with(|d| d.saturating_duration_since(Instant::now())).ok()
+}
+
+/// Runs `op` until it succeeds, fails permanently, or `backoff.attempts` are spent, or
+/// the request's deadline ([`within`]) comes.
 pub async fn retry<T, E, R, F, Fut>(backoff: &Backoff, what: &str, mut op: F) -> Retried<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata + std::fmt::Debug,
@@ -102,19 +120,28 @@ where
     let mut ambiguous = false;
     let mut attempt = 1;
     loop {
-        match op().await {
+        let outcome = match time_left() {
+            None => op().await,
+            Some(left) => match tokio::time::timeout(left, op()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(SdkError::timeout_error("the request's deadline came during the call")),
+            },
+        };
+        match outcome {
             Ok(v) => {
                 return Retried { result: Ok(v), ambiguous };
             }
             Err(err) => {
                 let class = classify(&err);
                 ambiguous |= class == Class::Ambiguous;
-                if class == Class::Permanent || attempt >= backoff.attempts {
-                    tracing::warn!(what, attempt, ?class, error = ?err, "AWS call failed");
+                let delay = backoff.delay(attempt);
+                let out_of_time = time_left().is_some_and(|left| left <= delay);
+                if class == Class::Permanent || attempt >= backoff.attempts || out_of_time {
+                    tracing::warn!(what, attempt, ?class, out_of_time, error = ?err, "AWS call failed");
                     return Retried { result: Err(err), ambiguous };
                 }
                 tracing::debug!(what, attempt, ?class, "AWS call failed, retrying");
-                tokio::time::sleep(backoff.delay(attempt)).await;
+                tokio::time::sleep(delay).await;
                 attempt += 1;
             }
         }
@@ -124,6 +151,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn retries_stop_at_the_request_deadline() {
+        // Given: a call that is always throttled, and a generous backoff
+        let backoff = Backoff { attempts: 100, base: Duration::from_millis(50), cap: Duration::from_millis(50) };
+        let throttled = || async {
+            let err = aws_sdk_dynamodb::operation::get_item::GetItemError::ProvisionedThroughputExceededException(
+                aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                    .message("slow down")
+                    .build(),
+            );
+            let raw = aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap_or_else(|_| unreachable!()),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            Err::<(), _>(SdkError::service_error(err, raw))
+        };
+        // When: it runs within a deadline 300 ms away
+        let started = Instant::now();
+        let out = within(started + Duration::from_millis(300), retry(&backoff, "test", throttled)).await;
+        // Then: it gives up before the deadline, not after 100 attempts
+        assert!(out.result.is_err());
+        assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+        // And a call still running at the deadline is cut off there, as an ambiguous failure.
+        let hangs = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<
+                (),
+                SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError, aws_smithy_runtime_api::http::Response>,
+            >(())
+        };
+        let started = Instant::now();
+        let out = within(started + Duration::from_millis(200), retry(&backoff, "test", hangs)).await;
+        assert!(out.result.is_err() && out.ambiguous);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
 
     #[test]
     fn delays_grow_and_stay_under_the_cap() {

@@ -45,3 +45,12 @@ pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// A Secrets Manager client with the SDK's standard retries.
+#[must_use]
+pub fn secrets_manager(conf: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let conf = aws_sdk_secretsmanager::config::Builder::from(conf)
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
+}

@@ -10,5 +10,11 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let job = Job { stores: ArchiveStores::on(&table, &aws.bucket(&config.archive_bucket)), options: config.options };
-    run::scheduled(|payload, deadline| job.handle(payload, Some(deadline))).await
+    let (job, metrics) = (&job, &config.metrics);
+    run::scheduled(|payload, deadline| async move {
+        let outcome = job.handle(payload, Some(deadline)).await;
+        archive::report_metrics(metrics, &outcome);
+        outcome
+    })
+    .await
 }

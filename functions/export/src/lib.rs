@@ -5,11 +5,15 @@
 //! and SQS.
 
 use audit::domain::error::Code;
+use audit::domain::export::{Job, Status as JobStatus};
+use audit::domain::ingest::Tally;
+use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_http::{ApiError, Scope, Verifier, caller};
-use audit_runtime::config::{self, Auth, ConfigError, FromEnv};
+use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
+use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage, partial_batch};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,6 +29,7 @@ pub struct ApiConfig {
     pub auth: Auth,
     pub export_bucket: String,
     pub export_queue_url: String,
+    pub edge: Edge,
 }
 
 impl FromEnv for ApiConfig {
@@ -34,7 +39,12 @@ impl FromEnv for ApiConfig {
             auth: Auth::from_env()?,
             export_bucket: config::required(config::EXPORT_BUCKET)?,
             export_queue_url: config::required(config::EXPORT_QUEUE_URL)?,
+            edge: Edge::from_env()?,
         })
+    }
+
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        self.auth.secrets()
     }
 }
 
@@ -48,6 +58,7 @@ pub struct WorkerConfig {
     /// `AUDIT_EXPORT_MAX_ROWS` (contract: 1,000,000 by default).
     pub max_rows: u64,
     pub hot_days: u32,
+    pub metrics: Metrics,
 }
 
 impl FromEnv for WorkerConfig {
@@ -59,6 +70,7 @@ impl FromEnv for WorkerConfig {
             dead_letter_queue_url: config::required(config::EXPORT_DLQ_URL)?,
             max_rows: config::number(config::EXPORT_MAX_ROWS, 1_000_000, 0)?,
             hot_days: config::hot_days()?,
+            metrics: Metrics::from_env()?,
         })
     }
 }
@@ -80,8 +92,12 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Export).await?;
     let job = s.exports.request(&caller.tenant, &caller.sub, &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": job.id, "status": job.status_at(Timestamp::now()).as_str()})))
-        .into_response())
+    let mut response =
+        (StatusCode::ACCEPTED, Json(json!({"id": job.id, "status": job.status_at(Timestamp::now()).as_str()})))
+            .into_response();
+    // The export was logged as an event first: the edge counts it (`Source` = http).
+    response.extensions_mut().insert(Tally { created: 1, ..Tally::default() });
+    Ok(response)
 }
 
 async fn one(
@@ -104,25 +120,110 @@ async fn list(State(s): State<Arc<ExportState>>, headers: HeaderMap) -> Result<R
 
 /// One delivery of the export queue (one job per message): each job run to its end, or
 /// reported for redelivery when its record is unavailable or the message is not a job's.
-pub async fn handle_jobs(exporter: &Exporter, event: SqsEvent) -> SqsBatchResponse {
-    partial_batch(event, |m| async move { exporter.consume(m.body.as_deref().unwrap_or_default()).await }).await
+pub async fn handle_jobs(exporter: &Exporter, metrics: &Metrics, event: SqsEvent) -> SqsBatchResponse {
+    partial_batch(event, |m| async move { run_job(exporter, metrics, m.body.as_deref().unwrap_or_default()).await })
+        .await
+}
+
+/// One job message run; a job taken over from a run cut short, and the job's end, go to
+/// the metrics.
+async fn run_job(exporter: &Exporter, metrics: &Metrics, body: &str) -> bool {
+    let before = job_before(exporter, body).await;
+    if let Some(j) = before.as_ref().filter(|j| j.status == JobStatus::Running && j.claimable(Timestamp::now())) {
+        let props = [("tenant", json!(j.tenant.as_str())), ("id", json!(j.id))];
+        metrics.emit(&[&["Stack"]], &[], &[(name::EXPORTS_RECLAIMED, Unit::Count, 1.0)], &props);
+    }
+    let done = exporter.consume(body).await;
+    ended(exporter, metrics, before).await;
+    done
+}
+
+/// A dead-lettered job marked failed; its failure goes to the metrics.
+async fn end_dead_letter(exporter: &Exporter, metrics: &Metrics, body: &str) -> bool {
+    let before = job_before(exporter, body).await;
+    let done = exporter.dead_letter(body).await;
+    ended(exporter, metrics, before).await;
+    done
+}
+
+/// The job a message names, as it was before this run.
+async fn job_before(exporter: &Exporter, body: &str) -> Option<Job> {
+    let j = serde_json::from_str::<JobMessage>(body).ok()?;
+    exporter.jobs.get(&TenantId::parse(&j.tenant_id).ok()?, &j.id).await.ok().flatten()
+}
+
+/// The metrics of a job this run ended (a job that had ended already counts no more).
+async fn ended(exporter: &Exporter, metrics: &Metrics, before: Option<Job>) {
+    let Some(before) = before.filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running)) else { return };
+    if let Ok(Some(job)) = exporter.jobs.get(&before.tenant, &before.id).await {
+        job_metrics(metrics, &job);
+    }
+}
+
+/// An export queue message: which job to run.
+#[derive(serde::Deserialize)]
+struct JobMessage {
+    tenant_id: String,
+    id: String,
+}
+
+/// A finished job's datapoints (docs/operations.md, "Metrics").
+fn job_metrics(metrics: &Metrics, job: &Job) {
+    let props = [("tenant", json!(job.tenant.as_str())), ("id", json!(job.id))];
+    match job.status {
+        JobStatus::Succeeded => {
+            let micros = match (job.started_at, job.completed_at) {
+                (Some(s), Some(c)) => c.micros() - s.micros(),
+                _ => 0,
+            };
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "rows, bytes and microseconds of one export stay far below 2^53"
+            )]
+            let values = [
+                (name::EXPORT_ROWS, Unit::Count, job.rows.unwrap_or_default() as f64),
+                (name::EXPORT_BYTES, Unit::Bytes, job.bytes.unwrap_or_default() as f64),
+                (name::EXPORT_DURATION_SECONDS, Unit::Seconds, micros as f64 / 1e6),
+            ];
+            metrics.emit(&[&["Stack"], &["Stack", "Format"]], &[("Format", job.format.as_str())], &values, &props);
+        }
+        JobStatus::Failed => {
+            let code = job.error.as_ref().map_or("internal", |(c, _)| c.as_str());
+            metrics.emit(
+                &[&["Stack"], &["Stack", "Code"]],
+                &[("Code", code)],
+                &[(name::EXPORT_FAILURES, Unit::Count, 1.0)],
+                &props,
+            );
+        }
+        _ => {}
+    }
 }
 
 /// One delivery of the export dead-letter queue: each job marked failed.
-pub async fn handle_dead_letters(exporter: &Exporter, event: SqsEvent) -> SqsBatchResponse {
-    partial_batch(event, |m| async move { exporter.dead_letter(m.body.as_deref().unwrap_or_default()).await }).await
+pub async fn handle_dead_letters(exporter: &Exporter, metrics: &Metrics, event: SqsEvent) -> SqsBatchResponse {
+    partial_batch(
+        event,
+        |m| async move { end_dead_letter(exporter, metrics, m.body.as_deref().unwrap_or_default()).await },
+    )
+    .await
 }
 
 /// One delivery of either queue the worker's Lambda function reads, told apart by the
 /// queue each message comes from (the dead-letter queue named by its URL).
-pub async fn handle_queue(exporter: &Exporter, dead_letter_queue_url: &str, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_queue(
+    exporter: &Exporter,
+    dead_letter_queue_url: &str,
+    metrics: &Metrics,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let dead = |m: &SqsMessage| {
         let queue = m.event_source_arn.as_deref().and_then(|arn| arn.rsplit(':').next());
         queue.is_some() && queue == dead_letter_queue_url.rsplit('/').next()
     };
     partial_batch(event, |m| async move {
         let body = m.body.as_deref().unwrap_or_default();
-        if dead(&m) { exporter.dead_letter(body).await } else { exporter.consume(body).await }
+        if dead(&m) { end_dead_letter(exporter, metrics, body).await } else { run_job(exporter, metrics, body).await }
     })
     .await
 }

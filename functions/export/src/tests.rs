@@ -92,7 +92,8 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
 
     let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
-    let response = handle_queue(&exporter, DLQ_URL, delivery(&[&messages[0].body, "not a job"])).await;
+    let response =
+        handle_queue(&exporter, DLQ_URL, &Default::default(), delivery(&[&messages[0].body, "not a job"])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m1"], "a message that is no job's goes back, to reach the dead-letter queue");
 
@@ -119,8 +120,13 @@ async fn the_worker_ends_the_jobs_its_dead_letter_queue_delivers() {
     let bodies: Vec<String> = s.queue.messages().iter().map(|m| m.body.clone()).collect();
     let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
     // One delivery of the worker's two event sources: a job to run, a dead letter.
-    let response =
-        handle_queue(&exporter, DLQ_URL, from([(DLQ_ARN, bodies[0].as_str()), (QUEUE_ARN, &bodies[1])])).await;
+    let response = handle_queue(
+        &exporter,
+        DLQ_URL,
+        &Default::default(),
+        from([(DLQ_ARN, bodies[0].as_str()), (QUEUE_ARN, &bodies[1])]),
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
     let status = |id: &Value| {
         let uri = format!("/v1/exports/{}", id.as_str().unwrap_or_default());
@@ -134,7 +140,7 @@ async fn the_worker_ends_the_jobs_its_dead_letter_queue_delivers() {
     let (_, third) = call(&s.router, post(&t), "{}").await;
     let body = s.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
     s.store.faults.add(Fault::after("jobs.fail", 0).unavailable());
-    let response = handle_dead_letters(&exporter, from([(DLQ_ARN, body.as_str())])).await;
+    let response = handle_dead_letters(&exporter, &Default::default(), from([(DLQ_ARN, body.as_str())])).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(status(&third["id"]).await["status"], "queued");
 }

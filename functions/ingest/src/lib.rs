@@ -3,15 +3,16 @@
 //! consume}`; this maps them to HTTP and to SQS deliveries.
 
 use audit::domain::error::Code;
-use audit::domain::ingest::{ItemResult, MAX_BODY_BYTES, parse_body};
+use audit::domain::ingest::{ItemResult, MAX_BODY_BYTES, Tally, parse_body};
 use audit::usecases::consume::Consumer;
 use audit::usecases::ingest::Ingest;
-use audit_http::{ApiError, Scope, Verifier, caller};
-use audit_runtime::config::{self, Auth, ConfigError, FromEnv};
+use audit_http::{ApiError, Scope, Verifier, caller, limits};
+use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
+use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -22,11 +23,16 @@ use std::sync::Arc;
 pub struct ApiConfig {
     pub table: String,
     pub auth: Auth,
+    pub edge: Edge,
 }
 
 impl FromEnv for ApiConfig {
     fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { table: config::table()?, auth: Auth::from_env()? })
+        Ok(Self { table: config::table()?, auth: Auth::from_env()?, edge: Edge::from_env()? })
+    }
+
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        self.auth.secrets()
     }
 }
 
@@ -35,11 +41,16 @@ pub struct QueueConfig {
     pub table: String,
     /// Where events that can never be stored go.
     pub dead_letter_url: String,
+    pub metrics: Metrics,
 }
 
 impl FromEnv for QueueConfig {
     fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { table: config::table()?, dead_letter_url: config::required(config::INGEST_DLQ_URL)? })
+        Ok(Self {
+            table: config::table()?,
+            dead_letter_url: config::required(config::INGEST_DLQ_URL)?,
+            metrics: Metrics::from_env()?,
+        })
     }
 }
 
@@ -59,8 +70,20 @@ async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::new(Code::PayloadTooLarge, "a request body is at most 5 MiB"))?;
+    // The same limit locally as on Lambda, where a larger body never reaches the function.
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if limits::size_in_event(&bytes, content_type) > limits::MAX_BODY_IN_EVENT {
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!(
+                "the body takes more than {} bytes inside API Gateway's event to Lambda (each \" and \\ counts twice; a body that is not application/json counts as base64)",
+                limits::MAX_BODY_IN_EVENT
+            ),
+        ));
+    }
     let events = parse_body(&bytes).map_err(|e| ApiError(e.0))?;
     let results = s.ingest.ingest(&caller.tenant, events).await;
+    let tally = Tally::of(&results);
     let status = if results.iter().any(ItemResult::stored) {
         StatusCode::ACCEPTED
     } else if results.iter().any(ItemResult::transient) {
@@ -69,14 +92,23 @@ async fn post_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     } else {
         StatusCode::BAD_REQUEST
     };
-    Ok((status, Json(json!({ "results": results }))).into_response())
+    let mut response = (status, Json(json!({ "results": results }))).into_response();
+    // The edge counts it in the ingest metrics (`Source` = http).
+    response.extensions_mut().insert(tally);
+    Ok(response)
 }
 
 /// One delivery of the ingest queue: each message stored or dead-lettered, or reported
-/// for redelivery after a transient failure.
-pub async fn handle_queue(consumer: &Consumer, event: SqsEvent) -> SqsBatchResponse {
+/// for redelivery after a transient failure; each counted in the metrics.
+pub async fn handle_queue(consumer: &Consumer, metrics: &Metrics, event: SqsEvent) -> SqsBatchResponse {
     partial_batch(event, |m| async move {
-        consumer.consume(m.message_id.as_deref(), m.body.as_deref().unwrap_or_default()).await
+        let consumed = consumer.consume(m.message_id.as_deref(), m.body.as_deref().unwrap_or_default()).await;
+        metrics.events("queue", &consumed.tally, None);
+        if consumed.dead_lettered > 0 {
+            let values = [(name::EVENTS_DEAD_LETTERED, Unit::Count, f64::from(consumed.dead_lettered))];
+            metrics.emit(&[&["Stack"]], &[], &values, &[]);
+        }
+        consumed.done
     })
     .await
 }

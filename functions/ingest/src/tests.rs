@@ -109,13 +109,13 @@ async fn a_delivery_reports_only_the_messages_to_retry() {
     let mut good = event("q1");
     good["tenant_id"] = json!("acme");
     let first = delivery(&[("m1", good.to_string()), ("m2", "not json".into())]);
-    let response = handle_queue(&consumer, first).await;
+    let response = handle_queue(&consumer, &Default::default(), first).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!((store.events(&tenant()).len(), dead.messages().len()), (1, 1));
     store.faults.add(Fault::after("put", 0).unavailable());
     let mut busy = event("q2");
     busy["tenant_id"] = json!("acme");
-    let response = handle_queue(&consumer, delivery(&[("m3", busy.to_string())])).await;
+    let response = handle_queue(&consumer, &Default::default(), delivery(&[("m3", busy.to_string())])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m3"]);
     assert_eq!(dead.messages().len(), 1);

@@ -9,7 +9,7 @@ use audit::domain::timestamp::Timestamp;
 use audit::ports::Health;
 use audit::usecases::query::Query;
 use audit_http::{ApiError, Scope, Verifier, caller, health};
-use audit_runtime::config::{self, Auth, ConfigError, FromEnv};
+use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -24,8 +24,9 @@ pub struct Config {
     /// Where an archived event is read by id.
     pub archive_bucket: String,
     pub auth: Auth,
-    pub cursor_secret: String,
+    pub cursor_secret: Secret,
     pub hot_days: u32,
+    pub edge: Edge,
 }
 
 impl FromEnv for Config {
@@ -36,14 +37,24 @@ impl FromEnv for Config {
             auth: Auth::from_env()?,
             cursor_secret: config::cursor_secret()?,
             hot_days: config::hot_days()?,
+            edge: Edge::from_env()?,
         })
+    }
+
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        let mut all = self.auth.secrets();
+        all.push(&mut self.cursor_secret);
+        all
     }
 }
 
 impl Config {
-    #[must_use]
-    pub fn cursor_key(&self) -> CursorKey {
-        CursorKey::derive(&self.cursor_secret)
+    /// The key that signs cursors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] when the cursor secret was not read at start-up.
+    pub fn cursor_key(&self) -> Result<CursorKey, ConfigError> {
+        Ok(CursorKey::derive(self.cursor_secret.value()?))
     }
 }
 

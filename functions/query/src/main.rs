@@ -10,7 +10,7 @@ async fn main() -> Result<(), runtime::Error> {
     let (config, aws) = runtime::start::<Config>().await?;
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
-    let query = Query::on(&table, &aws.bucket(&config.archive_bucket), config.cursor_key(), config.hot_days);
-    let state = QueryState { query, verifier: config.auth.verifier() };
-    run::http(app(Arc::new(state), table)).await
+    let query = Query::on(&table, &aws.bucket(&config.archive_bucket), config.cursor_key()?, config.hot_days);
+    let state = QueryState { query, verifier: config.auth.verifier()? };
+    run::http(app(Arc::new(state), table), &config.edge).await
 }

@@ -6,47 +6,6 @@
 use serde_json::{Number, Value};
 use sha2::{Digest, Sha256};
 
-/// Largest integer an IEEE-754 double holds exactly; RFC 8785 numbers are doubles.
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-
-/// A JSON number that RFC 8785 (I-JSON) cannot represent without changing its value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("number {0} cannot be represented exactly as an IEEE-754 double")]
-pub struct InexactNumber(pub String);
-
-/// Checks that every number in `value` survives the trip through a double unchanged.
-///
-/// # Errors
-/// The first number that would be rounded.
-pub fn check_numbers(value: &Value) -> Result<(), InexactNumber> {
-    match value {
-        Value::Number(n) => {
-            if exact(n) {
-                Ok(())
-            } else {
-                Err(InexactNumber(n.to_string()))
-            }
-        }
-        Value::Array(items) => items.iter().try_for_each(check_numbers),
-        Value::Object(map) => map.values().try_for_each(check_numbers),
-        _ => Ok(()),
-    }
-}
-
-fn exact(n: &Number) -> bool {
-    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
-    if let Some(u) = n.as_u64() {
-        // `as` saturates, so compare below 2^64 to keep u64::MAX from passing.
-        let f = u as f64;
-        u <= MAX_SAFE_INTEGER || (f < TWO_POW_64 && f as u64 == u)
-    } else if let Some(i) = n.as_i64() {
-        let f = i as f64;
-        i.unsigned_abs() <= MAX_SAFE_INTEGER || (f >= -TWO_POW_64 / 2.0 && f as i64 == i)
-    } else {
-        true
-    }
-}
-
 /// Returns `value` as reading back its canonical text would: a float with an integral
 /// value becomes an integer, `-0.0` becomes `0`. Stored events are held in this form so
 /// that what is returned equals what was hashed.
@@ -213,20 +172,15 @@ fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
     out.push('}');
 }
 
+/// ECMAScript's number formatting, which RFC 8785 prescribes: integers of at most
+/// 2^53 − 1 are their digits; anything else is the double's shortest form (`2^60` is
+/// `1152921504606847000`, `1e21` is `1e+21`), however the number was held.
 fn write_number(out: &mut String, n: &Number) {
-    if let Some(i) = n.as_i64() {
-        out.push_str(&i.to_string());
-    } else if let Some(u) = n.as_u64() {
-        out.push_str(&u.to_string());
-    } else {
-        let f = n.as_f64().unwrap_or(0.0);
-        if f == 0.0 {
-            // ECMAScript prints negative zero as "0".
-            out.push('0');
-        } else {
-            let mut buf = ryu_js::Buffer::new();
-            out.push_str(buf.format_finite(f));
-        }
+    const SAFE: u64 = (1 << 53) - 1;
+    match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) if u <= SAFE => out.push_str(&u.to_string()),
+        (_, Some(i)) if i.unsigned_abs() <= SAFE => out.push_str(&i.to_string()),
+        _ => out.push_str(&crate::domain::number::shortest(n.as_f64().unwrap_or(0.0))),
     }
 }
 
@@ -292,13 +246,9 @@ mod tests {
     }
 
     #[test]
-    fn refuses_integers_beyond_double_precision() {
-        assert!(check_numbers(&json!({"a": [9007199254740991_u64]})).is_ok());
-        assert!(check_numbers(&json!({"a": [9007199254740993_u64]})).is_err());
-        assert!(check_numbers(&json!(-9007199254740993_i64)).is_err());
-        assert!(check_numbers(&json!(1_000_000_000_000_000_000_u64)).is_ok());
-        assert!(check_numbers(&json!(u64::MAX)).is_err());
-        assert!(check_numbers(&json!(i64::MIN)).is_ok());
+    fn integers_beyond_2_pow_53_are_written_as_ecmascript_does() {
+        let v = json!([1_152_921_504_606_846_976_u64, -9_007_199_254_740_993_i64, 9_007_199_254_740_991_u64]);
+        assert_eq!(to_canonical(&v), "[1152921504606847000,-9007199254740992,9007199254740991]");
     }
 
     #[test]

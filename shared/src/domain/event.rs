@@ -4,8 +4,10 @@
 //! derive so that each broken rule becomes its own stable reason code with the field path,
 //! and every violation in an event is reported at once.
 
-use crate::domain::canonical::{check_numbers, normalize, sha256_hex, to_canonical_map};
+use crate::domain::canonical::{normalize, sha256_hex, to_canonical_map};
 use crate::domain::fields::{self, Source as FieldSource};
+use crate::domain::incoming::Incoming;
+use crate::domain::number::{self, MAX_DEPTH};
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use serde::Serialize;
@@ -47,11 +49,12 @@ pub enum Reason {
     InvalidIp,
     /// A string holds U+0000.
     NulCharacter,
-    /// Over a byte limit (the event, or `metadata`).
+    /// Over a size limit: the bytes of the event or of `metadata`, or its nesting depth.
     TooLarge,
     /// Over a count limit (`changes`).
     TooMany,
-    /// A number that changes value as an IEEE-754 double (RFC 8785 cannot hash it).
+    /// A number outside the numeric model ([`number`]): it would not read back, hash
+    /// and export as the value written.
     NumberPrecision,
 }
 
@@ -239,11 +242,32 @@ impl Event {
     ///
     /// # Errors
     /// Every violated rule.
-    pub fn validate(raw: Value, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
+    pub fn validate(raw: impl Into<Incoming>, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
+        let Incoming { value, findings } = raw.into();
         let mut v = Vec::new();
-        let Value::Object(mut obj) = raw else {
-            return Err(vec![Violation::new("", Reason::NotAnObject, "an event must be a JSON object")]);
+        if let Some(found) = &findings {
+            if let Some(path) = &found.too_deep {
+                // The member that holds it: the path itself can be as long as the nesting.
+                let member = path.split(['.', '[']).next().unwrap_or_default();
+                v.push(Violation::new(member, Reason::TooLarge, format!("nested deeper than {MAX_DEPTH} levels")));
+            }
+            for (path, literal, why) in &found.numbers {
+                v.push(Violation::new(path, Reason::NumberPrecision, why.message(literal)));
+            }
+        }
+        let obj = match value {
+            Some(Value::Object(obj)) => obj,
+            Some(_) => {
+                v.push(Violation::new("", Reason::NotAnObject, "an event must be a JSON object"));
+                return Err(v);
+            }
+            None => return Err(v),
         };
+        // A value built in code had no text to scan: check what a value still shows.
+        if findings.is_none() {
+            check_value_numbers(&obj, &mut v);
+        }
+        let mut obj = obj;
         let mut f = Fields { obj: &obj, path: "", out: &mut v };
         f.reject_unknown(TOP_FIELDS);
         let id = f.string("id", 1, 128).filter(|id| f.pattern_ok("id", id, is_id_char));
@@ -279,10 +303,8 @@ impl Event {
         let request_id = f.string("request_id", 1, 256);
         let description = f.string("description", 1, 2048);
         let change_fields = f.array("changes").map(|items| check_changes(items, f.out));
-        let metadata = f.object("metadata", false);
-        if let Err(e) = metadata.map_or(Ok(()), |m| m.values().try_for_each(check_numbers)) {
-            f.push("metadata", Reason::NumberPrecision, e.to_string());
-        }
+        // Only its type here; its numbers are the numeric model's (see above).
+        let _ = f.object("metadata", false);
 
         if action.as_deref().is_some_and(|a| !is_action(a)) {
             v.push(Violation::new(
@@ -568,11 +590,6 @@ fn check_changes(items: &[Value], out: &mut Vec<Violation>) -> Vec<String> {
         let mut f = Fields { obj: o, path: &path, out };
         f.reject_unknown(&["field", "old", "new"]);
         fields.extend(f.required_string("field", 1, 256));
-        for name in ["old", "new"] {
-            if let Some(Err(e)) = o.get(name).map(check_numbers) {
-                f.push(name, Reason::NumberPrecision, e.to_string());
-            }
-        }
     }
     fields
 }
@@ -598,6 +615,16 @@ fn is_action(a: &str) -> bool {
         segments += 1;
     }
     segments >= 2
+}
+
+/// The numeric model and the depth bound for an event given as a value (see [`number`]).
+fn check_value_numbers(obj: &Map<String, Value>, out: &mut Vec<Violation>) {
+    if let Some((path, literal, why)) = number::check_members(obj) {
+        out.push(Violation::new(&path, Reason::NumberPrecision, why.message(&literal)));
+    }
+    if let Some((member, _)) = obj.iter().find(|(_, v)| 1 + number::depth(v) > MAX_DEPTH) {
+        out.push(Violation::new(member, Reason::TooLarge, format!("nested deeper than {MAX_DEPTH} levels")));
+    }
 }
 
 fn has_nul(value: &Value) -> bool {

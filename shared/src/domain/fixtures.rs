@@ -70,7 +70,15 @@ pub fn bad_events() -> Vec<(Value, &'static str, Reason)> {
         (with(json!({"changes": vec![json!({"field": "f"}); 101]})), "changes", Reason::TooMany),
         (with(json!({"metadata": "text"})), "metadata", Reason::InvalidType),
         (with(json!({"metadata": {"blob": "m".repeat(33 * 1024)}})), "metadata", Reason::TooLarge),
-        (with(json!({"metadata": {"n": 9_007_199_254_740_993_u64}})), "metadata", Reason::NumberPrecision),
+        (with(json!({"metadata": {"n": 9_007_199_254_740_993_u64}})), "metadata.n", Reason::NumberPrecision),
+        (with(json!({"metadata": {"n": 72_057_594_037_927_940.0}})), "metadata.n", Reason::NumberPrecision),
+        (
+            with(json!({"changes": [{"field": "x", "old": -4.021_445_880_002_169e16}]})),
+            "changes[0].old",
+            Reason::NumberPrecision,
+        ),
+        (with(json!({"metadata": {"n": 1e18}})), "metadata.n", Reason::NumberPrecision),
+        (with(json!({"metadata": nested(crate::domain::number::MAX_DEPTH)})), "metadata", Reason::TooLarge),
         (
             with(json!({"description": "d".repeat(2000), "metadata": {"a": "m".repeat(30_000)},
                         "changes": vec![json!({"field": "f", "old": "o".repeat(300), "new": "n".repeat(300)}); 60]})),
@@ -78,6 +86,12 @@ pub fn bad_events() -> Vec<(Value, &'static str, Reason)> {
             Reason::TooLarge,
         ),
     ]
+}
+
+/// An object nested `levels` deep: `{"a": {"a": ... 1}}`.
+#[must_use]
+pub fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }))
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -199,4 +213,173 @@ prop_compose! {
             ..base
         }
     }
+}
+
+/// A JSON number literal as a client might write it, and whether the numeric model
+/// (`domain::number`) accepts it. Accepted ones are doubles within ±(2^53 − 1) in any
+/// equivalent spelling; refused ones change value as a double, overflow, underflow or lie
+/// beyond the safe range in whatever form.
+pub fn number_literal() -> BoxedStrategy<(String, bool)> {
+    const SAFE: f64 = 9_007_199_254_740_991.0;
+    let safe_double = prop_oneof![
+        prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+        -1e6f64..1e6,
+        (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|i| i as f64),
+    ]
+    .prop_filter("within the safe range", |f| f.abs() <= SAFE);
+    let beyond = prop_oneof![
+        prop::num::f64::NORMAL.prop_filter("beyond 2^53 - 1", |f| f.abs() > SAFE),
+        ((1u64 << 53)..u64::MAX).prop_map(|u| u as f64),
+    ];
+    prop_oneof![
+        14 => (safe_double.clone(), spelling()).prop_map(|(f, s)| (respell(&shortest(f), s), true)),
+        4 => (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|i| (i.to_string(), true)),
+        1 => (beyond, spelling()).prop_map(|(f, s)| (respell(&shortest(f), s), false)),
+        1 => ((1u64 << 53)..u64::MAX, any::<bool>()).prop_map(|(u, neg)| (format!("{}{u}", if neg { "-" } else { "" }), false)),
+        // A digit past what a double keeps: reads back as another number.
+        1 => (safe_double.prop_filter("not zero", |f| *f != 0.0), spelling(), 1u32..9).prop_map(|(f, s, d)| {
+            let (neg, digits, exp) = decimal_parts(&shortest(f));
+            let tail = format!("{}{d}", "0".repeat(20));
+            let (digits, exp) = (format!("{digits}{tail}"), exp - i64::try_from(tail.len()).unwrap_or(0));
+            (respell(&format!("{}{digits}e{exp}", if neg { "-" } else { "" }), s), false)
+        }),
+        1 => (309u32..2000, 1u32..10, any::<bool>()).prop_map(|(e, d, neg)| (format!("{}{d}e{e}", if neg { "-" } else { "" }), false)),
+        1 => (326u32..2000, 1u32..10).prop_map(|(e, d)| (format!("{d}e-{e}"), false)),
+        2 => prop_oneof![Just("0"), Just("-0"), Just("0.0"), Just("-0.000"), Just("0e99999"), Just("-0E-12")]
+            .prop_map(|z| (z.to_owned(), true)),
+    ]
+    .boxed()
+}
+
+/// How to write a decimal: where the point goes, trailing zeros, the exponent's letter
+/// and sign, and whether a zero exponent is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Spelling {
+    point: usize,
+    zeros: usize,
+    upper: bool,
+    plus: bool,
+    exponent: bool,
+}
+
+fn spelling() -> impl Strategy<Value = Spelling> {
+    (0usize..40, 0usize..3, any::<bool>(), any::<bool>(), any::<bool>())
+        .prop_map(|(point, zeros, upper, plus, exponent)| Spelling { point, zeros, upper, plus, exponent })
+}
+
+/// The shortest round-trip decimal of `f` (written independently of the service's).
+fn shortest(f: f64) -> String {
+    let text = format!("{f:e}");
+    // Rust's `{:e}` is the shortest round-trip form: `1.5e-7`, `-0e0`.
+    text
+}
+
+/// `literal` as `(negative, digits without leading zeros, exponent)`: value = digits × 10^exponent.
+fn decimal_parts(literal: &str) -> (bool, String, i64) {
+    let (neg, rest) = literal.strip_prefix('-').map_or((false, literal), |r| (true, r));
+    let (mantissa, exp) = rest.split_once(['e', 'E']).map_or((rest, 0), |(m, e)| (m, e.parse::<i64>().unwrap_or(0)));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let trimmed = digits.trim_start_matches('0').to_owned();
+    (neg, trimmed, exp - i64::try_from(frac.len()).unwrap_or(0))
+}
+
+/// The same value as `literal`, written as `spelling` says.
+fn respell(literal: &str, s: Spelling) -> String {
+    let (neg, digits, exp) = decimal_parts(literal);
+    let sign = if neg { "-" } else { "" };
+    if digits.is_empty() {
+        return format!("{sign}0");
+    }
+    let len = digits.len();
+    let point = 1 + s.point % len;
+    let (int, frac) = digits.split_at(point);
+    let frac = format!("{frac}{}", "0".repeat(s.zeros));
+    let exponent = exp + i64::try_from(len - point).unwrap_or(0);
+    let mut out = format!("{sign}{int}");
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(&frac);
+    }
+    if exponent != 0 || s.exponent {
+        out.push(if s.upper { 'E' } else { 'e' });
+        if s.plus && exponent >= 0 {
+            out.push('+');
+        }
+        out.push_str(&exponent.to_string());
+    }
+    out
+}
+
+/// A JSON string's text for `s`, escaped minimally, or every non-ASCII character as
+/// `\uXXXX` (surrogate pairs beyond the BMP), as other writers do.
+fn string_text(s: &str, escape_all: bool) -> String {
+    if !escape_all {
+        return serde_json::to_string(s).unwrap_or_default();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Any JSON value as text, numbers in every form: `(text, whether every number in it is
+/// accepted, nesting depth)`.
+pub fn json_text() -> BoxedStrategy<(String, bool, usize)> {
+    let leaf = prop_oneof![
+        3 => number_literal().prop_map(|(n, ok)| (n, ok, 0)),
+        2 => ("[^\\x00]{0,12}", any::<bool>()).prop_map(|(s, e)| (string_text(&s, e), true, 0)),
+        1 => prop_oneof![Just("true"), Just("false"), Just("null")].prop_map(|t| (t.to_owned(), true, 0)),
+    ];
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| {
+                let ok = items.iter().all(|i| i.1);
+                let depth = 1 + items.iter().map(|i| i.2).max().unwrap_or(0);
+                (format!("[{}]", items.into_iter().map(|i| i.0).collect::<Vec<_>>().join(",")), ok, depth)
+            }),
+            (proptest::collection::btree_map("[^\\x00]{0,8}", inner, 0..4), any::<bool>()).prop_map(|(m, e)| {
+                let ok = m.values().all(|i| i.1);
+                let depth = 1 + m.values().map(|i| i.2).max().unwrap_or(0);
+                let members: Vec<String> =
+                    m.into_iter().map(|(k, v)| format!("{}:{}", string_text(&k, e), v.0)).collect();
+                (format!("{{{}}}", members.join(",")), ok, depth)
+            }),
+        ]
+    })
+    .boxed()
+}
+
+/// An event's JSON text with arbitrary `metadata` and `changes` (numbers in every form,
+/// unicode keys, nesting up to past the limit), and whether the service must accept it.
+pub fn arb_event_text() -> BoxedStrategy<(String, bool)> {
+    (json_text(), json_text(), 0usize..70, any::<bool>(), "[a-z0-9]{1,12}").prop_map(|(meta, change, wrap, arrays, id)| {
+        // `metadata` is an object: wrap the value in `wrap` levels (arrays or objects).
+        let mut value = meta.0;
+        for _ in 0..wrap {
+            value = if arrays { format!("[{value}]") } else { format!("{{\"\u{e9}\\u00e9\":{value}}}") };
+        }
+        let metadata = format!("{{\"\u{1F600}k\":{value}}}");
+        // The event, metadata, the wrapping and the value: 2 + wrap + depth levels.
+        let depth_ok = 2 + wrap + meta.2 <= crate::domain::number::MAX_DEPTH && 3 + change.2 <= crate::domain::number::MAX_DEPTH;
+        let text = format!(
+            "{{\"id\":\"p-{id}\",\"occurred_at\":\"2026-01-02T03:04:05.123456Z\",\"action\":\"prop.test\",\"outcome\":\"success\",\
+             \"actor\":{{\"type\":\"member\",\"id\":\"u\"}},\"metadata\":{metadata},\"changes\":[{{\"field\":\"f\",\"new\":{}}}]}}",
+            change.0
+        );
+        (text, meta.1 && change.1 && depth_ok)
+    })
+    .boxed()
 }

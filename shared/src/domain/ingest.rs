@@ -4,9 +4,11 @@
 use crate::domain::canonical::{sha256_hex, to_canonical};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Accepted, MAX_EVENT_BYTES};
+use crate::domain::incoming::Incoming;
 use crate::domain::tenant::TenantId;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Most events in one request or message.
 pub const MAX_BATCH: usize = 500;
@@ -53,16 +55,51 @@ impl ItemResult {
     }
 }
 
+/// How a batch's events ended, counted: what the ingest metrics report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u32,
+    pub duplicate: u32,
+    /// Refused with `conflict`: the id is taken by other content.
+    pub conflict: u32,
+    /// Refused for good for any other reason (invalid).
+    pub rejected: u32,
+    /// Refused for now (`throttled`): answered 503, or the message goes back to the queue.
+    pub throttled: u32,
+}
+
+impl Tally {
+    #[must_use]
+    pub fn of(results: &[ItemResult]) -> Self {
+        let mut t = Self::default();
+        for r in results {
+            match (r.status, r.error.as_ref().map(|e| e.code)) {
+                (Status::Created, _) => t.created += 1,
+                (Status::Duplicate, _) => t.duplicate += 1,
+                (Status::Rejected, Some(Code::Conflict)) => t.conflict += 1,
+                (Status::Rejected, _) if r.transient() => t.throttled += 1,
+                (Status::Rejected, _) => t.rejected += 1,
+            }
+        }
+        t
+    }
+}
+
 /// A request body that cannot be taken at all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BodyError(pub ErrorBody);
 
-/// Splits a request body into its events: one event, or `{"events": [...]}`.
+/// A JSON object's members, each still as its text.
+type Members<'a> = std::collections::HashMap<String, &'a RawValue>;
+
+/// Splits a request body into its events: one event, or `{"events": [...]}`. Each event
+/// is read from its own text ([`Incoming::parse`]), so a number one of them gets wrong
+/// refuses that event only.
 ///
 /// # Errors
 /// `invalid_request` for a body that is not UTF-8 JSON of either shape, and
 /// `payload_too_large` past 500 events, 5 MiB, or 64 KiB for a single event.
-pub fn parse_body(body: &[u8]) -> Result<Vec<Value>, BodyError> {
+pub fn parse_body(body: &[u8]) -> Result<Vec<Incoming>, BodyError> {
     let bad = |reason: &str, message: String| {
         BodyError(ErrorBody::new(Code::InvalidRequest, message).with_details(&[serde_json::json!({"reason": reason})]))
     };
@@ -72,66 +109,95 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Value>, BodyError> {
     }
     let text =
         std::str::from_utf8(body).map_err(|e| bad("invalid_utf8", format!("the body is not valid UTF-8: {e}")))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad("invalid_json", format!("the body is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(mut m) if m.contains_key("events") => {
-            if m.len() > 1 {
-                return Err(bad("unknown_field", "a batch holds only \"events\"".into()));
-            }
-            match m.remove("events") {
-                Some(Value::Array(events)) if events.is_empty() => {
-                    Err(bad("empty_batch", "\"events\" is empty".into()))
-                }
-                Some(Value::Array(events)) if events.len() > MAX_BATCH => {
-                    Err(too_large("a batch holds at most 500 events"))
-                }
-                Some(Value::Array(events)) => Ok(events),
-                _ => Err(bad("invalid_type", "\"events\" must be an array".into())),
-            }
-        }
-        single @ Value::Object(_) => {
-            if body.len() > MAX_EVENT_BYTES {
-                return Err(too_large("one event is at most 64 KiB"));
-            }
-            Ok(vec![single])
-        }
-        _ => Err(bad("not_an_object", "the body must be an event object or {\"events\": [...]}".into())),
+    let invalid_json = |e: serde_json::Error| bad("invalid_json", format!("the body is not valid JSON: {e}"));
+    let top: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
+    let not_an_object = || bad("not_an_object", "the body must be an event object or {\"events\": [...]}".into());
+    if !top.get().starts_with('{') {
+        return Err(not_an_object());
     }
+    let members: Members<'_> = serde_json::from_str(top.get()).map_err(invalid_json)?;
+    let Some(events) = members.get("events") else {
+        if body.len() > MAX_EVENT_BYTES {
+            return Err(too_large("one event is at most 64 KiB"));
+        }
+        return Incoming::parse(text).map(|e| vec![e]).map_err(invalid_json);
+    };
+    if members.len() > 1 {
+        return Err(bad("unknown_field", "a batch holds only \"events\"".into()));
+    }
+    let events: Vec<&RawValue> =
+        serde_json::from_str(events.get()).map_err(|_| bad("invalid_type", "\"events\" must be an array".into()))?;
+    if events.is_empty() {
+        return Err(bad("empty_batch", "\"events\" is empty".into()));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(too_large("a batch holds at most 500 events"));
+    }
+    events.into_iter().map(|e| Incoming::parse(e.get())).collect::<Result<_, _>>().map_err(invalid_json)
 }
 
 /// Why a whole message is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadMessage(pub String);
 
-/// Reads a message body: one event with `tenant_id`, or `{"tenant_id", "events": [...]}`.
+/// A queue message's events, each still as its text.
+pub enum MessageEvents<'a> {
+    /// The message is one event (with `tenant_id` among its members).
+    One(&'a str),
+    /// `{"tenant_id", "events": [...]}`.
+    Batch(Vec<&'a RawValue>),
+}
+
+/// Splits a message body: one event with `tenant_id`, or `{"tenant_id", "events": [...]}`.
 ///
 /// # Errors
 /// [`BadMessage`] when the body is neither.
-pub fn parse_message(body: &str) -> Result<(TenantId, Vec<Value>), BadMessage> {
+pub fn split_message(body: &str) -> Result<(TenantId, MessageEvents<'_>), BadMessage> {
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(BadMessage("message over 256 KiB".into()));
     }
-    let value: Value = serde_json::from_str(body).map_err(|e| BadMessage(format!("invalid JSON: {e}")))?;
-    let Value::Object(mut m) = value else {
+    let invalid = |e: serde_json::Error| BadMessage(format!("invalid JSON: {e}"));
+    let top: &RawValue = serde_json::from_str(body).map_err(invalid)?;
+    if !top.get().starts_with('{') {
         return Err(BadMessage("the body must be a JSON object".into()));
-    };
-    let tenant = match m.remove("tenant_id") {
-        Some(Value::String(t)) => TenantId::parse(&t).map_err(|e| BadMessage(e.to_string()))?,
+    }
+    let members: Members<'_> = serde_json::from_str(top.get()).map_err(invalid)?;
+    let tenant = match members.get("tenant_id").map(|t| serde_json::from_str::<Value>(t.get())) {
+        Some(Ok(Value::String(t))) => TenantId::parse(&t).map_err(|e| BadMessage(e.to_string()))?,
         Some(_) => return Err(BadMessage("tenant_id must be a string".into())),
         None => return Err(BadMessage("tenant_id is required".into())),
     };
-    if !m.contains_key("events") {
-        return Ok((tenant, vec![Value::Object(m)]));
-    }
-    if m.len() > 1 {
+    let Some(events) = members.get("events") else {
+        return Ok((tenant, MessageEvents::One(body)));
+    };
+    if members.len() > 2 {
         return Err(BadMessage("a batch message holds only tenant_id and events".into()));
     }
-    match m.remove("events") {
-        Some(Value::Array(events)) if !events.is_empty() && events.len() <= MAX_BATCH => Ok((tenant, events)),
-        Some(Value::Array(_)) => Err(BadMessage("events must hold 1 to 500 events".into())),
-        _ => Err(BadMessage("events must be an array".into())),
+    match serde_json::from_str::<Vec<&RawValue>>(events.get()) {
+        Ok(events) if !events.is_empty() && events.len() <= MAX_BATCH => Ok((tenant, MessageEvents::Batch(events))),
+        Ok(_) => Err(BadMessage("events must hold 1 to 500 events".into())),
+        Err(_) => Err(BadMessage("events must be an array".into())),
     }
+}
+
+/// Reads a message body into its tenant and events (see [`split_message`]).
+///
+/// # Errors
+/// [`BadMessage`] when the body is neither shape.
+pub fn parse_message(body: &str) -> Result<(TenantId, Vec<Incoming>), BadMessage> {
+    let (tenant, events) = split_message(body)?;
+    let invalid = |e: serde_json::Error| BadMessage(format!("invalid JSON: {e}"));
+    let events = match events {
+        MessageEvents::One(text) => {
+            let mut event = Incoming::parse(text).map_err(invalid)?;
+            event.remove("tenant_id");
+            vec![event]
+        }
+        MessageEvents::Batch(raw) => {
+            raw.into_iter().map(|e| Incoming::parse(e.get())).collect::<Result<_, _>>().map_err(invalid)?
+        }
+    };
+    Ok((tenant, events))
 }
 
 /// The digest that decides duplicate or conflict: the hash, except that a defaulted
@@ -153,7 +219,6 @@ mod tests {
     use super::*;
     use crate::domain::event::Event;
     use crate::domain::timestamp::Timestamp;
-    use serde_json::json;
 
     fn reason(e: &BodyError) -> (Code, Option<String>) {
         let r = e.0.details.first().and_then(|d| d.get("reason")).and_then(Value::as_str).map(str::to_owned);
@@ -205,7 +270,10 @@ mod tests {
     #[test]
     fn reads_single_and_batch_messages() {
         let one = parse_message(r#"{"tenant_id": "t1", "action": "a.b"}"#);
-        assert_eq!(one.map(|(t, e)| (t.to_string(), e)), Ok(("t1".into(), vec![json!({"action": "a.b"})])));
+        assert_eq!(
+            one.map(|(t, e)| (t.to_string(), e)),
+            Ok(("t1".into(), vec![Incoming::parse(r#"{"action": "a.b"}"#).unwrap_or_else(|e| panic!("{e}"))]))
+        );
         let many = parse_message(r#"{"tenant_id": "t1", "events": [{}, {}]}"#);
         assert_eq!(many.map(|(_, e)| e.len()), Ok(2));
     }

@@ -19,8 +19,10 @@ pub mod fields;
 pub mod filter;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod incoming;
 pub mod ingest;
 pub mod manifest;
+pub mod number;
 pub mod plan;
 pub mod retention;
 pub mod row;

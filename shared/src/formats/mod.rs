@@ -10,6 +10,9 @@ pub mod parquet_write;
 pub use export_file::ExportFile;
 
 #[cfg(test)]
+mod numbers_tests;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use crate::domain::event::{Event, StoredEvent};
     use crate::domain::export::Format;

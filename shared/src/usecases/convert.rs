@@ -9,6 +9,7 @@
 use crate::domain::canonical::sha256_hex;
 use crate::domain::event::{Event, StoredEvent};
 use crate::domain::export::Format;
+use crate::domain::incoming::Incoming;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
@@ -212,21 +213,23 @@ fn trim(line: &[u8]) -> &[u8] {
 
 /// One line as a stored event; the reason when it cannot be one.
 fn parse_line(bytes: &[u8], entry: &Entry, now: Timestamp) -> Result<StoredEvent, String> {
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice(bytes) else { return Err("not a JSON object".into()) };
-    let tenant = match obj.remove("tenant_id") {
+    // Read from its text, so the numeric model holds for imports as for the API.
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+    let mut event = Incoming::parse(text).map_err(|_| "not a JSON object".to_owned())?;
+    let tenant = match event.remove("tenant_id") {
         Some(Value::String(t)) => TenantId::parse(&t).map_err(|e| e.to_string())?,
         _ => return Err("tenant_id is required".into()),
     };
-    let received_at = match obj.remove("received_at") {
+    let received_at = match event.remove("received_at") {
         Some(Value::String(t)) => Timestamp::parse(&t).map_err(|_| "received_at is not RFC 3339".to_owned())?,
         None | Some(Value::Null) => now,
         Some(_) => return Err("received_at must be a string".into()),
     };
-    let claimed_hash = obj.remove("hash");
+    let claimed_hash = event.remove("hash");
     if entry.assigned_id {
-        obj.insert("id".into(), Value::String(entry.id.clone()));
+        event.insert("id", Value::String(entry.id.clone()));
     }
-    let accepted = Event::validate(Value::Object(obj), &tenant, now)
+    let accepted = Event::validate(event, &tenant, now)
         .map_err(|v| format!("invalid event: {}", serde_json::to_string(&v).unwrap_or_default()))?;
     let stored = accepted.stamp(received_at);
     match claimed_hash {

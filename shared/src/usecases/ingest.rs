@@ -3,12 +3,12 @@
 use crate::domain::catalog::{CatalogMemory, WINDOW};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Accepted, Event};
+use crate::domain::incoming::Incoming;
 use crate::domain::ingest::{ItemResult, Status, dedup_digest};
 use crate::domain::tenant::{TenantId, shard_of};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{Catalogs, EventWriter, PutOutcome, StoreError, TenantRegistry, Tenants};
 use futures::StreamExt;
-use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,12 +52,13 @@ impl Ingest {
 
     /// Validates and stores events for one tenant; the order of results is the order of
     /// `events`. Never fails as a whole: every event gets its own result.
-    pub async fn ingest(&self, tenant: &TenantId, events: Vec<Value>) -> Vec<ItemResult> {
+    pub async fn ingest<E: Into<Incoming>>(&self, tenant: &TenantId, events: Vec<E>) -> Vec<ItemResult> {
         let now = Timestamp::now();
         let mut results: Vec<Option<ItemResult>> = vec![None; events.len()];
         let mut valid: Vec<(usize, Accepted)> = Vec::with_capacity(events.len());
         for (index, raw) in events.into_iter().enumerate() {
-            let id = raw.get("id").and_then(Value::as_str).map(str::to_owned);
+            let raw: Incoming = raw.into();
+            let id = raw.id();
             match Event::validate(raw, tenant, now) {
                 Ok(a) => valid.push((index, a)),
                 Err(v) => {

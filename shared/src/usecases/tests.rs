@@ -131,12 +131,12 @@ async fn the_queue_consumer_stores_dead_letters_and_retries() {
     let t = tenant("acme");
     let mut good = event("q-1", 1, "a.b", "u");
     good["tenant_id"] = json!("acme");
-    assert!(consumer.consume(Some("m1"), &good.to_string()).await);
+    assert!(consumer.consume(Some("m1"), &good.to_string()).await.done);
     assert_eq!(store.events(&t).len(), 1);
     // A batch with a bad event: the good one stored, the bad one dead-lettered alone.
     let mixed = json!({"tenant_id": "acme", "events": [event("q-2", 1, "a.b", "u"), {"action": "A"}]});
-    assert!(consumer.consume(Some("m2"), &mixed.to_string()).await);
-    assert!(consumer.consume(Some("m3"), "not json").await);
+    assert!(consumer.consume(Some("m2"), &mixed.to_string()).await.done);
+    assert!(consumer.consume(Some("m3"), "not json").await.done);
     let letters = dead.messages();
     assert_eq!(letters.len(), 2);
     let body: Value = serde_json::from_str(&letters[0].body).unwrap_or_default();
@@ -148,12 +148,12 @@ async fn the_queue_consumer_stores_dead_letters_and_retries() {
     // Storage busy: back to the queue, not the dead-letter queue.
     store.faults.add(Fault::after("put", 0).unavailable().times(1));
     let again = json!({"tenant_id": "acme", "events": [event("q-3", 1, "a.b", "u")]}).to_string();
-    assert!(!consumer.consume(Some("m4"), &again).await);
+    assert!(!consumer.consume(Some("m4"), &again).await.done);
     assert_eq!(dead.messages().len(), 2);
-    assert!(consumer.consume(Some("m4"), &again).await);
+    assert!(consumer.consume(Some("m4"), &again).await.done);
     // The dead-letter queue unavailable: back to the queue as well.
     dead.faults.add(Fault::after("send", 0));
-    assert!(!consumer.consume(Some("m5"), "[]").await);
+    assert!(!consumer.consume(Some("m5"), "[]").await.done);
     assert_eq!(store.events(&t).len(), 3);
 }
 

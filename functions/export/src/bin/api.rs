@@ -11,5 +11,5 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let exports = Exports::on(&table, &aws.queue(&config.export_queue_url), &aws.bucket(&config.export_bucket));
-    run::http(app(Arc::new(ExportState { exports, verifier: config.auth.verifier() }))).await
+    run::http(app(Arc::new(ExportState { exports, verifier: config.auth.verifier()? })), &config.edge).await
 }

@@ -12,5 +12,5 @@ async fn main() -> Result<(), runtime::Error> {
     runtime::warm_up(&*table).await;
     let (archive, exports) = (aws.bucket(&config.archive_bucket), aws.bucket(&config.export_bucket));
     let exporter = Exporter::on(&table, &archive, &exports, config.max_rows, config.hot_days);
-    run::queue(|event| handle_queue(&exporter, &config.dead_letter_queue_url, event)).await
+    run::queue(|event| handle_queue(&exporter, &config.dead_letter_queue_url, &config.metrics, event)).await
 }

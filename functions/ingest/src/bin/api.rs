@@ -10,6 +10,6 @@ async fn main() -> Result<(), runtime::Error> {
     let (config, aws) = runtime::start::<ApiConfig>().await?;
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
-    let state = AppState { ingest: Ingest::on(&table), verifier: config.auth.verifier() };
-    run::http(app(Arc::new(state))).await
+    let state = AppState { ingest: Ingest::on(&table), verifier: config.auth.verifier()? };
+    run::http(app(Arc::new(state)), &config.edge).await
 }

@@ -12,5 +12,5 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let consumer = Consumer { ingest: Ingest::on(&table), dead_letters: aws.queue(&config.dead_letter_url) };
-    run::queue(|event| handle_queue(&consumer, event)).await
+    run::queue(|event| handle_queue(&consumer, &config.metrics, event)).await
 }

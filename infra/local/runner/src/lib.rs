@@ -3,7 +3,7 @@
 //! settings of the whole local service.
 
 use audit_aws::sqs::Queue;
-use audit_runtime::config::{self, ConfigError, FromEnv};
+use audit_runtime::config::{self, ConfigError, FromEnv, Secret};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
 
@@ -68,5 +68,12 @@ impl FromEnv for Config {
             export_worker: export::WorkerConfig::from_env()?,
             port: config::number(config::PORT, 3000, 1)?,
         })
+    }
+
+    fn secrets(&mut self) -> Vec<&mut Secret> {
+        let mut all = self.ingest_api.secrets();
+        all.extend(self.query.secrets());
+        all.extend(self.export_api.secrets());
+        all
     }
 }

@@ -29,9 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let consumer =
         Consumer { ingest: Ingest::on(&table), dead_letters: aws.queue(&config.ingest_queue.dead_letter_url) };
     let ingest_queue = aws.queue(&config.ingest_queue_url);
+    let metrics = config.ingest_queue.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&ingest_queue, 10, 2, |event| ingest::handle_queue(&consumer, event)).await {
+            if let Err(e) = poll(&ingest_queue, 10, 2, |event| ingest::handle_queue(&consumer, &metrics, event)).await {
                 tracing::error!(error = ?e, "ingest queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -42,9 +43,11 @@ async fn main() -> anyhow::Result<()> {
     let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, w.max_rows, w.hot_days);
     let export_queue = aws.queue(&config.export_api.export_queue_url);
     let worker = exporter.clone();
+    let metrics = w.metrics.clone();
+    let dead_metrics = w.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_jobs(&worker, event)).await {
+            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_jobs(&worker, &metrics, event)).await {
                 tracing::error!(error = ?e, "export queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -54,7 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let dead_letters = aws.queue(&w.dead_letter_queue_url);
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, event)).await {
+            if let Err(e) =
+                poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, &dead_metrics, event)).await
+            {
                 tracing::error!(error = ?e, "export dead-letter queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -64,25 +69,30 @@ async fn main() -> anyhow::Result<()> {
     // The archive schedule: once at start-up, then hourly.
     let job =
         archive::Job { stores: ArchiveStores::on(&table, &archive_bucket), options: config.archive.options.clone() };
+    let archive_metrics = config.archive.metrics.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = job.handle(serde_json::json!({}), None).await {
+            let outcome = job.handle(serde_json::json!({}), None).await;
+            archive::report_metrics(&archive_metrics, &outcome);
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "archive run failed");
             }
             tokio::time::sleep(ARCHIVE_EVERY).await;
         }
     });
 
-    let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier() };
+    let ingest_state = ingest::AppState { ingest: Ingest::on(&table), verifier: config.ingest_api.auth.verifier()? };
     let query_state = query::QueryState {
-        query: Query::on(&table, &archive_bucket, config.query.cursor_key(), config.query.hot_days),
-        verifier: config.query.auth.verifier(),
+        query: Query::on(&table, &archive_bucket, config.query.cursor_key()?, config.query.hot_days),
+        verifier: config.query.auth.verifier()?,
     };
     let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
-    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier() };
+    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
+    // One router for the three functions, finished as each function's own is on Lambda.
     let app = ingest::app(Arc::new(ingest_state))
         .merge(query::app(Arc::new(query_state), table.clone()))
         .merge(export::app(Arc::new(export_state)));
+    let app = runtime::edge::finish(app, &config.query.edge);
 
     let addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
