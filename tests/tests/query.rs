@@ -324,7 +324,7 @@ async fn one_event_by_id_and_healthz() {
 /// on one filter value; the time index, which holds whole events, one Query. Issue 10,
 /// point 8: the catalogs page, in key order, to the end.
 #[tokio::test]
-async fn indexed_pages_take_at_most_two_requests_and_catalogs_page_to_the_end() {
+async fn key_only_pages_take_one_query_and_one_fetch_and_catalogs_page_to_the_end() {
     let now = Timestamp::now();
     let mut rng = StdRng::seed_from_u64(14);
     let tenant = new_tenant();
@@ -332,7 +332,9 @@ async fn indexed_pages_take_at_most_two_requests_and_catalogs_page_to_the_end() 
     let base = serve_query(store(None).await).await;
     let token = token(&tenant, "audit:read");
     let from = now.plus_seconds(-11 * 86_400).to_string();
-    for (query, most) in [("action=auth.login", 2), ("actor=u-ada", 2), ("resource_id=r-3", 2), ("", 1)] {
+    // The actor path's first page also asks the email directory whether the value is an
+    // email (an actor id and an email are one filter): one request more.
+    for (query, most) in [("action=auth.login", 2), ("actor=u-ada", 3), ("resource_id=r-3", 2), ("", 1)] {
         let url = format!("{base}/v1/events?limit=10&from={from}&{query}");
         let resp = reqwest::Client::new().get(url).bearer_auth(&token).send().await.unwrap_or_else(|e| panic!("{e}"));
         let header = resp.headers().get("x-audit-requests").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
