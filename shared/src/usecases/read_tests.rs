@@ -10,23 +10,15 @@ use crate::domain::event::{Event, StoredEvent};
 use crate::domain::filter::{CatalogQuery, Extra, Order, parse_query};
 use crate::domain::ingest::Status;
 use crate::domain::tenant::{TenantId, TenantSettings};
-use crate::domain::timestamp::Timestamp;
 use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
 use crate::ports::Tenants;
 use crate::usecases::export::Exporter;
 use crate::usecases::export::requests::Exports;
 use crate::usecases::ingest::Ingest;
 use crate::usecases::query::{CatalogPage, Count, Page, Query, ReadError};
+use crate::usecases::tests::{now, oracle, tenant};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn now() -> Timestamp {
-    Timestamp::now()
-}
 
 fn event(i: usize, actor: &str) -> Value {
     let back = i64::try_from(i * 2_311 % 6_000_000).unwrap_or(0) + 60;
@@ -58,16 +50,6 @@ fn query(store: &Arc<MemoryStore>, budgets: Budgets) -> Query {
     let mut q = Query::on(store, &Arc::new(MemoryBlobs::default()), CursorKey::derive("test"), 90);
     q.budgets = budgets;
     q
-}
-
-fn oracle(events: &[Event], q: &str, order: Order) -> Vec<String> {
-    let filter = parse_query(q, Extra::List, now()).map(|p| p.filter).unwrap_or_else(|v| panic!("{v:?}"));
-    let mut hits: Vec<&Event> = events.iter().filter(|e| filter.matches(*e)).collect();
-    hits.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
-    if order == Order::Desc {
-        hits.reverse();
-    }
-    hits.into_iter().map(|e| e.id.clone()).collect()
 }
 
 async fn page(q: &Query, t: &TenantId, query: &str, cursor: Option<&str>) -> Result<Page, ReadError> {

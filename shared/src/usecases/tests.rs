@@ -24,11 +24,11 @@ use std::sync::Arc;
 
 const DAY: i64 = 86_400;
 
-fn tenant(name: &str) -> TenantId {
+pub(super) fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     Timestamp::now()
 }
 
@@ -196,7 +196,7 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
 
 // ---------------------------------------------------------------- query
 
-fn oracle(events: &[Event], q: &str, order: Order) -> Vec<String> {
+pub(super) fn oracle(events: &[Event], q: &str, order: Order) -> Vec<String> {
     let filter = parse_query(q, Extra::List, now()).map(|p| p.filter).unwrap_or_else(|v| panic!("{v:?}"));
     let mut hits: Vec<&Event> = events.iter().filter(|e| filter.matches(*e)).collect();
     hits.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
