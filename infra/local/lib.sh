@@ -124,3 +124,22 @@ start_app_stack() {
   echo $! >>"$STATE/pids"
   wait_port "$AUDIT_PORT" "the API"
 }
+
+# reference_design PROFILE REF: for benchmarks of this tree beside another design. Makes
+# WORK (removed on exit, with every stack whose directory is in STATES stopped), puts REF's
+# tree in WORK/ref, and sets REFERENCE_BIN to REF's audit-local built with PROFILE (dev or
+# release) unless REFERENCE_BIN is set already.
+reference_design() {
+  local profile=$1 ref=$2 dir=release
+  [ "$profile" = dev ] && dir=debug
+  WORK=$(mktemp -d "$LOCAL/bench.XXXXXX")
+  STATES=()
+  trap 'for s in "${STATES[@]}"; do stop_stack "$s"; done; rm -rf "$WORK"' EXIT
+  mkdir -p "$WORK/ref"
+  git archive "$ref" | tar -x -C "$WORK/ref"
+  if [ -z "${REFERENCE_BIN:-}" ]; then
+    cargo build --profile "$profile" --quiet -p audit-local --manifest-path "$WORK/ref/Cargo.toml" \
+      --target-dir "$ROOT/target/cost-reference"
+    REFERENCE_BIN=$ROOT/target/cost-reference/$dir/audit-local
+  fi
+}

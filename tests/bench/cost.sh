@@ -16,21 +16,8 @@ source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
 ensure_tools
 REF=${1:-$(git merge-base HEAD main)}
-WORK=$(mktemp -d "$LOCAL/cost.XXXXXX")
-STATES=()
-cleanup() {
-  for s in "${STATES[@]}"; do stop_stack "$s"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 cargo build --quiet -p audit-local
-mkdir -p "$WORK/ref"
-git archive "$REF" | tar -x -C "$WORK/ref"
-if [ -z "${REFERENCE_BIN:-}" ]; then
-  cargo build --quiet -p audit-local --manifest-path "$WORK/ref/Cargo.toml" --target-dir "$ROOT/target/cost-reference"
-  REFERENCE_BIN=$ROOT/target/cost-reference/debug/audit-local
-fi
+reference_design dev "$REF"
 
 # measure LABEL BINARY TEMPLATE OUT
 measure() {

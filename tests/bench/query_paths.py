@@ -7,7 +7,10 @@ and p99 latency through GET /v1/events, the DynamoDB requests and items read per
 (the API's x-audit-* headers), and the same page as one raw boto3 Query with the same
 Limit and start key. Prints one line per path and page.
 
-usage: query_paths.py API_URL [--events N] [--samples S] [--skip-load]
+usage: query_paths.py API_URL [--events N] [--samples S] [--skip-load] [--no-raw] [--json OUT]
+  --no-raw: only the API's side (the raw Query names one design's keys; a comparison of
+  two designs, tests/bench/query_compare.sh, reads each through its own API instead).
+  --json: also writes the figures per path and page to OUT.
 """
 import argparse, base64, hashlib, hmac, json, os, statistics, subprocess, sys, time
 import http.client, urllib.parse
@@ -117,7 +120,10 @@ def main():
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--no-raw", action="store_true")
+    p.add_argument("--json")
     a = p.parse_args()
+    figures = []
     if not a.skip_load:
         load(a.url, a.events)
     api = Api(a.url)
@@ -166,12 +172,23 @@ def main():
                 ours.append(t)
                 reqs.append(r)
                 ratio.append(read / max(1, len(body["items"])))
-                out, rt = raw_query(ddb, table, index, pk_attr, pk, lo, hi, 11, raw_start, fexpr, names, values)
-                raw.append(rt)
-            mo, mr = statistics.median(ours), statistics.median(raw)
+                if not a.no_raw:
+                    out, rt = raw_query(ddb, table, index, pk_attr, pk, lo, hi, 11, raw_start, fexpr, names, values)
+                    raw.append(rt)
+            mo = statistics.median(ours)
+            figures.append({"path": label, "page": page_no, "median_ms": mo * 1000, "p99_ms": pct(ours, 99) * 1000,
+                            "requests": statistics.median(reqs), "items_read_per_item": statistics.median(ratio)})
+            if a.no_raw:
+                print(f"query_paths: {label:12s} page {page_no:2d}: median {mo*1000:6.1f} ms p99 {pct(ours, 99)*1000:6.1f} ms | "
+                      f"requests/page {statistics.median(reqs):.0f} | items read/returned {statistics.median(ratio):.2f}")
+                continue
+            mr = statistics.median(raw)
             print(f"query_paths: {label:12s} page {page_no:2d}: ours median {mo*1000:6.1f} ms p99 {pct(ours, 99)*1000:6.1f} ms | "
                   f"raw Query median {mr*1000:6.1f} ms p99 {pct(raw, 99)*1000:6.1f} ms | overhead {100*(mo/mr-1):+5.0f} % | "
                   f"requests/page {statistics.median(reqs):.0f} | items read/returned {statistics.median(ratio):.2f}")
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f)
 
 
 if __name__ == "__main__":

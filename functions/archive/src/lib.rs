@@ -47,8 +47,8 @@ pub enum RunError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     /// Some tenants failed (the others were archived); the report is in the log.
-    #[error("{0} tenant(s) failed")]
-    Tenants(usize),
+    #[error("{} tenant(s) failed", .0.failures.len())]
+    Tenants(Box<Report>),
 }
 
 /// What every invocation runs on.
@@ -79,7 +79,7 @@ impl Job {
             Archiver::new(self.stores.clone(), self.options.clone()).run(now, tenant.as_ref(), deadline).await?;
         if !report.failures.is_empty() {
             tracing::error!(report = %serde_json::to_string(&report).unwrap_or_default(), "archive run had failures");
-            return Err(RunError::Tenants(report.failures.len()));
+            return Err(RunError::Tenants(Box::new(report)));
         }
         tracing::info!(
             parts = report.committed.len(),
@@ -92,16 +92,21 @@ impl Job {
 }
 
 /// A run's datapoints (docs/operations.md, "Metrics"): the events it moved, and
-/// `ArchiveLagDays` 0 when it left no day older than the window online. A run cut short
-/// by its deadline or with failed tenants reports no lag: what is left is not known here,
-/// and the lag alarm treats the missing datapoints as a lag once they last 3 hours.
+/// `ArchiveLagDays`, the run's [`Report::lag_days`]. A lag of 0 is reported only when the
+/// run saw every tenant: tenants a deadline or a failure kept from view may lag, and the
+/// lag alarm treats missing datapoints as a lag once they last 3 hours. A known lag is
+/// always reported.
 pub fn report_metrics(metrics: &Metrics, outcome: &Result<Report, RunError>) {
-    let Ok(report) = outcome else { return };
+    let report = match outcome {
+        Ok(report) => report,
+        Err(RunError::Tenants(report)) => report,
+        Err(_) => return,
+    };
     #[expect(clippy::cast_precision_loss, reason = "a run moves far fewer than 2^53 events")]
     let moved = report.committed.iter().map(|c| c.rows).sum::<u64>() as f64;
     let mut values = vec![(name::ARCHIVE_EVENTS_MOVED, Unit::Count, moved)];
-    if !report.unfinished && report.failures.is_empty() {
-        values.push((name::ARCHIVE_LAG_DAYS, Unit::None, 0.0));
+    if report.lag_days > 0 || (report.unvisited == 0 && report.failures.is_empty()) {
+        values.push((name::ARCHIVE_LAG_DAYS, Unit::None, f64::from(report.lag_days)));
     }
     metrics.emit(&[&["Stack"]], &[], &values, &[]);
 }

@@ -61,7 +61,9 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<ExportRequest, Vec<V
                     }
                 }
             }
-            (_, Value::Null) => {}
+            // `null` is "not given" for a filter; an unknown name is refused whatever its value.
+            (k, Value::Null) if crate::domain::filter::FILTER_KEYS.contains(&k) => {}
+            (k, Value::Null) => v.push(violation(k, Reason::UnknownField, "unknown parameter")),
             _ => v.push(violation(key, Reason::InvalidType, "a string (actor and action: a string or an array)")),
         }
     }
@@ -138,6 +140,8 @@ mod tests {
             (r#"{"cursor": "abc"}"#, "cursor", Reason::UnknownField),
             (r#"{"limit": "5"}"#, "limit", Reason::UnknownField),
             (r#"{"tenant": "other"}"#, "tenant", Reason::UnknownField),
+            // Schemathesis found it accepted (and an export of the last 7 days queued).
+            (r#"{"bogus": null}"#, "bogus", Reason::UnknownField),
             (r#"{"from": 5}"#, "from", Reason::InvalidType),
             (r#"{"from": "yesterday"}"#, "from", Reason::InvalidFormat),
             (r#"{"action": ["a.b", 3]}"#, "action", Reason::InvalidType),

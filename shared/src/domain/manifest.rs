@@ -315,11 +315,15 @@ pub struct Pending {
     pub phase: Phase,
 }
 
-/// A tenant's archive state: the head of its manifest chain and the step in flight.
+/// A tenant's archive state: the head of its manifest chain, the step in flight, and how
+/// fast its last part was committed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveState {
     pub head: Option<ChainHead>,
     pub pending: Option<Pending>,
+    /// Microseconds per row that committing (upload, checks, tombstones) of the tenant's
+    /// last part took: the next run sizes its first part by it, so it ends in time.
+    pub commit_micros_per_row: Option<u64>,
 }
 
 /// The hash that links a manifest into the chain.

@@ -508,11 +508,18 @@ impl ArchiveRegistry for MemoryStore {
         })
     }
 
-    async fn finish(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError> {
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        step: &Pending,
+        commit_micros_per_row: Option<u64>,
+    ) -> Result<(), RegistryError> {
         self.archive_change("finish", tenant, owner, |s| {
             let ours = s.pending.as_ref().is_some_and(|p| p.manifest == step.manifest);
             if ours {
                 s.pending = None;
+                s.commit_micros_per_row = commit_micros_per_row.or(s.commit_micros_per_row);
             }
             ours
         })

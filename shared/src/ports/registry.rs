@@ -54,9 +54,16 @@ pub trait ArchiveRegistry: Send + Sync {
     /// [`RegistryError::Busy`] if the lease was lost or the step changed.
     async fn advance(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError>;
 
-    /// The step is over (finished, or abandoned before its manifest was written).
+    /// The step is over (finished, or abandoned before its manifest was written), with
+    /// the pace its commit measured ([`ArchiveState::commit_micros_per_row`]) if it did.
     ///
     /// # Errors
     /// [`RegistryError::Busy`] if the lease was lost or the step changed.
-    async fn finish(&self, tenant: &TenantId, owner: &str, step: &Pending) -> Result<(), RegistryError>;
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        step: &Pending,
+        commit_micros_per_row: Option<u64>,
+    ) -> Result<(), RegistryError>;
 }

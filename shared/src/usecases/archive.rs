@@ -41,9 +41,12 @@ const CONFIRM_CHUNK: usize = 1_000;
 /// Items per read of a day, across all shards together: bounds the memory a merge holds
 /// whatever the shard count.
 const PAGE_ITEMS_TOTAL: usize = 2_000;
-/// Before the first part of a run has shown how long committing takes, committing is
-/// taken to cost this many times the reading.
-const COMMIT_PER_READ: f64 = 2.0;
+/// Before a tenant's first part has shown how long committing takes, a row is taken to
+/// cost this much to commit: DynamoDB Local tombstones about 700 rows/s, DynamoDB far more,
+/// so a first part errs on the small side.
+const DEFAULT_COMMIT_MICROS_PER_ROW: u64 = 2_000;
+/// The share the commit estimate is inflated by, for the commit's own jitter.
+const COMMIT_SAFETY: f64 = 1.25;
 
 const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
 
@@ -101,6 +104,12 @@ pub struct Report {
     pub failures: Vec<TenantFailure>,
     /// The deadline came first; the next run continues.
     pub unfinished: bool,
+    /// The archive's lag: over the tenants this run finished or stopped in, the most
+    /// whole days between the oldest day left online that is due and the first day not
+    /// due (0 when all of them are done). What the `ArchiveLagDays` metric reports.
+    pub lag_days: u32,
+    /// Tenants the deadline kept this run from visiting: their lag is not known.
+    pub unvisited: usize,
 }
 
 impl Report {
@@ -156,9 +165,29 @@ struct Current {
     etag: String,
 }
 
-/// How long committing a part took against reading it, in this run.
+/// How long committing a row takes, as the tenant's last commit measured it: a part's
+/// reading stops while the rows it holds can still be committed before the deadline.
+#[derive(Debug, Clone, Copy)]
 struct Pace {
-    commit_per_read: f64,
+    commit_micros_per_row: u64,
+}
+
+impl Pace {
+    fn of(state: Option<u64>) -> Self {
+        Self { commit_micros_per_row: state.unwrap_or(DEFAULT_COMMIT_MICROS_PER_ROW).max(1) }
+    }
+
+    /// Whether `rows` read so far leave just the time to commit them before `deadline`.
+    fn must_stop(self, rows: u64, deadline: Option<Instant>) -> bool {
+        #[expect(clippy::cast_precision_loss, reason = "an estimate")]
+        let micros = rows as f64 * self.commit_micros_per_row as f64 * COMMIT_SAFETY;
+        deadline.is_some_and(|d| Instant::now() + Duration::from_secs_f64(micros / 1e6) >= d)
+    }
+}
+
+/// What one committed row cost, measured over a commit of `rows`.
+fn micros_per_row(elapsed: Duration, rows: u64) -> u64 {
+    u64::try_from(elapsed.as_micros() / u128::from(rows.max(1))).unwrap_or(u64::MAX).max(1)
 }
 
 /// Why a day stopped before its end.
@@ -199,13 +228,14 @@ impl Archiver {
             None => self.stores.tenant_registry.list().await?,
         };
         let mut report = Report::default();
-        let mut pace = Pace { commit_per_read: COMMIT_PER_READ };
-        for tenant in tenants {
+        let count = tenants.len();
+        for (i, tenant) in tenants.into_iter().enumerate() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.unfinished = true;
+                report.unvisited = count - i;
                 break;
             }
-            if let Err(e) = self.tenant(&tenant, now, deadline, &mut pace, &mut report).await {
+            if let Err(e) = self.tenant(&tenant, now, deadline, &mut report).await {
                 tracing::error!(%tenant, error = %e, "archive of tenant failed");
                 report.failures.push(TenantFailure { tenant: tenant.to_string(), error: e.to_string() });
             }
@@ -218,11 +248,10 @@ impl Archiver {
         tenant: &TenantId,
         now: Timestamp,
         deadline: Option<Instant>,
-        pace: &mut Pace,
         report: &mut Report,
     ) -> Result<(), ArchiveError> {
         self.stores.registry.lease(tenant, &self.owner).await?;
-        let result = self.tenant_leased(tenant, now, deadline, pace, report).await;
+        let result = self.tenant_leased(tenant, now, deadline, report).await;
         if let Err(e) = self.stores.registry.release(tenant, &self.owner).await {
             tracing::warn!(%tenant, error = %e, "could not release the archive lease; it expires by itself");
         }
@@ -234,12 +263,12 @@ impl Archiver {
         tenant: &TenantId,
         now: Timestamp,
         deadline: Option<Instant>,
-        pace: &mut Pace,
         report: &mut Report,
     ) -> Result<(), ArchiveError> {
         let settings = self.stores.tenants.settings(tenant).await?;
         let cutoff = archive_cutoff(now, settings.hot_days.unwrap_or(self.options.default_hot_days));
         let state = self.stores.registry.state(tenant).await?;
+        let mut pace = Pace::of(state.commit_micros_per_row);
         let mut head = state.head;
         if let Some(p) = state.pending {
             if let Some(done) = self.resume(tenant, &p, head.as_ref()).await? {
@@ -252,15 +281,15 @@ impl Archiver {
         // run tombstoned a moment ago. Later late events wait for the next run.
         let mut after: Option<String> = None;
         loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                report.unfinished = true;
-                return Ok(());
-            }
             let Some(day) = self.earliest_day(tenant, settings.shards, after.as_deref(), &cutoff).await? else {
                 return Ok(());
             };
-            if self.day(tenant, settings.shards, &day, &mut head, deadline, pace, report).await? == DayEnd::Deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                || self.day(tenant, settings.shards, &day, &mut head, deadline, &mut pace, report).await?
+                    == DayEnd::Deadline
+            {
                 report.unfinished = true;
+                report.lag_days = report.lag_days.max(days_between(&day, &cutoff));
                 return Ok(());
             }
             after = Some(day);
@@ -345,16 +374,11 @@ impl Archiver {
                 return Ok(DayEnd::Deadline);
             }
             self.stores.registry.lease(tenant, &self.owner).await?;
-            // Reading may take the share of the time left that committing leaves it.
-            let read_until = deadline.map(|d| {
-                let left = d.saturating_duration_since(started).as_secs_f64();
-                started + Duration::from_secs_f64(left / (1.0 + pace.commit_per_read))
-            });
             let scratch = Scratch::new(".parquet");
-            let Some(written) = self.write_part(&mut stream, tenant, confirm, scratch.path(), read_until).await? else {
+            let Some(written) = self.write_part(&mut stream, tenant, confirm, scratch.path(), *pace, deadline).await?
+            else {
                 return Ok(DayEnd::Done);
             };
-            let read_secs = started.elapsed().as_secs_f64();
             let name = self.free_part_name(t, date, current.as_ref()).await?;
             let (bytes, sha256) = hash_file(scratch.path())?;
             let entry = PartEntry { name, rows: written.rows, bytes, sha256, first: written.first, last: written.last };
@@ -383,10 +407,7 @@ impl Archiver {
             else {
                 return Err(ArchiveError::Verification(format!("{} vanished from S3", step.part.name)));
             };
-            let commit_secs = committing.elapsed().as_secs_f64();
-            if read_secs > 0.0 {
-                pace.commit_per_read = (commit_secs / read_secs).clamp(0.1, 20.0);
-            }
+            pace.commit_micros_per_row = micros_per_row(committing.elapsed(), done.rows);
             tracing::info!(%tenant, date, part = %done.part, rows = done.rows, seq = done.seq, "part archived");
             *head = Some(ChainHead { seq: step.seq, sha256: step.manifest.clone() });
             current = Some(Current { manifest: revision, sha256: step.manifest, etag });
@@ -420,15 +441,16 @@ impl Archiver {
     }
 
     /// Writes up to `part_max_rows` of the stream into a Parquet file at `path`, reading
-    /// until `read_until` at most (but at least one item); `None` when the stream had
-    /// nothing left.
+    /// while `pace` says the rows read can still be committed before `deadline` (but at
+    /// least one item); `None` when the stream had nothing left.
     async fn write_part(
         &self,
         stream: &mut Events<'_>,
         tenant: &TenantId,
         confirm: bool,
         path: &Path,
-        read_until: Option<Instant>,
+        pace: Pace,
+        deadline: Option<Instant>,
     ) -> Result<Option<WrittenPart>, ArchiveError> {
         let mut writer = PartWriter::new(BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?))?;
         let mut first = None;
@@ -436,7 +458,7 @@ impl Archiver {
         let mut chunk: Vec<StoredEvent> = Vec::with_capacity(CONFIRM_CHUNK);
         let mut ended = false;
         while !ended && writer.rows() < self.options.part_max_rows {
-            if writer.rows() > 0 && read_until.is_some_and(|u| Instant::now() >= u) {
+            if writer.rows() > 0 && pace.must_stop(writer.rows(), deadline) {
                 break;
             }
             let room = usize::try_from(self.options.part_max_rows - writer.rows()).unwrap_or(usize::MAX);
@@ -489,6 +511,7 @@ impl Archiver {
         written: Written,
         file: Option<&Path>,
     ) -> Result<Option<(Committed, String)>, ArchiveError> {
+        let started = Instant::now();
         let t = tenant.as_str();
         let part_key = format!("{}{}", manifest::day_prefix(t, &step.date), step.part.name);
         if let Some(path) = file {
@@ -505,11 +528,11 @@ impl Archiver {
             // committed, its events are still online.
             (None, Written::No(_)) if file.is_none() => {
                 tracing::info!(%tenant, date = %step.date, part = %step.part.name, "dropping a step whose part never reached S3");
-                self.stores.registry.finish(tenant, &self.owner, step).await?;
+                self.stores.registry.finish(tenant, &self.owner, step, None).await?;
                 return Ok(None);
             }
             (Some(_), Written::No(_)) => {
-                self.stores.registry.finish(tenant, &self.owner, step).await?;
+                self.stores.registry.finish(tenant, &self.owner, step, None).await?;
                 return Err(ArchiveError::Verification(format!(
                     "{part_key} was taken by an object no manifest names; nothing tombstoned, the next run goes past it"
                 )));
@@ -546,7 +569,8 @@ impl Archiver {
             }
         };
         self.tombstone_ids_of(tenant, step, local).await?;
-        self.stores.registry.finish(tenant, &self.owner, step).await?;
+        let pace = micros_per_row(started.elapsed(), step.part.rows);
+        self.stores.registry.finish(tenant, &self.owner, step, Some(pace)).await?;
         let done = Committed {
             tenant: t.to_owned(),
             date: step.date.clone(),
@@ -640,7 +664,7 @@ impl Archiver {
                 )));
             }
             self.tombstone_ids_of(tenant, p, scratch.path()).await?;
-            self.stores.registry.finish(tenant, &self.owner, p).await?;
+            self.stores.registry.finish(tenant, &self.owner, p, None).await?;
             return Ok(Some(Committed {
                 tenant: t.to_owned(),
                 date: p.date.clone(),
@@ -683,4 +707,29 @@ struct WrittenPart {
 
 fn day_start(day: &str) -> Timestamp {
     Timestamp::parse(&format!("{day}T00:00:00Z")).unwrap_or(Timestamp::MIN)
+}
+
+/// Whole days from day `from` to day `to` (0 if `to` is not later).
+fn days_between(from: &str, to: &str) -> u32 {
+    let days = (day_start(to).micros() - day_start(from).micros()) / 86_400_000_000;
+    u32::try_from(days).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    #[test]
+    fn reading_stops_while_the_rows_read_can_still_be_committed() {
+        let pace = Pace { commit_micros_per_row: 1_000 };
+        let in_a_second = Some(Instant::now() + Duration::from_secs(1));
+        assert!(!pace.must_stop(100, in_a_second));
+        // 1,000 rows at 1 ms each, with the safety share, take longer than the second left.
+        assert!(pace.must_stop(1_000, in_a_second));
+        assert!(!pace.must_stop(1_000_000, None), "no deadline, no limit");
+        assert_eq!(Pace::of(None).commit_micros_per_row, DEFAULT_COMMIT_MICROS_PER_ROW);
+        assert_eq!(Pace::of(Some(0)).commit_micros_per_row, 1);
+        assert_eq!(micros_per_row(Duration::from_secs(2), 1_000), 2_000);
+        assert_eq!(micros_per_row(Duration::from_micros(5), 0), 5);
+    }
 }

@@ -21,6 +21,7 @@ const HEAD: &str = "archive_head";
 const PENDING: &str = "archive_pending";
 const LEASE: &str = "archive_lease";
 const LEASE_UNTIL: &str = "archive_lease_until";
+const PACE: &str = "archive_pace";
 
 fn tenant_key(tenant: &TenantId) -> Item {
     key(keys::TENANTS_PK, tenant.as_str())
@@ -37,7 +38,7 @@ impl Table {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<(), RegistryError> {
         let names: HashMap<String, String> =
-            [("#s", SEQ), ("#h", HEAD), ("#p", PENDING), ("#l", LEASE), ("#u", LEASE_UNTIL)]
+            [("#s", SEQ), ("#h", HEAD), ("#p", PENDING), ("#l", LEASE), ("#u", LEASE_UNTIL), ("#r", PACE)]
                 .into_iter()
                 .filter(|(n, _)| expression.contains(n) || condition.contains(n))
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -131,9 +132,23 @@ impl ArchiveRegistry for Table {
         .await
     }
 
-    async fn finish(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        p: &Pending,
+        commit_micros_per_row: Option<u64>,
+    ) -> Result<(), RegistryError> {
         let condition = "#l = :me AND #p.manifest = :sha";
-        self.registry_update(tenant, owner, "REMOVE #p", condition, vec![(":sha", s(&p.manifest))]).await
+        let mut values = vec![(":sha", s(&p.manifest))];
+        let expression = match commit_micros_per_row {
+            Some(pace) => {
+                values.push((":r", n(pace)));
+                "REMOVE #p SET #r = :r"
+            }
+            None => "REMOVE #p",
+        };
+        self.registry_update(tenant, owner, expression, condition, values).await
     }
 }
 
@@ -151,7 +166,7 @@ fn state_from_item(item: &Item) -> Result<ArchiveState, StoreError> {
             ))
         })?),
     };
-    Ok(ArchiveState { head, pending })
+    Ok(ArchiveState { head, pending, commit_micros_per_row: get_n(item, PACE) })
 }
 
 fn pending_from(v: &AttributeValue) -> Option<Pending> {

@@ -91,11 +91,18 @@ impl Exports {
             "metadata": {"format": request.format.as_str(), "filters": filters},
         });
         let results = self.ingest.ingest(&job.tenant, vec![event]).await;
-        match results.first().map(|r| r.status) {
+        let result = results.first();
+        match result.map(|r| r.status) {
             Some(IngestStatus::Created | IngestStatus::Duplicate) => Ok(()),
+            // Storage busy: the client's retry can succeed.
+            _ if result.and_then(|r| r.error.as_ref()).is_some_and(|e| e.code == Code::Throttled) => {
+                Err(ErrorBody::new(Code::Throttled, "the export could not be logged; retry"))
+            }
+            // Refused for good (the request parser let through what an event may not hold):
+            // a bug of ours, which a retry would only repeat.
             _ => {
                 tracing::error!(?results, "export event refused");
-                Err(ErrorBody::new(Code::Throttled, "the export could not be logged; retry"))
+                Err(ErrorBody::new(Code::Internal, "the export could not be logged"))
             }
         }
     }

@@ -390,6 +390,14 @@ async fn a_day_too_big_for_one_run_is_archived_across_runs() {
     assert!(runs.len() >= 2, "one run did it all: {runs:?}");
     assert!(runs[..runs.len() - 1].iter().all(|r| !r.committed.is_empty()), "a run made no progress: {runs:?}");
     assert!(runs[0].committed.iter().all(|c| c.rows < 6_000), "{:?}", runs[0]);
+    // The lag each run reports (ArchiveLagDays): the day 110 days back is 20 days past
+    // the 90-day window until the run that finishes it.
+    let lags: Vec<u32> = runs.iter().map(|r| r.lag_days).collect();
+    assert!(lags[..lags.len() - 1].iter().all(|l| (19..=21).contains(l)), "{lags:?}");
+    assert_eq!(lags.last(), Some(&0));
+    // The pace the commits measured is kept, for the next run's first part.
+    let pace = a.store.state(&t).await.ok().and_then(|s| s.commit_micros_per_row);
+    assert!(pace.is_some_and(|p| p > 0), "{pace:?}");
     a.store.faults.clear();
     a.assert_each_in_one_place(&t, &ids_of(&all));
     assert_eq!(a.verify_clean(&t).await, 6_000);
