@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -42,10 +43,20 @@ class Invocation:
         self.answer = None
         self.error = None
         self.done = threading.Event()
+        # Set once the process has been measured: until then its next `next` waits, as
+        # Lambda freezes an idle function.
+        self.released = threading.Event()
+
+
+class Emulator(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A process stopped while its idle `next` was held: expected, not an error."""
 
 
 class RuntimeApi(BaseHTTPRequestHandler):
-    """The Runtime API's four routes, for one invocation at a time (server.current)."""
+    """The Runtime API's routes, for the one invocation of one process (server.current)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -54,11 +65,10 @@ class RuntimeApi(BaseHTTPRequestHandler):
 
     def do_GET(self):
         inv = self.server.current
-        if self.path != "/2018-06-01/runtime/invocation/next" or inv is None:
+        if self.path != "/2018-06-01/runtime/invocation/next":
             return self._send(404, b"{}")
         if inv.next_at is not None:
-            # The second `next`: the function is idle, as Lambda would freeze it. Hold it.
-            inv.done.wait(30)
+            inv.released.wait(60)
             return self._send(410, b"{}")
         inv.next_at = time.perf_counter()
         deadline = int(time.time() * 1000) + 30_000
@@ -75,13 +85,12 @@ class RuntimeApi(BaseHTTPRequestHandler):
     def do_POST(self):
         inv = self.server.current
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if inv is not None and self.path.endswith("/response"):
+        if self.path.endswith("/response"):
             inv.answered_at, inv.answer = time.perf_counter(), body
-        elif inv is not None:
+        else:
             inv.answered_at, inv.error = time.perf_counter(), body or self.path.encode()
         self._send(202, b'{"status":"OK"}')
-        if inv is not None:
-            inv.done.set()
+        inv.done.set()
 
     def _send(self, status, body):
         self.send_response(status)
@@ -96,6 +105,9 @@ class Proxies:
 
     def __init__(self, endpoints):
         self.opened = {name: [] for name in endpoints}
+        # (request's first byte, response's last byte) of every exchange, any service: the
+        # time a function spent waiting on the stack.
+        self.exchanges = []
         self.ports = {}
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -115,9 +127,10 @@ class Proxies:
         self.loop.run_forever()
 
     def _handler(self, name, host, port):
-        async def pipe(reader, writer):
+        async def pipe(reader, writer, seen):
             try:
                 while data := await reader.read(65536):
+                    seen()
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, OSError):
@@ -132,12 +145,35 @@ class Proxies:
             except OSError:
                 writer.close()
                 return
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            # One exchange: from the client's first bytes after a response (or at all) to
+            # the last response bytes before the client sends again.
+            current = []
+
+            def request():
+                if not current or current[-1][1] is not None:
+                    current.append([time.perf_counter(), None])
+
+            def response():
+                if current:
+                    current[-1][1] = time.perf_counter()
+
+            await asyncio.gather(pipe(reader, up_writer, request), pipe(up_reader, writer, response))
+            self.exchanges.extend((a, b) for a, b in current if b is not None)
 
         return handle
 
     def opened_between(self, start, end):
         return {n: sum(1 for t in ts if start <= t <= end) for n, ts in self.opened.items()}
+
+    def waited(self, start, end):
+        """Seconds within [start, end] when some exchange with the stack was under way."""
+        spans = sorted((max(a, start), min(b, end)) for a, b in list(self.exchanges) if b > start and a < end)
+        total, reach = 0.0, start
+        for a, b in spans:
+            if b > reach:
+                total += b - max(a, reach)
+                reach = b
+        return total
 
 
 def peak_kib(pid):
@@ -163,8 +199,9 @@ def with_token(event, token):
 
 
 def fresh_events(body):
-    """The sample's events with new ids and times, so every round writes new events."""
-    for e in body["events"]:
+    """The sample's events (a batch, or one event) with new ids and times, so every round
+    writes new events."""
+    for e in body.get("events", [body]):
         e["id"] = f"cold-{uuid.uuid4()}"
         e["occurred_at"] = now_rfc3339()
     return body
@@ -202,28 +239,52 @@ def events_for(tokens, tenant):
     }
 
 
-def run_one(server, proxies, bootstrap, event, env):
+def run_one(proxies, bootstrap, event, env):
+    # A Runtime API of its own per process: a late request of the previous process (its
+    # idle `next`, sent as it was stopped) can never be taken for this one's.
     inv = Invocation(event)
+    server = Emulator(("127.0.0.1", 0), RuntimeApi)
     server.current = inv
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}"}
+    log = tempfile.TemporaryFile()
     start = time.perf_counter()
-    proc = subprocess.Popen([bootstrap], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([bootstrap], env=env, stdout=log, stderr=log)
+
+    # The last process's log of each binary is kept (COLD_START_LOG sets its RUST_LOG).
+    kept = os.path.join(ROOT, "target", f"cold_start-{os.path.basename(bootstrap)}.log")
+
+    def keep():
+        log.seek(0)
+        with open(kept, "wb") as f:
+            f.write(log.read())
+
+    def failed(why):
+        keep()
+        return RuntimeError(f"{bootstrap}: {why} (its log: {kept})")
+
     try:
         if not inv.done.wait(60):
-            raise RuntimeError(f"{bootstrap}: no answer in 60 s")
+            raise failed(f"no answer in 60 s (asked for its event: {inv.next_at is not None})")
         peak = peak_kib(proc.pid)
     finally:
         proc.terminate()
-        _, stderr = proc.communicate(timeout=10)
-        server.current = None
-        inv.done.set()
+        inv.released.set()
+        proc.wait(timeout=10)
+        server.shutdown()
+        server.server_close()
+        keep()
     if inv.error is not None or inv.next_at is None:
-        raise RuntimeError(f"{bootstrap} failed: {inv.error!r}\n{stderr.decode(errors='replace')[-2000:]}")
+        raise failed(f"failed: {inv.error!r}")
     answer = json.loads(inv.answer)
     if isinstance(answer, dict) and answer.get("statusCode", 200) >= 300:
-        raise RuntimeError(f"{bootstrap} answered {answer}")
+        raise failed(f"answered {answer}")
     conns = proxies.opened_between(inv.next_at, inv.answered_at)
+    time.sleep(0.05)  # the proxies see the stopped process's connections close
+    stack_ms = proxies.waited(start, inv.next_at) * 1000
     return {
         "init_ms": (inv.next_at - start) * 1000,
+        "own_init_ms": (inv.next_at - start) * 1000 - stack_ms,
         "first_ms": (inv.answered_at - inv.next_at) * 1000,
         "peak_mib": peak / 1024,
         "conns": conns,
@@ -248,40 +309,40 @@ def main():
         host, port = url.removeprefix("http://").split(":")
         endpoints[name] = (host, int(port))
     proxies = Proxies(endpoints)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
-    server.current = None
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
     env = dict(os.environ)
     env.update({
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-        "AWS_LAMBDA_LOG_GROUP_NAME": "bench", "RUST_LOG": "warn",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "bench", "RUST_LOG": os.environ.get("COLD_START_LOG", "warn"),
     })
     for name, var in services.items():
         env[f"AWS_ENDPOINT_URL_{var}"] = f"http://127.0.0.1:{proxies.ports[name]}"
     makers = events_for(tokens, tenant)
+    if os.environ.get("COLD_START_ONLY"):
+        only = os.environ["COLD_START_ONLY"].split(",")
+        makers = {b: m for b, m in makers.items() if b in only or b == "minimal"}
     results = {b: [] for b in makers}
     for r in range(rounds):
         state = {}
         for binary, make in makers.items():
-            out = run_one(server, proxies, os.path.join(bootstraps, binary), make(state), env)
+            out = run_one(proxies, os.path.join(bootstraps, binary), make(state), env)
             if binary == "export-api":
                 state["job"] = json.loads(json.loads(out["answer"])["body"])["id"]
             results[binary].append(out)
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
     med = lambda xs: statistics.median(xs)
-    ref = med([o["init_ms"] for o in results["minimal"]])
-    print(f"{rounds} rounds; medians. init: process start to the first `next`; first: the first invocation;")
-    print("peak: VmHWM; new conns: connections opened during the first invocation (dynamodb/s3/sqs/secrets)")
-    print(f"{'binary':14} {'init ms':>8} {'vs minimal':>11} {'first ms':>9} {'peak MiB':>9}  new conns")
+    own_ref = med([o["own_init_ms"] for o in results["minimal"]])
+    print(f"{rounds} rounds; medians. init: process start to the first `next`; own init: init less the time")
+    print("spent waiting on the local stack (the secret's read, the table's warm-up); first: the first")
+    print("invocation; peak: VmHWM; new conns: most connections opened during a first invocation")
+    print("(dynamodb/s3/sqs/secrets)")
+    print(f"{'binary':14} {'init ms':>8} {'own init':>9} {'vs minimal':>11} {'first ms':>9} {'peak MiB':>9}  new conns")
     for binary, outs in results.items():
         init = med([o["init_ms"] for o in outs])
+        own = med([o["own_init_ms"] for o in outs])
         conns = {n: max(o["conns"][n] for o in outs) for n in services}
-        print(f"{binary:14} {init:8.1f} {init - ref:+10.1f} {med([o['first_ms'] for o in outs]):9.1f} "
+        print(f"{binary:14} {init:8.1f} {own:9.1f} {own - own_ref:+10.1f} {med([o['first_ms'] for o in outs]):9.1f} "
               f"{med([o['peak_mib'] for o in outs]):9.1f}  " + "/".join(str(conns[n]) for n in services))
 
 
