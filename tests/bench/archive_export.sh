@@ -14,7 +14,9 @@ ensure_tools
 n=${1:-1000000}
 run_for=${2:-}
 cargo build --release --quiet -p audit-cli --bin auditlog
-cargo build --release --quiet -p audit-tests --example bulk_load
+# The loader is a dev build (the tests' profile): it only sets the stage, and a release
+# build of it alone would rebuild the SDK with the tests crate's features.
+cargo build --quiet -p audit-tests --example bulk_load
 start_app_stack
 WORK="$STATE/work"; mkdir -p "$WORK"
 BENCH="$ROOT/../shared/bench"
@@ -24,7 +26,7 @@ old_day=$(date -u -d "121 days ago" +%Y-%m-%d)
 python3 "$BENCH/gen_events.py" "$n" --tenants 1 --days 1 --end "$old_end" >"$WORK/old.jsonl"
 python3 "$BENCH/gen_events.py" "$((n / 4))" --tenants 1 --days 3 --seed 8 --end "$(date -u +%Y-%m-%dT%H:00:00+00:00)" >"$WORK/recent.jsonl"
 log "loading $n events on $old_day"
-target/release/examples/bulk_load "$WORK/old.jsonl"
+target/debug/examples/bulk_load "$WORK/old.jsonl"
 log "archiving in runs of ${run_for:-one unbounded run}"
 runs=0 rows=0 peak=0 started=$(date +%s.%N)
 while :; do
@@ -35,8 +37,9 @@ while :; do
   [ "$kb" -gt "$peak" ] && peak=$kb
   moved=$(python3 -c 'import json,sys; print(sum(c["rows"] for c in json.load(open(sys.argv[1]))["committed"]))' "$WORK/archive.json")
   unfinished=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["unfinished"])' "$WORK/archive.json")
+  lag=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lag_days"])' "$WORK/archive.json")
   rows=$((rows + moved))
-  echo "  run $runs: $moved events in $secs s, unfinished $unfinished"
+  echo "  run $runs: $moved events in $secs s, unfinished $unfinished, lag $lag days"
   [ "$unfinished" = True ] || break
 done
 secs=$(python3 -c "print(round($(date +%s.%N) - $started, 1))")
@@ -44,7 +47,7 @@ echo "archive: $rows events of one day in $secs s over $runs run(s) ($(python3 -
 [ "$rows" -eq "$n" ] || { echo "archive moved $rows of $n events" >&2; exit 1; }
 
 log "loading $((n / 4)) online events"
-target/release/examples/bulk_load "$WORK/recent.jsonl"
+target/debug/examples/bulk_load "$WORK/recent.jsonl"
 pid=$(sed -n 4p "$STATE/pids")
 before=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 token=$(target/release/auditlog token --tenant tenant-0 --scope audit:export)
