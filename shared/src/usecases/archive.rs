@@ -45,6 +45,8 @@ const PAGE_ITEMS_TOTAL: usize = 2_000;
 /// cost this much to commit: DynamoDB Local tombstones about 700 rows/s, DynamoDB far more,
 /// so a first part errs on the small side.
 const DEFAULT_COMMIT_MICROS_PER_ROW: u64 = 2_000;
+/// The slowest pace believed: a second per row.
+const MAX_COMMIT_MICROS_PER_ROW: u64 = 1_000_000;
 /// The share the commit estimate is inflated by, for the commit's own jitter.
 const COMMIT_SAFETY: f64 = 1.25;
 
@@ -173,15 +175,24 @@ struct Pace {
 }
 
 impl Pace {
+    /// The pace kept on the registry item, bounded: a value no commit could have measured
+    /// (an edited item) must neither stall the archive nor overflow the estimate.
     fn of(state: Option<u64>) -> Self {
-        Self { commit_micros_per_row: state.unwrap_or(DEFAULT_COMMIT_MICROS_PER_ROW).max(1) }
+        let kept = state.unwrap_or(DEFAULT_COMMIT_MICROS_PER_ROW);
+        Self { commit_micros_per_row: kept.clamp(1, MAX_COMMIT_MICROS_PER_ROW) }
     }
 
-    /// Whether `rows` read so far leave just the time to commit them before `deadline`.
+    /// Whether `rows` read so far leave just the time to commit them before `deadline`
+    /// (an estimate past any instant counts as past the deadline).
     fn must_stop(self, rows: u64, deadline: Option<Instant>) -> bool {
         #[expect(clippy::cast_precision_loss, reason = "an estimate")]
         let micros = rows as f64 * self.commit_micros_per_row as f64 * COMMIT_SAFETY;
-        deadline.is_some_and(|d| Instant::now() + Duration::from_secs_f64(micros / 1e6) >= d)
+        deadline.is_some_and(|d| {
+            Duration::try_from_secs_f64(micros / 1e6)
+                .ok()
+                .and_then(|estimate| Instant::now().checked_add(estimate))
+                .is_none_or(|done| done >= d)
+        })
     }
 }
 
@@ -729,6 +740,10 @@ mod pace_tests {
         assert!(!pace.must_stop(1_000_000, None), "no deadline, no limit");
         assert_eq!(Pace::of(None).commit_micros_per_row, DEFAULT_COMMIT_MICROS_PER_ROW);
         assert_eq!(Pace::of(Some(0)).commit_micros_per_row, 1);
+        // An edited registry item: bounded, and no estimate overflows.
+        assert_eq!(Pace::of(Some(u64::MAX)).commit_micros_per_row, MAX_COMMIT_MICROS_PER_ROW);
+        let huge = Pace { commit_micros_per_row: u64::MAX };
+        assert!(huge.must_stop(u64::MAX, in_a_second));
         assert_eq!(micros_per_row(Duration::from_secs(2), 1_000), 2_000);
         assert_eq!(micros_per_row(Duration::from_micros(5), 0), 5);
     }
