@@ -638,7 +638,7 @@ fn has_nul(value: &Value) -> bool {
 
 /// NUL is refused anywhere, keys included: downstream tools (CSV, C libraries) truncate at it.
 /// The paths are only built when there is one to report.
-fn check_nul(obj: &Map<String, Value>, out: &mut Vec<Violation>) {
+pub(crate) fn check_nul(obj: &Map<String, Value>, out: &mut Vec<Violation>) {
     if obj.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
         report_nul(&Value::Object(obj.clone()), "", out);
     }

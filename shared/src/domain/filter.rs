@@ -307,10 +307,16 @@ impl Filter {
     /// definition the planner's key conditions and filter expressions must agree with.
     #[must_use]
     pub fn matches<F: Fields>(&self, e: &F) -> bool {
+        (self.from.micros()..self.to.micros()).contains(&e.occurred_at()) && self.matches_besides_time(e)
+    }
+
+    /// Whether an event passes every filter but the time range: what an alert rule's
+    /// match means, since a rule judges each event as it arrives, whenever it occurred.
+    #[must_use]
+    pub fn matches_besides_time<F: Fields>(&self, e: &F) -> bool {
         let lc = |s: &str| s.to_lowercase();
-        (self.from.micros()..self.to.micros()).contains(&e.occurred_at())
-            && (self.actors.is_empty()
-                || self.actors.iter().any(|a| *a == e.actor_id() || e.actor_email().map(lc) == Some(lc(a))))
+        (self.actors.is_empty()
+            || self.actors.iter().any(|a| *a == e.actor_id() || e.actor_email().map(lc) == Some(lc(a))))
             && (self.actions.is_empty() || self.actions.iter().any(|a| a.matches(e.action())))
             && opt_eq(&self.resource_type, e.resource_type())
             && opt_eq(&self.resource_id, e.resource_id())

@@ -7,10 +7,12 @@
 //! [`event`] (the struct and its validation) and [`fields`] (its column and JSON path);
 //! a new read filter starts in [`filter`].
 
+pub mod alert;
 pub mod budget;
 pub mod canonical;
 pub mod catalog;
 pub mod cursor;
+pub mod egress;
 pub mod error;
 pub mod event;
 pub mod export;
@@ -28,3 +30,4 @@ pub mod retention;
 pub mod row;
 pub mod tenant;
 pub mod timestamp;
+pub mod webhook;
