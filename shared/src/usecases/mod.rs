@@ -5,6 +5,7 @@
 //! nor on HTTP or Lambda types: the functions' handlers parse a request, call one of
 //! these, and map its result.
 
+pub mod alerts;
 pub mod archive;
 pub mod consume;
 pub mod convert;
