@@ -67,6 +67,9 @@ impl Queue {
 impl MessageQueue for Queue {
     async fn send(&self, message: Outgoing) -> Result<(), QueueError> {
         let mut req = self.client.send_message().queue_url(&self.url).message_body(message.body);
+        if message.delay_seconds > 0 {
+            req = req.delay_seconds(i32::try_from(message.delay_seconds).unwrap_or(900).min(900));
+        }
         for (name, value) in &message.attributes {
             let attr = MessageAttributeValue::builder().data_type("String").string_value(value).build();
             req = req.message_attributes(name, attr.map_err(|e| QueueError(e.to_string()))?);

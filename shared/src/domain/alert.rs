@@ -434,6 +434,29 @@ impl Destination {
     }
 }
 
+/// Refuses an SNS topic other than the tenant's own, `{prefix}{tenant id}`: the
+/// function may publish to every topic under the prefix, so the tenant id in the name is
+/// what keeps one tenant's alerts off another's subscribers. An empty prefix offers no
+/// SNS at all. (Tenant ids are valid topic name characters; each tenant has one topic,
+/// with as many email and SMS subscriptions as it needs.)
+///
+/// # Errors
+/// The violation at `destination.topic_arn`.
+pub fn check_topic(destination: &Destination, tenant: &TenantId, prefix: &str) -> Result<(), Violation> {
+    let Destination::Sns { topic_arn } = destination else {
+        return Ok(());
+    };
+    if prefix.is_empty() {
+        return Err(violation("destination.topic_arn", Reason::InvalidValue, "this deployment offers no SNS topics"));
+    }
+    let own = format!("{prefix}{tenant}");
+    if *topic_arn == own {
+        Ok(())
+    } else {
+        Err(violation("destination.topic_arn", Reason::InvalidValue, &format!("this tenant's topic is {own}")))
+    }
+}
+
 /// `arn:<partition>:sns:<region>:<account>:<topic>` for a standard topic (FIFO topics
 /// need a message group and are not offered).
 fn is_topic_arn(arn: &str) -> bool {
@@ -514,6 +537,72 @@ impl Rule {
             o.insert("secret".into(), Value::String(secret.expose()));
         }
         v
+    }
+}
+
+impl Rule {
+    /// The form storage keeps: the settings as the API shows them, and the secrets.
+    #[must_use]
+    pub fn to_stored(&self) -> Value {
+        let mut v = self.to_json();
+        if let Value::Object(o) = &mut v {
+            o.insert("tenant_id".into(), Value::String(self.tenant_id.to_string()));
+            o.insert("match".into(), Value::String(self.settings.matcher.query()));
+            let previous = self.secrets.previous.as_ref().map(|(s, until)| json!([s.expose(), until.micros()]));
+            o.insert("secrets".into(), json!({"current": self.secrets.current.expose(), "previous": previous}));
+        }
+        v
+    }
+
+    /// Reads [`Rule::to_stored`]'s form back. A stored URL was checked when it was saved;
+    /// it is read with the loosest rules ([`Egress::LOCAL`]) and each delivery checks the
+    /// addresses it connects to against the deployment's own.
+    ///
+    /// # Errors
+    /// The first thing that is not as [`Rule::to_stored`] writes it.
+    pub fn from_stored(v: &Value) -> Result<Rule, String> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| format!("stored rule: no {k}"));
+        let time = |k: &str| Timestamp::parse(text(k)?).map_err(|_| format!("stored rule: bad {k}"));
+        let mut violations = Vec::new();
+        let matcher = Match::from_query(text("match")?).map_err(|_| "stored rule: bad match".to_owned())?;
+        let threshold = match v.get("threshold") {
+            None | Some(Value::Null) => None,
+            Some(t) => Some(Threshold::parse(t, &mut violations).ok_or("stored rule: bad threshold")?),
+        };
+        let destination = v
+            .get("destination")
+            .and_then(|d| Destination::parse(d, Egress::LOCAL, &mut violations))
+            .ok_or("stored rule: bad destination")?;
+        let secret = |t: Option<&Value>| {
+            t.and_then(Value::as_str).and_then(|s| Secret::parse(s).ok()).ok_or("stored rule: bad secret".to_owned())
+        };
+        let secrets = v.get("secrets").ok_or("stored rule: no secrets")?;
+        let previous = match secrets.get("previous") {
+            None | Some(Value::Null) => None,
+            Some(p) => {
+                let until = p.get(1).and_then(Value::as_i64).and_then(|m| Timestamp::from_micros(m).ok());
+                Some((secret(p.get(0))?, until.ok_or("stored rule: bad rotation")?))
+            }
+        };
+        Ok(Rule {
+            id: text("id")?.to_owned(),
+            tenant_id: TenantId::parse(text("tenant_id")?).map_err(|e| e.to_string())?,
+            settings: Settings {
+                name: text("name")?.to_owned(),
+                enabled: v.get("enabled").and_then(Value::as_bool).ok_or("stored rule: no enabled")?,
+                matcher,
+                threshold,
+                quiet_minutes: v
+                    .get("quiet_minutes")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or("stored rule: no quiet_minutes")?,
+                destination,
+            },
+            secrets: Secrets { current: secret(secrets.get("current"))?, previous },
+            created_at: time("created_at")?,
+            updated_at: time("updated_at")?,
+        })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod canonical;
 pub mod catalog;
 pub mod cursor;
+pub mod delivery;
 pub mod egress;
 pub mod error;
 pub mod event;

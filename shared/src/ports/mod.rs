@@ -6,6 +6,7 @@
 //! (`audit-aws`) and by the in-memory adapters in [`crate::memory`]. A new store
 //! implements these traits; a use case never sees which one it has.
 
+pub mod alerts;
 pub mod blob;
 pub mod catalogs;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod queue;
 pub mod registry;
 pub mod tenants;
 
+pub use alerts::{AlertRules, AlertState, Commit, Deliveries, Notifier, RuleWriteError, SendError, StoredRule};
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
 pub use catalogs::{CatalogRead, Catalogs};
 pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, FETCH_MAX, Health};

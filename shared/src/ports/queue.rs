@@ -1,4 +1,5 @@
-//! Outgoing queue messages: export jobs to run, dead letters of the ingest queue.
+//! Outgoing queue messages: export jobs to run, dead letters of the ingest queue, alert
+//! deliveries to retry.
 
 use async_trait::async_trait;
 
@@ -7,6 +8,16 @@ use async_trait::async_trait;
 pub struct Outgoing {
     pub body: String,
     pub attributes: Vec<(String, String)>,
+    /// Held this long before it can be received (at most 900 s on SQS).
+    pub delay_seconds: u32,
+}
+
+impl Outgoing {
+    /// A message with no attributes, deliverable at once.
+    #[must_use]
+    pub fn text(body: String) -> Self {
+        Self { body, attributes: Vec::new(), delay_seconds: 0 }
+    }
 }
 
 /// The queue did not take the message.

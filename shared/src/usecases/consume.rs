@@ -97,7 +97,7 @@ impl Consumer {
             (ERROR_ATTRIBUTE.to_owned(), reason.clone()),
             (SOURCE_ATTRIBUTE.to_owned(), source.unwrap_or("-").to_owned()),
         ];
-        match self.dead_letters.send(Outgoing { body, attributes }).await {
+        match self.dead_letters.send(Outgoing { body, attributes, delay_seconds: 0 }).await {
             Ok(()) => {
                 tracing::warn!(message_id = ?source, %reason, "sent to the dead-letter queue");
                 true

@@ -60,7 +60,7 @@ impl Exports {
         }
         let message = Message { tenant_id: tenant.to_string(), id: job.id.clone() };
         let body = serde_json::to_string(&message).map_err(|e| ErrorBody::internal(&e))?;
-        if let Err(e) = self.queue.send(Outgoing { body, attributes: Vec::new() }).await {
+        if let Err(e) = self.queue.send(Outgoing::text(body)).await {
             tracing::error!(error = %e, "export queue unavailable");
             let _ = self.jobs.fail(tenant, &job.id, "storage_unavailable", "the export could not be queued", now).await;
             return Err(ErrorBody::new(Code::Throttled, "the export queue is unavailable; retry"));
