@@ -8,10 +8,12 @@
 //!
 //! May depend on: the domain and the ports. Never used by production code.
 
+mod alerts;
 mod blobs;
 mod queue;
 mod store;
 
+pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;

@@ -117,6 +117,15 @@ pub fn notification(rule: &Rule, event: &StoredEvent, count: u32) -> Notificatio
     }
 }
 
+pub mod deliver;
+pub mod evaluate;
+pub mod rules;
+
+pub use deliver::Deliverer;
+pub use evaluate::Evaluator;
+pub use rules::Rules;
+
 #[cfg(test)]
-#[path = "alerts_tests.rs"]
+mod flow_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,129 @@
+//! Attempts at a delivery: the first straight after the match, the rest from the retry
+//! queue on the schedule, then the dead-letter record on the delivery and its rule.
+//!
+//! The next attempt is queued before the attempt is recorded: if recording fails the
+//! caller's retry repeats the attempt (the receiver de-duplicates on `webhook-id`),
+//! where the other order could record a retry that no message will ever run.
+
+use crate::domain::alert::Rule;
+use crate::domain::delivery::{Attempt, Delivery, RetryMessage, RetrySchedule, Status};
+use crate::domain::tenant::TenantId;
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{AlertRules, Deliveries, MessageQueue, Notifier, Outgoing, QueueError, StoreError};
+use std::sync::Arc;
+
+/// Longest SNS subject.
+const MAX_SUBJECT_CHARS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Other batches kept moving the rule's state.
+    #[error("rule {0}: its state kept changing")]
+    Contended(String),
+    /// A retry message that is not ours: dropped, as no retry can mend it.
+    #[error("not a retry message: {0}")]
+    BadMessage(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    pub rules: Arc<dyn AlertRules>,
+    pub deliveries: Arc<dyn Deliveries>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Where the next attempts wait.
+    pub retries: Arc<dyn MessageQueue>,
+    pub schedule: RetrySchedule,
+}
+
+impl Deliverer {
+    /// Attempts `delivery` for `rule` now, records how it went and queues the next
+    /// attempt if there is one.
+    ///
+    /// # Errors
+    /// The retry queue or storage unavailable.
+    pub async fn attempt(&self, rule: &Rule, delivery: &Delivery) -> Result<Attempt, AlertError> {
+        let now = Timestamp::now();
+        let subject = subject(&rule.settings.name);
+        let sent = self.notifier.send(&rule.settings.destination, &rule.secrets, delivery, &subject, now).await;
+        let attempt = delivery.attempt(now, sent.err().map(|e| e.0), &self.schedule);
+        if let Some(next) = attempt.next_at {
+            self.queue(&delivery.tenant_id, &delivery.rule_id, &delivery.id, next).await?;
+        }
+        if let Some(e) = &attempt.error {
+            tracing::info!(rule = %rule.id, delivery = %delivery.id, status = ?attempt.status, error = %e, "delivery attempt failed");
+        }
+        self.deliveries.record(delivery, &attempt).await?;
+        Ok(attempt)
+    }
+
+    /// One retry queue message: the delivery's next attempt once it is due (a message
+    /// arriving early is queued again for the time left).
+    ///
+    /// # Errors
+    /// As [`Deliverer::attempt`]; [`AlertError::BadMessage`] for a body that is not a
+    /// [`RetryMessage`].
+    pub async fn retry(&self, body: &str) -> Result<(), AlertError> {
+        let m: RetryMessage = serde_json::from_str(body).map_err(|e| AlertError::BadMessage(e.to_string()))?;
+        let tenant = TenantId::parse(&m.tenant_id).map_err(|e| AlertError::BadMessage(e.to_string()))?;
+        let now = Timestamp::now();
+        if m.delay_seconds(now) > 0 {
+            let due = Timestamp::from_micros(m.due_at).map_err(|_| AlertError::BadMessage("due_at".into()))?;
+            return self.queue(&tenant, &m.rule_id, &m.delivery_id, due).await;
+        }
+        let Some(delivery) = self.deliveries.delivery(&tenant, &m.rule_id, &m.delivery_id).await? else {
+            return Ok(());
+        };
+        if delivery.status.is_final() {
+            return Ok(());
+        }
+        match self.rules.get(&tenant, &m.rule_id).await? {
+            Some(stored) => self.attempt(&stored.rule, &delivery).await.map(|_| ()),
+            None => {
+                let error = Some("the rule was deleted".to_owned());
+                let attempt = Attempt { at: now, error, status: Status::Dead, next_at: None };
+                Ok(self.deliveries.record(&delivery, &attempt).await?)
+            }
+        }
+    }
+
+    async fn queue(&self, tenant: &TenantId, rule_id: &str, id: &str, due: Timestamp) -> Result<(), AlertError> {
+        let m = RetryMessage {
+            tenant_id: tenant.to_string(),
+            rule_id: rule_id.to_owned(),
+            delivery_id: id.to_owned(),
+            due_at: due.micros(),
+        };
+        let delay_seconds = m.delay_seconds(Timestamp::now());
+        let body = serde_json::to_string(&m).map_err(|e| AlertError::Internal(e.to_string()))?;
+        self.retries.send(Outgoing { body, attributes: Vec::new(), delay_seconds }).await?;
+        Ok(())
+    }
+}
+
+/// `Audit log alert: {name}`, printable ASCII only (what SNS takes for email subjects).
+fn subject(name: &str) -> String {
+    let text: String = format!("Audit log alert: {name}")
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .take(MAX_SUBJECT_CHARS)
+        .collect();
+    text.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+
+    #[test]
+    fn subjects_are_short_printable_ascii() {
+        assert_eq!(subject("Failed logins"), "Audit log alert: Failed logins");
+        assert_eq!(subject("Zugänge\n"), "Audit log alert: Zug?nge?");
+        assert_eq!(subject(&"x".repeat(300)).len(), 100);
+    }
+}
