@@ -55,6 +55,21 @@ where
     .await
 }
 
+/// Serves `handle` as a Lambda function with several event sources, which it tells
+/// apart by their payloads.
+///
+/// # Errors
+/// When the Lambda runtime fails.
+pub async fn events<F, Fut, R>(handle: F) -> Result<(), Error>
+where
+    F: Fn(Value) -> Fut,
+    Fut: Future<Output = Result<R, Error>>,
+    R: Serialize,
+{
+    let handle = &handle;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(event.payload).await })).await
+}
+
 /// Serves `handle` as a scheduled (or directly invoked) Lambda function: it gets the
 /// invocation's payload and the instant the invocation must be done by.
 ///

@@ -42,6 +42,23 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// Deliveries of the rules in `store`, through `notifier`, later attempts waiting in
+    /// `retries`.
+    pub fn on<S, N, Q>(store: &Arc<S>, notifier: &Arc<N>, retries: &Arc<Q>, schedule: RetrySchedule) -> Self
+    where
+        S: AlertRules + Deliveries + 'static,
+        N: Notifier + 'static,
+        Q: MessageQueue + 'static,
+    {
+        Self {
+            rules: store.clone(),
+            deliveries: store.clone(),
+            notifier: notifier.clone(),
+            retries: retries.clone(),
+            schedule,
+        }
+    }
+
     /// Attempts `delivery` for `rule` now, records how it went and queues the next
     /// attempt if there is one.
     ///

@@ -47,6 +47,11 @@ pub struct Evaluated {
 }
 
 impl Evaluator {
+    /// The rules and state in `store`, cached for `ttl`.
+    pub fn on<S: AlertRules + AlertState + Deliveries + 'static>(store: &Arc<S>, deliver: Deliverer, ttl: Duration) -> Self {
+        Self::new(store.clone(), store.clone(), store.clone(), deliver, ttl)
+    }
+
     pub fn new(
         rules: Arc<dyn AlertRules>,
         state: Arc<dyn AlertState>,

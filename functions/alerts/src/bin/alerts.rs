@@ -1,0 +1,25 @@
+//! Lambda entry point of `alerts`: the table's stream (partial batch responses by
+//! sequence number) and the retry queue (partial batch responses by message id).
+
+use alerts::{Invocation, WorkerConfig, handle_retries, handle_stream};
+use audit::usecases::alerts::{Deliverer, Evaluator};
+use audit_runtime::{self as runtime, run};
+
+#[tokio::main]
+async fn main() -> Result<(), runtime::Error> {
+    let (config, aws) = runtime::start::<WorkerConfig>().await?;
+    let table = aws.table(&config.table);
+    runtime::warm_up(&*table).await;
+    let out = config.outbound;
+    let notifier = aws.outbound(out.egress, out.timeout);
+    let deliverer = Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone());
+    let evaluator = Evaluator::on(&table, deliverer.clone(), config.rules_ttl);
+    let (evaluator, deliverer) = (&evaluator, &deliverer);
+    run::events(|payload| async move {
+        Ok(match Invocation::parse(payload)? {
+            Invocation::Stream(batch) => serde_json::to_value(handle_stream(evaluator, batch).await)?,
+            Invocation::Retries(batch) => serde_json::to_value(handle_retries(deliverer, batch).await)?,
+        })
+    })
+    .await
+}
