@@ -1,11 +1,13 @@
 //! What Lambda does for the deployed functions, done on loopback: receiving queue
-//! messages and handing them to the same handlers the Lambda entry points run, and the
+//! messages and the table's stream records and handing them to the same handlers the Lambda entry points run, and the
 //! settings of the whole local service.
 
 use audit_aws::sqs::Queue;
 use audit_runtime::config::{self, ConfigError, FromEnv, Secret};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
+
+pub mod stream;
 
 /// Does once what Lambda's event source mapping does: receives up to `max` messages,
 /// hands them to `handle` as one delivery, and deletes the ones it finished. Returns how
@@ -46,6 +48,8 @@ where
 
 /// Every function's settings, and the runner's own.
 pub struct Config {
+    pub alerts_api: alerts::ApiConfig,
+    pub alerts: alerts::WorkerConfig,
     pub ingest_api: ingest::ApiConfig,
     pub ingest_queue: ingest::QueueConfig,
     pub ingest_queue_url: String,
@@ -59,6 +63,8 @@ pub struct Config {
 impl FromEnv for Config {
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
+            alerts_api: alerts::ApiConfig::from_env()?,
+            alerts: alerts::WorkerConfig::from_env()?,
             ingest_api: ingest::ApiConfig::from_env()?,
             ingest_queue: ingest::QueueConfig::from_env()?,
             ingest_queue_url: config::required(config::INGEST_QUEUE_URL)?,
@@ -72,6 +78,7 @@ impl FromEnv for Config {
 
     fn secrets(&mut self) -> Vec<&mut Secret> {
         let mut all = self.ingest_api.secrets();
+        all.extend(self.alerts_api.secrets());
         all.extend(self.query.secrets());
         all.extend(self.export_api.secrets());
         all

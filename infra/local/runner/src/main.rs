@@ -1,15 +1,18 @@
 //! The local stack's application process: the API (ingest, query and export routers) on
 //! `127.0.0.1:$AUDIT_PORT`, the ingest queue consumer, the export worker (on the export
 //! queue and its dead-letter queue) and the archive schedule, each through the handler
-//! its Lambda entry point runs.
+//! its Lambda entry point runs, and the alerts function on the table's stream and its
+//! retry queue.
 
 use anyhow::Context;
+use audit::usecases::alerts::{Deliverer, Evaluator, Rules};
 use audit::usecases::archive::ArchiveStores;
 use audit::usecases::consume::Consumer;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit::usecases::ingest::Ingest;
 use audit::usecases::query::Query;
+use audit_local::stream::{Stream, follow};
 use audit_local::{Config, poll};
 use audit_runtime as runtime;
 use std::sync::Arc;
@@ -66,6 +69,39 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    // The alerts function's two event sources: the table's stream and the retry queue.
+    let out = config.alerts.outbound;
+    let notifier = aws.outbound(out.egress, out.timeout);
+    let retry_queue = aws.queue(&config.alerts.retry_queue_url);
+    let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone());
+    let evaluator = Evaluator::on(&table, deliverer.clone(), config.alerts.rules_ttl);
+    let described = audit_aws::sdk::dynamodb(&aws.sdk).describe_table().table_name(table.name()).send().await?;
+    let arn = described.table.and_then(|t| t.latest_stream_arn).context("the table has no stream")?;
+    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn };
+    tokio::spawn(async move {
+        follow(stream, |event| {
+            let evaluator = &evaluator;
+            async move {
+                match serde_json::from_value(event) {
+                    Ok(batch) => alerts::handle_stream(evaluator, batch).await.first_failure(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a stream batch that is not one");
+                        None
+                    }
+                }
+            }
+        })
+        .await;
+    });
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = poll(&retry_queue, 10, 2, |event| alerts::handle_retries(&deliverer, event)).await {
+                tracing::error!(error = ?e, "alert retry queue poll failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+
     // The archive schedule: once at start-up, then hourly.
     let job =
         archive::Job { stores: ArchiveStores::on(&table, &archive_bucket), options: config.archive.options.clone() };
@@ -88,10 +124,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
     let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
-    // One router for the three functions, finished as each function's own is on Lambda.
+    let a = &config.alerts_api;
+    let rules = Rules::on(&table, &aws.outbound(a.outbound.egress, a.outbound.timeout), a.outbound.egress, a.topic_prefix.clone());
+    let alerts_state = alerts::AlertsState { rules, verifier: a.auth.verifier()? };
+    // One router for the four API functions, finished as each function's own is on Lambda.
     let app = ingest::app(Arc::new(ingest_state))
         .merge(query::app(Arc::new(query_state), table.clone()))
-        .merge(export::app(Arc::new(export_state)));
+        .merge(export::app(Arc::new(export_state)))
+        .merge(alerts::app(Arc::new(alerts_state)));
     let app = runtime::edge::finish(app, &config.query.edge);
 
     let addr = format!("127.0.0.1:{}", config.port);
