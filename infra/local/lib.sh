@@ -64,8 +64,8 @@ wait_port() { # port name
   return 1
 }
 
-# start_stack DIR: starts DynamoDB Local, s3s-fs and moto (SQS, and Secrets Manager for the
-# tests of secrets read by ARN) on free ports, creates the resources of template.yaml (or
+# start_stack DIR: starts DynamoDB Local (with its streams), s3s-fs and moto (SQS, SNS for
+# the alerts, and Secrets Manager for the tests of secrets read by ARN) on free ports, creates the resources of template.yaml (or
 # $AUDIT_TEMPLATE), and writes DIR/env (shell export lines).
 start_stack() {
   local dir=$1 ddb_port s3_port sqs_port ddb_dir
@@ -86,9 +86,11 @@ start_stack() {
   wait_port "$sqs_port" "moto"
   cat >"$dir/env" <<ENV
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
+export AWS_ENDPOINT_URL_DYNAMODB_STREAMS=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
 export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$sqs_port
+export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$sqs_port
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=local
@@ -96,6 +98,17 @@ export AWS_SECRET_ACCESS_KEY=localsecret
 export AWS_EC2_METADATA_DISABLED=true
 export AUDIT_PORT=${AUDIT_PORT:-3000}
 export AUDIT_JWT_SECRET=${AUDIT_JWT_SECRET:-local-dev-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')}
+ENV
+  # Alerts, with the local stack's values (docs/operations.md, "Alert settings"); each can be
+  # overridden from the caller's environment. AUDIT_ALERT_EGRESS=local is the one documented
+  # setting that lets webhooks reach loopback (and plain http there), where the tests'
+  # receivers listen; deployed functions never have it. The topic prefix is moto's account.
+  cat >>"$dir/env" <<ENV
+export AUDIT_ALERT_EGRESS=${AUDIT_ALERT_EGRESS:-local}
+export AUDIT_ALERT_TOPIC_PREFIX=${AUDIT_ALERT_TOPIC_PREFIX:-arn:aws:sns:us-east-1:123456789012:audit-alerts-}
+export AUDIT_ALERT_RETRY_SCHEDULE=${AUDIT_ALERT_RETRY_SCHEDULE:-1s,1s}
+export AUDIT_ALERT_RULES_TTL_SECONDS=${AUDIT_ALERT_RULES_TTL_SECONDS:-1}
+export AUDIT_ALERT_TIMEOUT_SECONDS=${AUDIT_ALERT_TIMEOUT_SECONDS:-2}
 ENV
   # shellcheck disable=SC1091
   (source "$dir/env" && "$VENV/bin/python" "$ROOT/infra/local/provision.py" "${AUDIT_TEMPLATE:-$ROOT/template.yaml}") >>"$dir/env"

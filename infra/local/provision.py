@@ -2,9 +2,11 @@
 """Creates the local stack's table, queues and buckets from template.yaml itself.
 
 The template is the single definition: this reads each AWS::DynamoDB::Table (with its
-TTL setting), AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin, and reads the
-`AUDIT_*: !Ref Resource` lines of the template's Globals to know which environment
-variable names which resource. It prints those variables as shell `export` lines.
+TTL setting and stream), AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin,
+and reads the `AUDIT_*: !Ref Resource` lines of the template's Globals to know which
+environment variable names which resource. It prints those variables as shell `export`
+lines, and `AUDIT_STREAM_ARN` (the table's stream, which the local runner reads in place
+of Lambda's event source mapping).
 
 usage: provision.py TEMPLATE  (with AWS_ENDPOINT_URL_{DYNAMODB,SQS,S3} set)
 """
@@ -48,6 +50,7 @@ def main():
     ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
     refs = {}  # logical id -> what !Ref returns (table name, queue URL, bucket name)
     arns = {}
+    streams = []
 
     for lid, res in resources.items():
         if res["Type"] == "AWS::DynamoDB::Table":
@@ -56,7 +59,12 @@ def main():
             args = {k: p[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode") if k in p}
             if "GlobalSecondaryIndexes" in p:
                 args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
-            ddb.create_table(TableName=name, **args)
+            if "StreamSpecification" in p:
+                # CloudFormation enables the stream by giving its view type; the API asks for both.
+                args["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
+            table = ddb.create_table(TableName=name, **args)["TableDescription"]
+            if "LatestStreamArn" in table:
+                streams.append(table["LatestStreamArn"])
             ddb.get_waiter("table_exists").wait(TableName=name)
             if "TimeToLiveSpecification" in p:
                 # DynamoDB Local records the setting but never deletes expired items.
@@ -89,6 +97,10 @@ def main():
     for var, value in variables.items():
         if isinstance(value, dict) and value.get("Ref") in refs:
             print(f"export {var}={refs[value['Ref']]}")
+    # One table has a stream; a second would need a name of its own here.
+    assert len(streams) <= 1, streams
+    for arn in streams:
+        print(f"export AUDIT_STREAM_ARN={arn}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,72 @@ def test_a_stored_event_as_the_api_returns_it_matches_its_schema():
     validator("StoredEvent").validate(stored)
     with pytest.raises(jsonschema.ValidationError):
         validator("StoredEvent").validate({**stored, "occurred_at": "2026-11-05T22:25:20Z"})
+
+
+RULE = {"id": "019a8f6e-1c2b-7d3e-8f40-123456789abc", "name": "API key deleted", "enabled": True,
+        "match": {"action": ["api_key.delete"], "q": "prod"}, "threshold": None, "quiet_minutes": 5,
+        "destination": {"type": "webhook", "url": "https://hooks.example.com/audit?x=1"},
+        "created_at": "2026-11-05T22:25:20.138832Z", "updated_at": "2026-11-05T22:25:20.138832Z",
+        "delivery": {"last_attempt_at": None, "last_delivered_at": None, "last_error": None, "last_error_at": None,
+                     "failed_attempts": 0, "dead_letters": 0, "last_dead_letter": None}}
+SECRET = "whsec_" + "A" * 43 + "="
+
+
+def test_the_alert_examples_are_valid_rules():
+    for name, example in DOC["paths"]["/v1/alerts"]["post"]["requestBody"]["content"]["application/json"]["examples"].items():
+        validator("AlertRuleNew").validate(example["value"])
+    for example in DOC["paths"]["/v1/alerts/{id}"]["patch"]["requestBody"]["content"]["application/json"]["examples"].values():
+        validator("AlertRulePatch").validate(example["value"])
+
+
+def test_a_rule_as_the_api_returns_it_matches_its_schema_and_the_secret_only_when_made():
+    dead = {"webhook_id": "msg_" + "0" * 32, "at": "2026-11-06T22:25:20.000000Z", "attempts": 8,
+            "event_ids": ["evt-1"], "error": "HTTP 500"}
+    shown = {**RULE, "threshold": {"count": 5, "window_minutes": 10},
+             "destination": {"type": "sns", "topic_arn": "arn:aws:sns:us-east-1:123456789012:audit-alerts-acme"},
+             "delivery": {**RULE["delivery"], "last_error": "timed out", "last_error_at": "2026-11-06T22:25:20.000000Z",
+                          "failed_attempts": 8, "dead_letters": 1, "last_dead_letter": dead}}
+    validator("AlertRuleShown").validate(shown)
+    validator("AlertRuleWithSecret").validate({**RULE, "secret": SECRET})
+    with pytest.raises(jsonschema.ValidationError):
+        validator("AlertRuleShown").validate({**RULE, "secret": SECRET})
+    with pytest.raises(jsonschema.ValidationError):
+        validator("AlertRuleWithSecret").validate(RULE)
+    with pytest.raises(jsonschema.ValidationError):
+        validator("AlertRuleShown").validate({k: v for k, v in RULE.items() if k != "delivery"})
+
+
+NEW = {"name": "n", "match": {"action": "api_key.delete"}, "destination": {"type": "webhook", "url": "https://h.example/x"}}
+
+
+@pytest.mark.parametrize("change", [
+    {"name": ""},
+    {"name": "x" * 129},
+    {"match": {}},
+    {"match": {"from": "2026-01-01T00:00:00Z"}},
+    {"match": {"action": ["a.b"] * 21}},
+    {"threshold": {"count": 1, "window_minutes": 10}},
+    {"threshold": {"count": 1001, "window_minutes": 10}},
+    {"threshold": {"count": 5, "window_minutes": 1441}},
+    {"threshold": {"count": 5}},
+    {"quiet_minutes": -1},
+    {"quiet_minutes": 1441},
+    {"enabled": None},
+    {"secret": SECRET},
+    {"destination": {"type": "webhook", "url": "ftp://h.example/x"}},
+    {"destination": {"type": "webhook", "url": "https://user@h.example/x"}},
+    {"destination": {"type": "webhook", "url": "https://h.example/x#frag"}},
+    {"destination": {"type": "webhook", "url": "https://h.example/a b"}},
+    {"destination": {"type": "webhook", "topic_arn": "arn:aws:sns:us-east-1:123456789012:t"}},
+    {"destination": {"type": "sns", "topic_arn": "arn:aws:sns:us-east-1:123456789012:t.fifo"}},
+    {"destination": {"type": "email", "url": "https://h.example/x"}},
+])
+def test_the_alert_rule_schema_refuses_what_the_service_refuses(change):
+    with pytest.raises(jsonschema.ValidationError):
+        validator("AlertRuleNew").validate({**NEW, **change})
+
+
+def test_a_patch_changes_something():
+    with pytest.raises(jsonschema.ValidationError):
+        validator("AlertRulePatch").validate({})
+    validator("AlertRulePatch").validate({"threshold": None})

@@ -58,8 +58,8 @@ def render(value):
         return value
     if "Fn::GetAtt" in value:
         lid, attr = value["Fn::GetAtt"]
-        assert attr == "Arn", value
-        return lid
+        assert attr in ("Arn", "StreamArn"), value
+        return lid if attr == "Arn" else f"{lid}.{attr}"
     if "Fn::Sub" in value:
         return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", value["Fn::Sub"])
     if "Ref" in value:
@@ -183,14 +183,18 @@ def test_every_statement_on_table_items_is_held_to_key_prefixes():
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 
 
-def test_no_role_deletes_a_table_item_and_only_the_archive_updates_events():
+def test_no_role_deletes_a_table_item_but_alert_rules_and_only_the_archive_updates_events():
     for lid, st in policies():
         actions = set(as_list(st["Action"]))
         assert "dynamodb:BatchWriteItem" not in actions, f"{lid}: BatchWriteItem can put as well as delete"
         if "EventsTable" in {render(r) for r in as_list(st["Resource"])}:
-            # An archived event's item stays as a tombstone: its id is never freed.
-            assert "dynamodb:DeleteItem" not in actions, (lid, st)
             keys = condition_values(st, "dynamodb:LeadingKeys")
+            # An archived event's item stays as a tombstone: its id is never freed. Alert
+            # rules are a tenant's configuration, not evidence (each change is itself an
+            # event): the alerts API deletes a rule, its count's share and its state, all
+            # under AL#, and nothing else.
+            if "dynamodb:DeleteItem" in actions:
+                assert lid == "AlertsApiRole" and keys == {"AL#*"}, (lid, st)
             if "dynamodb:UpdateItem" in actions and any(fnmatch.fnmatchcase("EV#x", k) for k in keys):
                 assert lid == "ArchiveRole" and keys == {"EV#*"}, (lid, st)
         if "s3:DeleteObject" in actions:
@@ -251,7 +255,7 @@ def http_functions():
 
 
 def test_api_functions_answer_before_api_gateway_gives_up():
-    assert set(http_functions()) == {"IngestApiFunction", "QueryFunction", "ExportApiFunction"}
+    assert set(http_functions()) == {"IngestApiFunction", "QueryFunction", "ExportApiFunction", "AlertsApiFunction"}
     for f in http_functions():
         timeout = prop(f, "Timeout")
         assert timeout <= 25, f"{f}: API Gateway stops waiting at 30 s"
@@ -266,7 +270,7 @@ def test_unknown_routes_reach_the_router_for_the_contract_404():
 
 def test_queue_consumers_are_bounded_and_report_partial_failures():
     consumers = [(f, e) for f in FUNCTIONS for e in prop(f, "Events").values() if e["Type"] == "SQS"]
-    assert {f for f, _ in consumers} == {"IngestQueueFunction", "ExportWorkerFunction"}
+    assert {f for f, _ in consumers} == {"IngestQueueFunction", "ExportWorkerFunction", "AlertsFunction"}
     for f, e in consumers:
         p = e["Properties"]
         assert "MaximumConcurrency" in p["ScalingConfig"], f
@@ -280,6 +284,46 @@ def test_the_export_worker_ends_the_jobs_of_its_dead_letter_queue():
     assert sorted(queues) == ["ExportDeadLetterQueue", "ExportQueue"]
     # It tells the two apart by the dead-letter queue's URL.
     assert GLOBALS["Environment"]["Variables"]["AUDIT_EXPORT_DLQ_URL"] == {"Ref": "ExportDeadLetterQueue"}
+
+
+def test_the_alerts_function_reads_new_events_from_the_stream_and_records_what_it_gave_up_on():
+    spec = RESOURCES["EventsTable"]["Properties"]["StreamSpecification"]
+    assert spec == {"StreamViewType": "NEW_IMAGE"}
+    streams = [e["Properties"] for f in FUNCTIONS for e in prop(f, "Events").values() if e["Type"] == "DynamoDB"]
+    assert len(streams) == 1
+    s = streams[0]
+    assert render(s["Stream"]) == "EventsTable.StreamArn"
+    assert s["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and s["BisectBatchOnFunctionError"] is True
+    # Bounded: a poisoned record cannot hold its shard for the stream's whole 24 hours.
+    assert 0 < s["MaximumRetryAttempts"] <= 10 and s["MaximumRecordAgeInSeconds"] <= 86400
+    assert render(s["DestinationConfig"]["OnFailure"]["Destination"]) == "AlertStreamFailureQueue"
+    import json
+    patterns = [json.loads(f["Pattern"]) for f in s["FilterCriteria"]["Filters"]]
+    # Inserts of event items only: no tombstone (a MODIFY), delete, job or alert item.
+    assert patterns == [{"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "EV#"}]}}}}]
+    retry = RESOURCES["AlertRetryQueue"]["Properties"]
+    assert render(retry["RedrivePolicy"]["deadLetterTargetArn"]) == "AlertRetryDeadLetterQueue"
+    assert GLOBALS["Environment"]["Variables"]["AUDIT_ALERT_RETRY_QUEUE_URL"] == {"Ref": "AlertRetryQueue"}
+    assert "IteratorAge" in {a["Properties"]["MetricName"] for a in ALARMS.values()}
+
+
+def test_the_alerts_function_cannot_change_a_rule_or_read_an_event_item():
+    for lid, st in table_statements():
+        if lid != "AlertsRole":
+            continue
+        keys = condition_values(st, "dynamodb:LeadingKeys")
+        assert not any(fnmatch.fnmatchcase("EV#x", k) for k in keys), st
+        if set(as_list(st["Action"])) & WRITES and any(fnmatch.fnmatchcase("AL#x", k) for k in keys):
+            attrs = condition_values(st, "dynamodb:Attributes")
+            assert attrs and not attrs & {"doc", "ua"}, (st.get("Sid"), attrs)
+
+
+def test_alert_topics_are_the_tenants_own_under_one_prefix():
+    prefix = {"Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${AlertTopicNamePrefix}"}
+    for f in ["AlertsApiFunction", "AlertsFunction"]:
+        assert prop(f, "Environment")["Variables"]["AUDIT_ALERT_TOPIC_PREFIX"] == prefix, f
+    publish = [st for lid, st in policies() if "sns:Publish" in as_list(st["Action"])]
+    assert [(render(st["Resource"])) for st in publish] == [prefix["Fn::Sub"] + "*"]
 
 
 def test_the_archive_runs_hourly_and_records_failures():
@@ -345,7 +389,8 @@ def test_alarms_cover_what_the_operations_doc_promises():
         assert metric in watched, metric
     dead_letters = {p["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for p in ALARMS.values()
                     if p["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"}
-    assert dead_letters == {"IngestDeadLetterQueue", "ExportDeadLetterQueue", "ArchiveFailureQueue"}
+    assert dead_letters == {"IngestDeadLetterQueue", "ExportDeadLetterQueue", "ArchiveFailureQueue",
+                            "AlertRetryDeadLetterQueue", "AlertStreamFailureQueue"}
     for f in FUNCTIONS:
         for metric in ["Errors", "Throttles"]:
             assert any(p["Properties"]["MetricName"] == metric and
