@@ -56,18 +56,22 @@ where
 }
 
 /// Serves `handle` as a Lambda function with several event sources, which it tells
-/// apart by their payloads.
+/// apart by their payloads; it gets the instant the invocation must be done by.
 ///
 /// # Errors
 /// When the Lambda runtime fails.
 pub async fn events<F, Fut, R>(handle: F) -> Result<(), Error>
 where
-    F: Fn(Value) -> Fut,
+    F: Fn(Value, Instant) -> Fut,
     Fut: Future<Output = Result<R, Error>>,
     R: Serialize,
 {
     let handle = &handle;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(event.payload).await })).await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+        handle(event.payload, Instant::now() + left).await
+    }))
+    .await
 }
 
 /// Serves `handle` as a scheduled (or directly invoked) Lambda function: it gets the

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const ALERT_EGRESS: &str = "AUDIT_ALERT_EGRESS";
 pub const ALERT_TOPIC_PREFIX: &str = "AUDIT_ALERT_TOPIC_PREFIX";
@@ -162,7 +162,7 @@ async fn remove(State(s): State<Arc<AlertsState>>, headers: HeaderMap, Path(id):
 /// One batch of the table's stream, in order. Processing stops at the first record that
 /// fails for now, reported so the stream retries from it (those before it are done and
 /// those after it have not been started); a record that is not a new event is skipped.
-pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent) -> BatchResponse {
+pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent, deadline: Instant) -> BatchResponse {
     for record in &event.records {
         let stored = match inserted_event(record) {
             Ok(Some(stored)) => stored,
@@ -174,7 +174,7 @@ pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent) -> BatchRe
                 continue;
             }
         };
-        if let Err(e) = evaluator.event(&stored).await {
+        if let Err(e) = evaluator.event(&stored, deadline).await {
             tracing::warn!(error = %e, event = %stored.event.id, "alert evaluation failed; the stream retries it");
             return BatchResponse::failed(record.sequence_number());
         }

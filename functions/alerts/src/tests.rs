@@ -80,7 +80,8 @@ async fn rules_need_the_admin_scope_a_valid_body_and_an_id_of_the_tenant() {
 
 fn deliverer(alerts: &Arc<MemoryAlerts>, queue: &Arc<MemoryQueue>) -> Deliverer {
     let notifier = Arc::new(MemoryNotifier::default());
-    Deliverer::on(alerts, &notifier, queue, RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}")))
+    let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
+    Deliverer::on(alerts, &notifier, queue, schedule, Duration::from_secs(1))
 }
 
 #[tokio::test]

@@ -12,12 +12,12 @@ async fn main() -> Result<(), runtime::Error> {
     runtime::warm_up(&*table).await;
     let out = config.outbound;
     let notifier = aws.outbound(out.egress, out.timeout);
-    let deliverer = Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone());
+    let deliverer = Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.rules_ttl);
     let (evaluator, deliverer) = (&evaluator, &deliverer);
-    run::events(|payload| async move {
+    run::events(|payload, deadline| async move {
         Ok(match Invocation::parse(payload)? {
-            Invocation::Stream(batch) => serde_json::to_value(handle_stream(evaluator, batch).await)?,
+            Invocation::Stream(batch) => serde_json::to_value(handle_stream(evaluator, batch, deadline).await)?,
             Invocation::Retries(batch) => serde_json::to_value(handle_retries(deliverer, batch).await)?,
         })
     })

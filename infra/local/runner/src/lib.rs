@@ -46,6 +46,9 @@ where
     Ok(received.len())
 }
 
+/// The local table's stream, which provision.py prints.
+pub const STREAM_ARN: &str = "AUDIT_STREAM_ARN";
+
 /// Every function's settings, and the runner's own.
 pub struct Config {
     pub alerts_api: alerts::ApiConfig,
@@ -53,6 +56,8 @@ pub struct Config {
     pub ingest_api: ingest::ApiConfig,
     pub ingest_queue: ingest::QueueConfig,
     pub ingest_queue_url: String,
+    /// The table's stream (provision.py prints it), read as Lambda's event source would.
+    pub stream_arn: String,
     pub query: query::Config,
     pub archive: archive::Config,
     pub export_api: export::ApiConfig,
@@ -68,6 +73,7 @@ impl FromEnv for Config {
             ingest_api: ingest::ApiConfig::from_env()?,
             ingest_queue: ingest::QueueConfig::from_env()?,
             ingest_queue_url: config::required(config::INGEST_QUEUE_URL)?,
+            stream_arn: config::required(STREAM_ARN)?,
             query: query::Config::from_env()?,
             archive: archive::Config::from_env()?,
             export_api: export::ApiConfig::from_env()?,

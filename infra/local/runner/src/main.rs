@@ -16,8 +16,10 @@ use audit_local::stream::{Stream, follow};
 use audit_local::{Config, poll};
 use audit_runtime as runtime;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+/// How long a stream batch may take: the deployed alerts function's timeout.
+const STREAM_INVOCATION: Duration = Duration::from_secs(60);
 /// How often the local stack runs the archive (deployed, it is daily).
 const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -73,17 +75,15 @@ async fn main() -> anyhow::Result<()> {
     let out = config.alerts.outbound;
     let notifier = aws.outbound(out.egress, out.timeout);
     let retry_queue = aws.queue(&config.alerts.retry_queue_url);
-    let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone());
+    let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.alerts.rules_ttl);
-    let described = audit_aws::sdk::dynamodb(&aws.sdk).describe_table().table_name(table.name()).send().await?;
-    let arn = described.table.and_then(|t| t.latest_stream_arn).context("the table has no stream")?;
-    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn };
+    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn: config.stream_arn.clone() };
     tokio::spawn(async move {
         follow(stream, |event| {
             let evaluator = &evaluator;
             async move {
                 match serde_json::from_value(event) {
-                    Ok(batch) => alerts::handle_stream(evaluator, batch).await.first_failure(),
+                    Ok(batch) => alerts::handle_stream(evaluator, batch, Instant::now() + STREAM_INVOCATION).await.first_failure(),
                     Err(e) => {
                         tracing::error!(error = %e, "a stream batch that is not one");
                         None

@@ -11,6 +11,10 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{AlertRules, Deliveries, MessageQueue, Notifier, Outgoing, QueueError, StoreError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time kept for recording an attempt after it.
+const RECORD_TIME: Duration = Duration::from_secs(2);
 
 /// Longest SNS subject.
 const MAX_SUBJECT_CHARS: usize = 100;
@@ -39,12 +43,20 @@ pub struct Deliverer {
     /// Where the next attempts wait.
     pub retries: Arc<dyn MessageQueue>,
     pub schedule: RetrySchedule,
+    /// Longest one attempt takes (the notifier's timeout).
+    pub attempt_time: Duration,
 }
 
 impl Deliverer {
     /// Deliveries of the rules in `store`, through `notifier`, later attempts waiting in
     /// `retries`.
-    pub fn on<S, N, Q>(store: &Arc<S>, notifier: &Arc<N>, retries: &Arc<Q>, schedule: RetrySchedule) -> Self
+    pub fn on<S, N, Q>(
+        store: &Arc<S>,
+        notifier: &Arc<N>,
+        retries: &Arc<Q>,
+        schedule: RetrySchedule,
+        attempt_time: Duration,
+    ) -> Self
     where
         S: AlertRules + Deliveries + 'static,
         N: Notifier + 'static,
@@ -56,6 +68,20 @@ impl Deliverer {
             notifier: notifier.clone(),
             retries: retries.clone(),
             schedule,
+            attempt_time,
+        }
+    }
+
+    /// The first attempt: now, if one fits before `deadline` with time to spare for
+    /// recording it; otherwise queued, due at once.
+    ///
+    /// # Errors
+    /// The retry queue or storage unavailable.
+    pub async fn first(&self, rule: &Rule, delivery: &Delivery, deadline: Instant) -> Result<(), AlertError> {
+        if Instant::now() + self.attempt_time + RECORD_TIME < deadline {
+            self.attempt(rule, delivery).await.map(|_| ())
+        } else {
+            self.queue(&delivery.tenant_id, &delivery.rule_id, &delivery.id, Timestamp::now()).await
         }
     }
 
@@ -96,6 +122,7 @@ impl Deliverer {
         let Some(delivery) = self.deliveries.delivery(&tenant, &m.rule_id, &m.delivery_id).await? else {
             return Ok(());
         };
+        // Pending too: a first attempt that did not fit in its stream invocation.
         if delivery.status.is_final() {
             return Ok(());
         }

@@ -62,17 +62,20 @@ impl Evaluator {
         Self { rules, state, deliveries, deliver, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// Judges one stored event.
+    /// Judges one stored event. A notification's first attempt is made at once while
+    /// one attempt still fits before `deadline` (the invocation's end), and otherwise
+    /// handed to the retry queue, due now: a slow receiver never makes the stream's batch
+    /// time out and count as failed.
     ///
     /// # Errors
     /// Storage or the retry queue unavailable: the record is to be processed again,
     /// which repeats nothing already done.
-    pub async fn event(&self, event: &StoredEvent) -> Result<Evaluated, AlertError> {
+    pub async fn event(&self, event: &StoredEvent, deadline: Instant) -> Result<Evaluated, AlertError> {
         let rules = self.rules_of(&event.event.tenant_id).await?;
         let mut out = Evaluated::default();
         for rule in matching(&rules, event) {
             out.matched += 1;
-            match self.apply(rule, event).await? {
+            match self.apply(rule, event, deadline).await? {
                 Applied::Notified => out.notified += 1,
                 Applied::Replayed => out.replayed += 1,
                 Applied::Counted => {}
@@ -81,7 +84,7 @@ impl Evaluator {
         Ok(out)
     }
 
-    async fn apply(&self, rule: &Rule, event: &StoredEvent) -> Result<Applied, AlertError> {
+    async fn apply(&self, rule: &Rule, event: &StoredEvent, deadline: Instant) -> Result<Applied, AlertError> {
         let tenant = &rule.tenant_id;
         for _ in 0..MAX_CONFLICTS {
             let (state, version) = self.state.state(tenant, &rule.id).await?;
@@ -95,7 +98,7 @@ impl Evaluator {
                 Commit::Done => {
                     return match delivery {
                         Some(d) => {
-                            self.deliver.attempt(rule, &d).await?;
+                            self.deliver.first(rule, &d, deadline).await?;
                             Ok(Applied::Notified)
                         }
                         None => Ok(Applied::Counted),
@@ -106,7 +109,7 @@ impl Evaluator {
                     if let Some(d) = self.deliveries.delivery(tenant, &rule.id, &id).await?
                         && d.status == Status::Pending
                     {
-                        self.deliver.attempt(rule, &d).await?;
+                        self.deliver.first(rule, &d, deadline).await?;
                     }
                     return Ok(Applied::Replayed);
                 }

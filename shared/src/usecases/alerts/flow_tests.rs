@@ -1,6 +1,8 @@
 //! The alerts use cases end to end on the in-memory adapters: the API's rules and their
 //! log, the stream's evaluation with replays, and deliveries retried to a dead letter.
 
+use super::deliver::AlertError;
+use super::evaluate::Evaluated;
 use super::{Deliverer, Evaluator, Rules};
 use crate::domain::delivery::{RetryMessage, RetrySchedule, Status};
 use crate::domain::egress::Egress;
@@ -14,7 +16,18 @@ use crate::ports::AlertRules;
 use crate::usecases::ingest::Ingest;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Judging with a whole invocation ahead.
+trait Judge {
+    async fn event_now(&self, event: &StoredEvent) -> Result<Evaluated, AlertError>;
+}
+
+impl Judge for Evaluator {
+    async fn event_now(&self, event: &StoredEvent) -> Result<Evaluated, AlertError> {
+        self.event(event, Instant::now() + Duration::from_secs(60)).await
+    }
+}
 
 const TOPICS: &str = "arn:aws:sns:us-east-1:123456789012:audit-alerts-";
 
@@ -46,6 +59,7 @@ fn world() -> World {
         notifier: notifier.clone(),
         retries: retries.clone(),
         schedule: RetrySchedule::parse("1s,1s").unwrap_or_else(|e| panic!("{e}")),
+        attempt_time: Duration::from_secs(1),
     };
     let evaluator = Evaluator::new(alerts.clone(), alerts.clone(), alerts.clone(), deliverer.clone(), Duration::ZERO);
     World { store, alerts, notifier, retries, rules, evaluator, deliverer }
@@ -154,10 +168,10 @@ async fn one_delivery_per_matching_event_and_a_replayed_record_sends_nothing_mor
     let w = world();
     let rule = create(&w, "t-a", "").await;
     for (id, action) in [("e1", "member.delete"), ("e2", "member.create"), ("e3", "member.delete")] {
-        let done = w.evaluator.event(&event("t-a", id, action)).await.unwrap_or_else(|e| panic!("{e}"));
+        let done = w.evaluator.event_now(&event("t-a", id, action)).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.notified, usize::from(action == "member.delete"));
     }
-    let again = w.evaluator.event(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = w.evaluator.event_now(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((again.matched, again.notified, again.replayed), (1, 0, 1));
     let sent = w.notifier.sent();
     assert_eq!(sent.iter().map(|(_, d, _)| d.event_ids.clone()).collect::<Vec<_>>(), [["e1"], ["e3"]]);
@@ -166,7 +180,7 @@ async fn one_delivery_per_matching_event_and_a_replayed_record_sends_nothing_mor
     assert_eq!(body["data"]["rule"]["id"], rule["id"]);
     assert_eq!(body["data"]["events"][0]["id"], "e1");
     assert!(w.alerts.deliveries().iter().all(|d| d.status == Status::Delivered));
-    assert!(w.evaluator.event(&event("t-b", "e9", "member.delete")).await.is_ok_and(|d| d.matched == 0), "tenant b");
+    assert!(w.evaluator.event_now(&event("t-b", "e9", "member.delete")).await.is_ok_and(|d| d.matched == 0), "tenant b");
 }
 
 #[tokio::test]
@@ -176,9 +190,9 @@ async fn a_delivery_whose_first_attempt_was_cut_short_is_sent_when_the_record_co
     // Committed, then the retry queue and the record fail: the stream will retry.
     w.notifier.faults.add(Fault::after("send", 0).times(1));
     w.retries.faults.add(Fault::after("send", 0).times(1));
-    assert!(w.evaluator.event(&event("t-a", "e1", "member.delete")).await.is_err());
+    assert!(w.evaluator.event_now(&event("t-a", "e1", "member.delete")).await.is_err());
     assert_eq!(w.alerts.deliveries()[0].status, Status::Pending);
-    let again = w.evaluator.event(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = w.evaluator.event_now(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.replayed, 1);
     assert_eq!(w.notifier.sent().len(), 2);
     assert_eq!(w.alerts.deliveries()[0].status, Status::Delivered);
@@ -189,7 +203,7 @@ async fn a_threshold_rule_notifies_once_per_burst() {
     let w = world();
     create(&w, "t-a", r#", "threshold": {"count": 5, "window_minutes": 5}, "quiet_minutes": 10"#).await;
     for i in 0..12 {
-        w.evaluator.event(&event("t-a", &format!("e{i}"), "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
+        w.evaluator.event_now(&event("t-a", &format!("e{i}"), "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let sent = w.notifier.sent();
     assert_eq!(sent.len(), 1);
@@ -203,7 +217,7 @@ async fn a_failing_receiver_is_retried_on_the_schedule_then_dead_lettered() {
     let rule = create(&w, "t-a", "").await;
     let id = rule["id"].as_str().unwrap_or_default();
     w.notifier.faults.add(Fault::after("send", 0));
-    w.evaluator.event(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
+    w.evaluator.event_now(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
     for n in 1..=2 {
         let messages = w.retries.messages();
         assert_eq!(messages.len(), n);
@@ -233,4 +247,26 @@ async fn an_early_retry_message_waits_again_and_a_foreign_one_is_refused() {
     assert_eq!(w.retries.messages().iter().map(|m| m.delay_seconds).collect::<Vec<_>>(), [900]);
     assert!(w.deliverer.retry(r#"{"tenant_id": "t-a"}"#).await.is_err());
     assert!(w.deliverer.retry(&m.replace("t-a", "t#a")).await.is_err());
+}
+
+#[tokio::test]
+async fn a_first_attempt_that_does_not_fit_in_the_invocation_is_queued_due_now() {
+    let w = world();
+    create(&w, "t-a", "").await;
+    let done = w.evaluator.event(&event("t-a", "e1", "member.delete"), Instant::now()).await;
+    assert_eq!(done.map(|d| d.notified).ok(), Some(1));
+    assert!(w.notifier.sent().is_empty());
+    let queued = w.retries.messages();
+    assert_eq!(queued.iter().map(|m| m.delay_seconds).collect::<Vec<_>>(), [0]);
+    assert_eq!(w.alerts.deliveries()[0].status, Status::Pending);
+    w.deliverer.retry(&queued[0].body).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.notifier.sent().len(), 1);
+    assert_eq!(w.alerts.deliveries()[0].status, Status::Delivered);
+}
+
+#[tokio::test]
+async fn an_oversize_rule_is_413() {
+    let w = world();
+    let big = body(&format!(r#", "x": "{}""#, "a".repeat(20_000)));
+    assert_eq!(w.rules.create(&tenant("t-a"), "a", &big).await.err().map(|e| e.code), Some(Code::PayloadTooLarge));
 }

@@ -6,7 +6,7 @@
 //! two would leave one, which is why the event ids are derived from the change: the
 //! client's retry logs it without a duplicate).
 
-use crate::domain::alert::{self, MAX_RULES_PER_TENANT, Rule, check_topic, is_rule_id};
+use crate::domain::alert::{self, MAX_BODY_BYTES, MAX_RULES_PER_TENANT, Rule, check_topic, is_rule_id};
 use crate::domain::egress::Egress;
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::Violation;
@@ -52,6 +52,7 @@ impl Rules {
     /// # Errors
     /// The body's violations; `conflict` at the tenant's limit; storage unavailable.
     pub async fn create(&self, tenant: &TenantId, actor: &str, body: &[u8]) -> Result<Value, ErrorBody> {
+        too_large(body)?;
         let settings = alert::parse_new(body, self.egress).map_err(invalid)?;
         self.check_destination(&settings.destination, tenant).await?;
         let (rule, secret) = Rule::create(settings, tenant, Timestamp::now());
@@ -101,6 +102,7 @@ impl Rules {
         id: &str,
         body: &[u8],
     ) -> Result<Option<Value>, ErrorBody> {
+        too_large(body)?;
         let patch = alert::parse_patch(body, self.egress).map_err(invalid)?;
         if let Some(d) = &patch.destination {
             self.check_destination(d, tenant).await?;
@@ -216,6 +218,14 @@ fn past(verb: &str) -> &'static str {
         "update" => "Changed",
         _ => "Deleted",
     }
+}
+
+/// Over [`MAX_BODY_BYTES`]: 413, as an oversize `POST /v1/events` is.
+fn too_large(body: &[u8]) -> Result<(), ErrorBody> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ErrorBody::new(Code::PayloadTooLarge, "an alert rule is at most 16 KiB"));
+    }
+    Ok(())
 }
 
 fn invalid(v: Vec<Violation>) -> ErrorBody {
