@@ -528,16 +528,6 @@ impl Rule {
             "updated_at": self.updated_at.to_string(),
         })
     }
-
-    /// The `POST` (or rotating `PATCH`) response: the rule and, this once, its new secret.
-    #[must_use]
-    pub fn to_json_with_secret(&self, secret: &Secret) -> Value {
-        let mut v = self.to_json();
-        if let Value::Object(o) = &mut v {
-            o.insert("secret".into(), Value::String(secret.expose()));
-        }
-        v
-    }
 }
 
 impl Rule {

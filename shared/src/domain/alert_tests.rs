@@ -298,7 +298,7 @@ fn the_api_form_never_carries_a_secret_except_once() {
         })
     );
     assert!(!shown.to_string().contains("whsec_"));
-    assert_eq!(rule.to_json_with_secret(&secret)["secret"], json!(secret.expose()));
+    assert_eq!(rule.secrets.current, secret);
     assert!(!is_rule_id("not-a-rule") && !is_rule_id(&format!("{}x", rule.id)));
 }
 
@@ -341,4 +341,23 @@ proptest! {
         prop_assert_eq!(rule.matches(&Row::from_stored(&stored)), listed.filter.matches(&stored.event));
         prop_assert_eq!(Match::from_query(&rule.query()), Ok(rule));
     }
+}
+
+#[test]
+fn the_stored_form_reads_back_as_the_same_rule_secrets_and_rotation_included() {
+    let body = br#"{"name": "Logins", "match": {"action": ["auth.login", "mfa.*"], "actor": "a@b.c", "q": "Paris"},
+        "threshold": {"count": 3, "window_minutes": 10}, "quiet_minutes": 0, "enabled": false,
+        "destination": {"type": "sns", "topic_arn": "arn:aws:sns:us-east-1:123456789012:audit-alerts-t-a"}}"#;
+    let settings = parse_new(body, Egress::PUBLIC).unwrap_or_else(|v| panic!("{v:?}"));
+    let t = TenantId::parse("t-a").unwrap_or_else(|_| unreachable!());
+    let (mut rule, _) = Rule::create(settings, &t, Timestamp::now());
+    assert_eq!(Rule::from_stored(&rule.to_stored()).as_ref(), Ok(&rule));
+    rule.secrets.rotate(Timestamp::now());
+    assert_eq!(Rule::from_stored(&rule.to_stored()).as_ref(), Ok(&rule));
+    let mut broken = rule.to_stored();
+    broken["secrets"]["current"] = json!("whsec_short");
+    assert!(Rule::from_stored(&broken).is_err());
+    broken = rule.to_stored();
+    broken["match"] = json!("from=2020-01-01T00:00:00Z&action=a.b");
+    assert!(Rule::from_stored(&broken).is_err());
 }
