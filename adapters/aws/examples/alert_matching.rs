@@ -18,10 +18,30 @@ use std::hint::black_box;
 use std::time::Instant;
 
 const ACTIONS: &[&str] = &[
-    "auth.login", "auth.logout", "api_key.create", "api_key.delete", "knowledge.create", "knowledge.update",
-    "channel.create", "channel.connect", "message.send", "db.update", "member.invite", "member.delete",
-    "member.enable", "member.disable", "app.publish", "app.export_dsl", "app.import_dsl", "workspace.create",
-    "workspace.delete", "escalation_rule.update", "password.modify", "mfa.enable", "mfa.disable", "file.upload",
+    "auth.login",
+    "auth.logout",
+    "api_key.create",
+    "api_key.delete",
+    "knowledge.create",
+    "knowledge.update",
+    "channel.create",
+    "channel.connect",
+    "message.send",
+    "db.update",
+    "member.invite",
+    "member.delete",
+    "member.enable",
+    "member.disable",
+    "app.publish",
+    "app.export_dsl",
+    "app.import_dsl",
+    "workspace.create",
+    "workspace.delete",
+    "escalation_rule.update",
+    "password.modify",
+    "mfa.enable",
+    "mfa.disable",
+    "file.upload",
 ];
 
 /// 100 rules of the kinds a tenant sets: exact actions (some with an outcome), whole

@@ -92,7 +92,8 @@ impl FromEnv for WorkerConfig {
         Ok(Self {
             table: config::table()?,
             retry_queue_url: config::required(ALERT_RETRY_QUEUE_URL)?,
-            schedule: RetrySchedule::parse(&schedule).map_err(|e| ConfigError::Invalid(ALERT_RETRY_SCHEDULE, e.to_string()))?,
+            schedule: RetrySchedule::parse(&schedule)
+                .map_err(|e| ConfigError::Invalid(ALERT_RETRY_SCHEDULE, e.to_string()))?,
             // The promise: a rule change reaches the stream within a minute.
             rules_ttl: Duration::from_secs(ttl.min(60)),
             outbound: Outbound::from_env()?,
@@ -123,7 +124,11 @@ fn no_rule() -> ApiError {
     ApiError::new(Code::NotFound, "no such alert rule")
 }
 
-async fn create(State(s): State<Arc<AlertsState>>, headers: HeaderMap, body: bytes::Bytes) -> Result<Response, ApiError> {
+async fn create(
+    State(s): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Admin).await?;
     let rule = s.rules.create(&caller.tenant, &caller.sub, &body).await?;
     Ok(logged((StatusCode::CREATED, Json(rule)).into_response()))
@@ -134,7 +139,11 @@ async fn list(State(s): State<Arc<AlertsState>>, headers: HeaderMap) -> Result<R
     Ok(Json(s.rules.list(&caller.tenant).await?).into_response())
 }
 
-async fn one(State(s): State<Arc<AlertsState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn one(
+    State(s): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Admin).await?;
     s.rules.get(&caller.tenant, &id).await?.map(|r| Json(r).into_response()).ok_or_else(no_rule)
 }
@@ -150,7 +159,11 @@ async fn update(
     Ok(logged(Json(rule).into_response()))
 }
 
-async fn remove(State(s): State<Arc<AlertsState>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn remove(
+    State(s): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Admin).await?;
     if s.rules.delete(&caller.tenant, &caller.sub, &id).await? {
         Ok(logged(StatusCode::NO_CONTENT.into_response()))

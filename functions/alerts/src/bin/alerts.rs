@@ -12,7 +12,8 @@ async fn main() -> Result<(), runtime::Error> {
     runtime::warm_up(&*table).await;
     let out = config.outbound;
     let notifier = aws.outbound(out.egress, out.timeout);
-    let deliverer = Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone(), out.timeout);
+    let deliverer =
+        Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.rules_ttl);
     let (evaluator, deliverer) = (&evaluator, &deliverer);
     run::events(|payload, deadline| async move {

@@ -83,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
             let evaluator = &evaluator;
             async move {
                 match serde_json::from_value(event) {
-                    Ok(batch) => alerts::handle_stream(evaluator, batch, Instant::now() + STREAM_INVOCATION).await.first_failure(),
+                    Ok(batch) => alerts::handle_stream(evaluator, batch, Instant::now() + STREAM_INVOCATION)
+                        .await
+                        .first_failure(),
                     Err(e) => {
                         tracing::error!(error = %e, "a stream batch that is not one");
                         None
@@ -125,7 +127,12 @@ async fn main() -> anyhow::Result<()> {
     let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
     let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
     let a = &config.alerts_api;
-    let rules = Rules::on(&table, &aws.outbound(a.outbound.egress, a.outbound.timeout), a.outbound.egress, a.topic_prefix.clone());
+    let rules = Rules::on(
+        &table,
+        &aws.outbound(a.outbound.egress, a.outbound.timeout),
+        a.outbound.egress,
+        a.topic_prefix.clone(),
+    );
     let alerts_state = alerts::AlertsState { rules, verifier: a.auth.verifier()? };
     // One router for the four API functions, finished as each function's own is on Lambda.
     let app = ingest::app(Arc::new(ingest_state))

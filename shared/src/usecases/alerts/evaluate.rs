@@ -25,6 +25,9 @@ const MAX_CONFLICTS: usize = 8;
 /// Tenants whose rules one process keeps; past it the cache starts afresh.
 const MAX_CACHED_TENANTS: usize = 10_000;
 
+/// A tenant's rules and when they were read.
+type Cached = (Instant, Arc<Vec<Rule>>);
+
 pub struct Evaluator {
     pub rules: Arc<dyn AlertRules>,
     pub state: Arc<dyn AlertState>,
@@ -32,7 +35,7 @@ pub struct Evaluator {
     pub deliver: Deliverer,
     /// How long cached rules are used: a change reaches the stream within it.
     pub ttl: Duration,
-    cache: Mutex<HashMap<TenantId, (Instant, Arc<Vec<Rule>>)>>,
+    cache: Mutex<HashMap<TenantId, Cached>>,
 }
 
 /// What one event did.
@@ -48,7 +51,11 @@ pub struct Evaluated {
 
 impl Evaluator {
     /// The rules and state in `store`, cached for `ttl`.
-    pub fn on<S: AlertRules + AlertState + Deliveries + 'static>(store: &Arc<S>, deliver: Deliverer, ttl: Duration) -> Self {
+    pub fn on<S: AlertRules + AlertState + Deliveries + 'static>(
+        store: &Arc<S>,
+        deliver: Deliverer,
+        ttl: Duration,
+    ) -> Self {
         Self::new(store.clone(), store.clone(), store.clone(), deliver, ttl)
     }
 

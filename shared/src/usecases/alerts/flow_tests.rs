@@ -180,7 +180,10 @@ async fn one_delivery_per_matching_event_and_a_replayed_record_sends_nothing_mor
     assert_eq!(body["data"]["rule"]["id"], rule["id"]);
     assert_eq!(body["data"]["events"][0]["id"], "e1");
     assert!(w.alerts.deliveries().iter().all(|d| d.status == Status::Delivered));
-    assert!(w.evaluator.event_now(&event("t-b", "e9", "member.delete")).await.is_ok_and(|d| d.matched == 0), "tenant b");
+    assert!(
+        w.evaluator.event_now(&event("t-b", "e9", "member.delete")).await.is_ok_and(|d| d.matched == 0),
+        "tenant b"
+    );
 }
 
 #[tokio::test]

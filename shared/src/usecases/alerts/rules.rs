@@ -59,7 +59,7 @@ impl Rules {
         self.rules.create(&rule).await.map_err(|e| match e {
             RuleWriteError::Limit => ErrorBody::new(
                 Code::Conflict,
-                &format!("a tenant has at most {MAX_RULES_PER_TENANT} alert rules; delete one first"),
+                format!("a tenant has at most {MAX_RULES_PER_TENANT} alert rules; delete one first"),
             ),
             RuleWriteError::Store(e) => e.body(),
         })?;
