@@ -1,12 +1,13 @@
 //! The AWS adapters of the ports in `audit::ports`: DynamoDB ([`dynamodb::Table`], with
 //! its key design, item mapping, expressions and retry loop inside), S3 ([`s3::Bucket`]),
-//! SQS ([`sqs::Queue`]), the secrets read at start-up ([`secrets`]), and the SDK
-//! configuration they are built from ([`Aws`]).
+//! SQS ([`sqs::Queue`]), webhooks and SNS ([`notify::Outbound`]), the secrets read at
+//! start-up ([`secrets`]), and the SDK configuration they are built from ([`Aws`]).
 //!
 //! May depend on: `audit` (the domain and the ports) and the AWS SDK. Nothing here is a
 //! use case: a use case sees only the ports, never a client.
 
 pub mod dynamodb;
+pub mod notify;
 pub mod retry;
 pub mod s3;
 pub mod sdk;
@@ -44,6 +45,18 @@ impl Aws {
     #[must_use]
     pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
         sdk::secrets_manager(&self.sdk)
+    }
+
+    /// Alerts' way out: webhooks reaching what `egress` permits within `timeout`, and SNS.
+    ///
+    /// # Errors
+    /// When the webhook client cannot be built.
+    pub fn outbound(
+        &self,
+        egress: audit::domain::egress::Egress,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<notify::Outbound>, notify::BuildError> {
+        Ok(Arc::new(notify::Outbound::new(sdk::sns(&self.sdk), egress, timeout)?))
     }
 
     /// The queue at `url`.

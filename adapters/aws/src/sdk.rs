@@ -35,6 +35,14 @@ pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
+/// An SNS client whose retries are left to [`crate::retry`], as for DynamoDB: one loop
+/// decides, within the alert attempt's own time.
+#[must_use]
+pub fn sns(conf: &SdkConfig) -> aws_sdk_sns::Client {
+    let conf = aws_sdk_sns::config::Builder::from(conf).retry_config(RetryConfig::disabled()).build();
+    aws_sdk_sns::Client::from_conf(conf)
+}
+
 /// An S3 client with the SDK's standard retries, path-style so one configuration serves
 /// AWS and a local S3 server alike.
 #[must_use]

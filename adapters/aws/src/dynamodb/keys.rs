@@ -138,6 +138,42 @@ pub fn export_jobs_pk(tenant: &TenantId) -> String {
     format!("EXPORTS#{tenant}")
 }
 
+/// Partition of a tenant's alert rules (`R#{rule id}`), their count (`N`) and their
+/// threshold states (`S#{rule id}`): one Query lists the rules, and the count sits
+/// beside them so a creation changes both in one transaction.
+#[must_use]
+pub fn alerts_pk(tenant: &TenantId) -> String {
+    format!("AL#{tenant}")
+}
+
+/// Sort key of the tenant's rule count.
+pub const RULE_COUNT_SK: &str = "N";
+/// Sort-key prefix of the tenant's rules.
+pub const RULE_SK_PREFIX: &str = "R#";
+
+#[must_use]
+pub fn rule_sk(rule_id: &str) -> String {
+    format!("{RULE_SK_PREFIX}{rule_id}")
+}
+
+#[must_use]
+pub fn rule_state_sk(rule_id: &str) -> String {
+    format!("S#{rule_id}")
+}
+
+/// Partition of the events a rule has counted (sort key = event id): a replayed stream
+/// record finds its marker and changes nothing.
+#[must_use]
+pub fn applied_pk(tenant: &TenantId, rule_id: &str) -> String {
+    format!("AM#{tenant}#{rule_id}")
+}
+
+/// Partition of a rule's deliveries (sort key = delivery id).
+#[must_use]
+pub fn deliveries_pk(tenant: &TenantId, rule_id: &str) -> String {
+    format!("AD#{tenant}#{rule_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +195,14 @@ mod tests {
         assert_eq!(partition_key(&tenant(), Path::Actor, &p), "acme#2#u-1");
         assert_eq!(partition_key(&tenant(), Path::Time, &Partition::new(1, None)), "acme#1");
         assert_eq!(index(Path::Resource).pk, "gr");
+    }
+
+    #[test]
+    fn alert_items_live_in_partitions_of_their_tenant() {
+        assert_eq!(alerts_pk(&tenant()), "AL#acme");
+        assert_eq!(rule_sk("r1"), "R#r1");
+        assert_eq!(rule_state_sk("r1"), "S#r1");
+        assert_eq!(applied_pk(&tenant(), "r1"), "AM#acme#r1");
+        assert_eq!(deliveries_pk(&tenant(), "r1"), "AD#acme#r1");
     }
 }

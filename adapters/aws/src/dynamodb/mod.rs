@@ -1,11 +1,13 @@
 //! The DynamoDB adapter: one table holds the events and their indexes, the tenant
-//! registry (with each tenant's settings and archive state), the catalogs and the export
-//! jobs. [`Table`] implements every table-backed port; the key design ([`keys`]), the
-//! item mapping ([`item`]) and the expressions ([`expr`]) stay in here.
+//! registry (with each tenant's settings and archive state), the catalogs, the export
+//! jobs, and the alert rules with their states and deliveries. [`Table`] implements every
+//! table-backed port; the key design ([`keys`]), the item mapping ([`item`]) and the
+//! expressions ([`expr`]) stay in here, and [`stream`] reads the table's stream records.
 //!
 //! Every call goes through [`crate::retry`], which retries throttling and 5xx with
 //! backoff and tells an idempotent write whether an earlier attempt may have applied.
 
+pub mod alerts;
 pub mod archive_registry;
 pub mod catalogs;
 pub mod cost;
@@ -15,6 +17,7 @@ pub mod export_jobs;
 pub mod expr;
 pub mod item;
 pub mod keys;
+pub mod stream;
 pub mod tenants;
 pub mod terms;
 pub mod values;
