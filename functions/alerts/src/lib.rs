@@ -9,7 +9,7 @@ use audit::domain::error::Code;
 use audit::domain::ingest::Tally;
 use audit::usecases::alerts::deliver::AlertError;
 use audit::usecases::alerts::{Deliverer, Evaluator, Rules};
-use audit_aws::dynamodb::stream::{BatchResponse, StreamEvent, inserted_event};
+use audit_aws::dynamodb::stream::{BatchResponse, ItemFailure, StreamEvent, inserted_event};
 use audit_http::{ApiError, Scope, Verifier, caller};
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
@@ -177,19 +177,20 @@ async fn remove(
 /// those after it have not been started); a record that is not a new event is skipped.
 pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent, deadline: Instant) -> BatchResponse {
     for record in &event.records {
+        let sequence = record.dynamodb.sequence_number.clone().unwrap_or_default();
         let stored = match inserted_event(record) {
             Ok(Some(stored)) => stored,
             Ok(None) => continue,
             // A stored event that fails its hash: no retry mends it, and alerting on an
             // altered event would be wrong. The query path refuses it too.
             Err(e) => {
-                tracing::error!(error = %e, sequence = %record.sequence_number(), "stream record skipped");
+                tracing::error!(error = %e, %sequence, "stream record skipped");
                 continue;
             }
         };
         if let Err(e) = evaluator.event(&stored, deadline).await {
             tracing::warn!(error = %e, event = %stored.event.id, "alert evaluation failed; the stream retries it");
-            return BatchResponse::failed(record.sequence_number());
+            return BatchResponse { batch_item_failures: vec![ItemFailure { item_identifier: sequence }] };
         }
     }
     BatchResponse::default()

@@ -11,7 +11,7 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let out = config.outbound;
-    let notifier = aws.outbound(out.egress, out.timeout);
+    let notifier = aws.outbound(out.egress, out.timeout)?;
     let deliverer =
         Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.rules_ttl);

@@ -11,7 +11,7 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let out = config.outbound;
-    let notifier = aws.outbound(out.egress, out.timeout);
+    let notifier = aws.outbound(out.egress, out.timeout)?;
     let rules = Rules::on(&table, &notifier, out.egress, config.topic_prefix.clone());
     run::http(app(Arc::new(AlertsState { rules, verifier: config.auth.verifier()? })), &config.edge).await
 }

@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The alerts function's two event sources: the table's stream and the retry queue.
     let out = config.alerts.outbound;
-    let notifier = aws.outbound(out.egress, out.timeout);
+    let notifier = aws.outbound(out.egress, out.timeout)?;
     let retry_queue = aws.queue(&config.alerts.retry_queue_url);
     let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.alerts.rules_ttl);
@@ -85,7 +85,10 @@ async fn main() -> anyhow::Result<()> {
                 match serde_json::from_value(event) {
                     Ok(batch) => alerts::handle_stream(evaluator, batch, Instant::now() + STREAM_INVOCATION)
                         .await
-                        .first_failure(),
+                        .batch_item_failures
+                        .into_iter()
+                        .next()
+                        .map(|f| f.item_identifier),
                     Err(e) => {
                         tracing::error!(error = %e, "a stream batch that is not one");
                         None
@@ -129,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     let a = &config.alerts_api;
     let rules = Rules::on(
         &table,
-        &aws.outbound(a.outbound.egress, a.outbound.timeout),
+        &aws.outbound(a.outbound.egress, a.outbound.timeout)?,
         a.outbound.egress,
         a.topic_prefix.clone(),
     );

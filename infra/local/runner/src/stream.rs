@@ -39,7 +39,9 @@ where
     loop {
         match shards(&stream).await {
             Ok(ids) => {
-                for id in ids.into_iter().filter(|id| !open.contains_key(id) && !done.contains(id)) {
+                let new: Vec<String> =
+                    ids.into_iter().filter(|id| !open.contains_key(id) && !done.contains(id)).collect();
+                for id in new {
                     match iterator(&stream, &id, ShardIteratorType::TrimHorizon, None).await {
                         Ok(it) => {
                             open.insert(id, it);
