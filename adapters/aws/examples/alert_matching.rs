@@ -58,7 +58,13 @@ fn rules(tenant: &audit::domain::tenant::TenantId) -> Vec<Rule> {
     }
     matches.push(r#"{"resource_type": "api_key", "action": ["api_key.create", "api_key.delete"]}"#.to_owned());
     matches.push(r#"{"q": "escalation"}"#.to_owned());
-    matches.truncate(100);
+    for (i, r) in
+        ["channel", "knowledge", "user", "api_key", "application", "workspace", "member", "file"].iter().enumerate()
+    {
+        matches.push(format!(r#"{{"resource_type": "{r}", "outcome": "failure"}}"#));
+        matches.push(format!(r#"{{"workspace": "ws-0-{i}", "action": "member.*"}}"#));
+    }
+    assert_eq!(matches.len(), 100);
     let now = Timestamp::now();
     matches
         .iter()

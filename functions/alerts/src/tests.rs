@@ -95,7 +95,7 @@ async fn retry_messages_that_are_not_ours_are_dropped_and_storage_failures_go_ba
         m
     };
     alerts.faults.add(audit::memory::Fault::after("delivery", 0).unavailable());
-    let due = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": 0}).to_string();
+    let due = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": 0, "attempt": 2}).to_string();
     let mut event = SqsEvent::default();
     event.records = vec![message("bad", "not json"), message("due", &due)];
     let response = handle_retries(&d, event).await;

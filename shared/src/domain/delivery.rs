@@ -206,17 +206,23 @@ pub struct RetryMessage {
     pub delivery_id: String,
     /// Microseconds since the epoch.
     pub due_at: i64,
+    /// Which attempt it runs (2 for the first retry; 1 for a first attempt that did not
+    /// fit in its stream invocation): a message whose attempt was made already is a
+    /// duplicate, one that arrives before its previous attempt was recorded waits.
+    pub attempt: u32,
 }
 
 /// Longest delay a queue message can carry (SQS: 900 s).
 pub const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
 
 impl RetryMessage {
-    /// How long to hold the message before it is due, capped at what a queue can delay.
+    /// How long to hold the message before it is due, in whole seconds rounded up (a
+    /// message never arrives before its time), capped at what a queue can delay.
     #[must_use]
     pub fn delay_seconds(&self, now: Timestamp) -> u32 {
-        let left = (self.due_at - now.micros()).max(0).div_euclid(1_000_000);
-        u32::try_from(left).unwrap_or(u32::MAX).min(MAX_QUEUE_DELAY_SECONDS)
+        let left = (self.due_at - now.micros()).max(0);
+        let seconds = left.div_euclid(1_000_000) + i64::from(left.rem_euclid(1_000_000) > 0);
+        u32::try_from(seconds).unwrap_or(u32::MAX).min(MAX_QUEUE_DELAY_SECONDS)
     }
 }
 
@@ -284,9 +290,12 @@ mod tests {
             rule_id: "r".into(),
             delivery_id: "d".into(),
             due_at: at(3600).micros(),
+            attempt: 2,
         };
         assert_eq!(m.delay_seconds(at(0)), MAX_QUEUE_DELAY_SECONDS);
         assert_eq!(m.delay_seconds(at(3000)), 600);
+        assert_eq!(m.delay_seconds(at(3600).plus_micros(-1)), 1, "rounded up: never early");
+        assert_eq!(m.delay_seconds(at(3600)), 0);
         assert_eq!(m.delay_seconds(at(4000)), 0);
     }
 }

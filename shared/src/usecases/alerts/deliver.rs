@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// Time kept for recording an attempt after it.
 const RECORD_TIME: Duration = Duration::from_secs(2);
+/// How long a retry waits for the previous attempt's record past its due time.
+const RECORD_WAIT_MICROS: i64 = 3_600_000_000;
 
 /// Longest SNS subject.
 const MAX_SUBJECT_CHARS: usize = 100;
@@ -81,7 +83,7 @@ impl Deliverer {
         if Instant::now() + self.attempt_time + RECORD_TIME < deadline {
             self.attempt(rule, delivery).await.map(|_| ())
         } else {
-            self.queue(&delivery.tenant_id, &delivery.rule_id, &delivery.id, Timestamp::now()).await
+            self.queue(delivery, 1, Timestamp::now()).await
         }
     }
 
@@ -96,7 +98,7 @@ impl Deliverer {
         let sent = self.notifier.send(&rule.settings.destination, &rule.secrets, delivery, &subject, now).await;
         let attempt = delivery.attempt(now, sent.err().map(|e| e.0), &self.schedule);
         if let Some(next) = attempt.next_at {
-            self.queue(&delivery.tenant_id, &delivery.rule_id, &delivery.id, next).await?;
+            self.queue(delivery, delivery.attempts.saturating_add(2), next).await?;
         }
         if let Some(e) = &attempt.error {
             tracing::info!(rule = %rule.id, delivery = %delivery.id, status = ?attempt.status, error = %e, "delivery attempt failed");
@@ -116,15 +118,25 @@ impl Deliverer {
         let tenant = TenantId::parse(&m.tenant_id).map_err(|e| AlertError::BadMessage(e.to_string()))?;
         let now = Timestamp::now();
         if m.delay_seconds(now) > 0 {
-            let due = Timestamp::from_micros(m.due_at).map_err(|_| AlertError::BadMessage("due_at".into()))?;
-            return self.queue(&tenant, &m.rule_id, &m.delivery_id, due).await;
+            return self.send(&m, now).await;
         }
         let Some(delivery) = self.deliveries.delivery(&tenant, &m.rule_id, &m.delivery_id).await? else {
             return Ok(());
         };
         // Pending too: a first attempt that did not fit in its stream invocation.
-        if delivery.status.is_final() {
+        let next = delivery.attempts.saturating_add(1);
+        if delivery.status.is_final() || next > m.attempt {
             return Ok(());
+        }
+        if next < m.attempt {
+            // The attempt before this one is not recorded yet (or its record failed and
+            // its own caller repeats it): wait a little, for an hour at most.
+            if now.micros() - m.due_at > RECORD_WAIT_MICROS {
+                tracing::error!(delivery = %m.delivery_id, "a retry whose previous attempt was never recorded: dropped");
+                return Ok(());
+            }
+            let later = RetryMessage { due_at: now.plus_seconds(1).micros(), ..m };
+            return self.send(&later, now).await;
         }
         match self.rules.get(&tenant, &m.rule_id).await? {
             Some(stored) => self.attempt(&stored.rule, &delivery).await.map(|_| ()),
@@ -136,16 +148,21 @@ impl Deliverer {
         }
     }
 
-    async fn queue(&self, tenant: &TenantId, rule_id: &str, id: &str, due: Timestamp) -> Result<(), AlertError> {
+    /// Queues attempt number `attempt` of `delivery`, due at `due`.
+    async fn queue(&self, delivery: &Delivery, attempt: u32, due: Timestamp) -> Result<(), AlertError> {
         let m = RetryMessage {
-            tenant_id: tenant.to_string(),
-            rule_id: rule_id.to_owned(),
-            delivery_id: id.to_owned(),
+            tenant_id: delivery.tenant_id.to_string(),
+            rule_id: delivery.rule_id.clone(),
+            delivery_id: delivery.id.clone(),
             due_at: due.micros(),
+            attempt,
         };
-        let delay_seconds = m.delay_seconds(Timestamp::now());
-        let body = serde_json::to_string(&m).map_err(|e| AlertError::Internal(e.to_string()))?;
-        self.retries.send(Outgoing { body, attributes: Vec::new(), delay_seconds }).await?;
+        self.send(&m, Timestamp::now()).await
+    }
+
+    async fn send(&self, m: &RetryMessage, now: Timestamp) -> Result<(), AlertError> {
+        let body = serde_json::to_string(m).map_err(|e| AlertError::Internal(e.to_string()))?;
+        self.retries.send(Outgoing { body, attributes: Vec::new(), delay_seconds: m.delay_seconds(now) }).await?;
         Ok(())
     }
 }

@@ -245,7 +245,7 @@ async fn a_failing_receiver_is_retried_on_the_schedule_then_dead_lettered() {
 async fn an_early_retry_message_waits_again_and_a_foreign_one_is_refused() {
     let w = world();
     let due = Timestamp::now().plus_seconds(3600).micros();
-    let m = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": due}).to_string();
+    let m = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": due, "attempt": 2}).to_string();
     assert!(w.deliverer.retry(&m).await.is_ok());
     assert_eq!(w.retries.messages().iter().map(|m| m.delay_seconds).collect::<Vec<_>>(), [900]);
     assert!(w.deliverer.retry(r#"{"tenant_id": "t-a"}"#).await.is_err());
@@ -272,4 +272,27 @@ async fn an_oversize_rule_is_413() {
     let w = world();
     let big = body(&format!(r#", "x": "{}""#, "a".repeat(20_000)));
     assert_eq!(w.rules.create(&tenant("t-a"), "a", &big).await.err().map(|e| e.code), Some(Code::PayloadTooLarge));
+}
+
+#[tokio::test]
+async fn a_duplicate_retry_message_attempts_nothing_and_an_early_one_waits_for_the_record() {
+    let w = world();
+    create(&w, "t-a", "").await;
+    w.notifier.faults.add(Fault::after("send", 0));
+    w.evaluator.event_now(&event("t-a", "e1", "member.delete")).await.unwrap_or_else(|e| panic!("{e}"));
+    let first: RetryMessage = serde_json::from_str(&w.retries.messages()[0].body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.attempt, 2);
+    let due_now = RetryMessage { due_at: Timestamp::now().micros(), ..first.clone() };
+    let body = serde_json::to_string(&due_now).unwrap_or_default();
+    w.deliverer.retry(&body).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.notifier.sent().len(), 2);
+    // The same message again (SQS delivers at least once): attempt 2 was made.
+    w.deliverer.retry(&body).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.notifier.sent().len(), 2);
+    // Attempt 4 before attempt 3 is recorded: it waits a second.
+    let early = RetryMessage { attempt: 4, ..due_now };
+    w.deliverer.retry(&serde_json::to_string(&early).unwrap_or_default()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.notifier.sent().len(), 2);
+    let last = w.retries.messages().last().map(|m| m.delay_seconds);
+    assert_eq!(last, Some(1));
 }
