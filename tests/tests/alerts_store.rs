@@ -1,0 +1,457 @@
+//! The alerts' AWS adapters against the real servers: rules, states and deliveries in
+//! DynamoDB Local; webhooks to a receiver on loopback; SNS in moto, read back through an
+//! SQS subscription.
+
+mod common;
+
+use audit::domain::alert::{MAX_RULES_PER_TENANT, Rule, parse_new, parse_patch};
+use audit::domain::delivery::{Attempt, Delivery, RetrySchedule, Status};
+use audit::domain::egress::{Egress, Host, WebhookUrl, parse_url};
+use audit::domain::tenant::TenantId;
+use audit::domain::timestamp::Timestamp;
+use audit::domain::webhook::{Headers, Secret, Secrets, delivery_id, verify};
+use audit::ports::{AlertRules, AlertState, Commit, Deliveries, Notifier, RuleWriteError, SendError};
+use audit::usecases::alerts::RuleState;
+use audit_aws::dynamodb::Table;
+use audit_aws::notify::Outbound;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use common::new_tenant;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn rule(tenant: &TenantId, name: &str) -> Rule {
+    let body = json!({"name": name, "match": {"action": "auth.login", "outcome": "failure"},
+        "threshold": {"count": 3, "window_minutes": 5},
+        "destination": {"type": "webhook", "url": "https://hooks.example.com/in?token=t"}});
+    let settings = parse_new(body.to_string().as_bytes(), Egress::PUBLIC).unwrap_or_else(|v| panic!("{v:?}"));
+    Rule::create(settings, tenant, Timestamp::now()).0
+}
+
+fn delivery(r: &Rule, event_id: &str) -> Delivery {
+    Delivery {
+        id: delivery_id(&r.id, event_id),
+        tenant_id: r.tenant_id.clone(),
+        rule_id: r.id.clone(),
+        event_ids: vec![event_id.to_owned()],
+        body: json!({"type": "audit_log.alert", "data": {"events": [{"id": event_id}]}}).to_string(),
+        created_at: Timestamp::now(),
+        status: Status::Pending,
+        attempts: 0,
+        last_error: None,
+    }
+}
+
+async fn created(store: &Table, r: &Rule) {
+    store.create(r).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn a_tenant_creates_rules_up_to_the_limit_and_deleting_one_makes_room() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let rules: Vec<Rule> = (0..MAX_RULES_PER_TENANT).map(|i| rule(&t, &format!("r{i}"))).collect();
+    for r in &rules {
+        created(&store, r).await;
+    }
+    assert!(matches!(store.create(&rule(&t, "one more")).await, Err(RuleWriteError::Limit)));
+    let listed = store.list(&t).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.iter().map(|s| &s.rule).collect::<Vec<_>>(), rules.iter().collect::<Vec<_>>(), "oldest first");
+    assert!(store.delete(&t, &rules[7].id).await.unwrap_or_else(|e| panic!("{e}")));
+    created(&store, &rule(&t, "in its place")).await;
+    assert!(matches!(store.create(&rule(&t, "still full")).await, Err(RuleWriteError::Limit)));
+    // Another tenant's limit is its own.
+    created(&store, &rule(&new_tenant(), "elsewhere")).await;
+}
+
+#[tokio::test]
+async fn concurrent_creations_never_pass_the_limit() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let before = MAX_RULES_PER_TENANT - 10;
+    for i in 0..before {
+        created(&store, &rule(&t, &format!("r{i}"))).await;
+    }
+    let racing = (0..30).map(|i| {
+        let (store, r) = (store.clone(), rule(&t, &format!("racer {i}")));
+        tokio::spawn(async move { store.create(&r).await })
+    });
+    let outcomes = futures::future::join_all(racing).await;
+    let mut ok = 0;
+    for o in outcomes {
+        match o.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(()) => ok += 1,
+            Err(RuleWriteError::Limit) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    assert_eq!(store.list(&t).await.unwrap_or_else(|e| panic!("{e}")).len(), MAX_RULES_PER_TENANT);
+}
+
+#[tokio::test]
+async fn a_replace_applies_only_over_the_version_it_was_read_at() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let first = rule(&t, "first");
+    created(&store, &first).await;
+    let read_at = first.updated_at;
+
+    let mut renamed = first.clone();
+    let patch = parse_patch(br#"{"name": "renamed", "rotate_secret": true}"#, Egress::PUBLIC)
+        .unwrap_or_else(|v| panic!("{v:?}"));
+    let secret = renamed.apply(patch, read_at.plus_seconds(1));
+    assert!(secret.is_some());
+    assert!(store.replace(&renamed, read_at).await.unwrap_or_else(|e| panic!("{e}")));
+    let stored = store.get(&t, &first.id).await.unwrap_or_else(|e| panic!("{e}")).map(|s| s.rule);
+    assert_eq!(stored.as_ref(), Some(&renamed));
+
+    // A writer that read the rule before the rename loses.
+    let mut stale = first.clone();
+    stale.settings.enabled = false;
+    stale.updated_at = read_at.plus_seconds(2);
+    assert!(!store.replace(&stale, read_at).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(store.get(&t, &first.id).await.ok().flatten().map(|s| s.rule), Some(renamed.clone()));
+
+    // A deleted rule is not brought back.
+    assert!(store.delete(&t, &first.id).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(!store.replace(&stale, renamed.updated_at).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(store.get(&t, &first.id).await.ok().flatten(), None);
+}
+
+#[tokio::test]
+async fn a_delete_takes_the_state_with_it_and_finds_nothing_the_second_time() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let r = rule(&t, "r");
+    created(&store, &r).await;
+    let state = RuleState { minutes: vec![(1, 2)], last_notified: None };
+    assert_eq!(store.commit(&t, &r.id, "e1", 0, &state, None).await.ok(), Some(Commit::Done));
+    assert!(store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(!store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(store.get(&t, &r.id).await.ok().flatten(), None);
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((RuleState::default(), 0)));
+    assert!(store.list(&t).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+#[tokio::test]
+async fn a_commit_is_all_or_nothing_and_tells_a_replay_from_a_conflict() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let r = rule(&t, "r");
+    created(&store, &r).await;
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((RuleState::default(), 0)));
+
+    let one = RuleState { minutes: vec![(29_000_000, 1)], last_notified: None };
+    let d1 = delivery(&r, "e1");
+    let commit = |event: &'static str, version: u64, next: RuleState, d: Option<Delivery>| {
+        let (store, t, id) = (store.clone(), t.clone(), r.id.clone());
+        async move { store.commit(&t, &id, event, version, &next, d.as_ref()).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    assert_eq!(commit("e1", 0, one.clone(), Some(d1.clone())).await, Commit::Done);
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((one.clone(), 1)));
+    assert_eq!(store.delivery(&t, &r.id, &d1.id).await.ok().flatten(), Some(d1.clone()));
+
+    // The same event again: a replay, whatever version it carries, and nothing moves.
+    let other = RuleState { minutes: vec![], last_notified: Some(Timestamp::now()) };
+    assert_eq!(commit("e1", 1, other.clone(), None).await, Commit::Replayed);
+    assert_eq!(commit("e1", 0, other.clone(), None).await, Commit::Replayed);
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((one.clone(), 1)));
+
+    // Another event over a state that moved: a conflict, and its marker is not kept.
+    let d2 = delivery(&r, "e2");
+    assert_eq!(commit("e2", 0, other.clone(), Some(d2.clone())).await, Commit::Conflict);
+    assert_eq!(store.delivery(&t, &r.id, &d2.id).await.ok().flatten(), None);
+    assert_eq!(commit("e2", 1, other.clone(), Some(d2.clone())).await, Commit::Done);
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((other, 2)));
+    assert_eq!(store.delivery(&t, &r.id, &d2.id).await.ok().flatten(), Some(d2));
+
+    // Racing batches on one state: exactly one of them moves it.
+    let racing = (0..8).map(|i| {
+        let (store, t, id) = (store.clone(), t.clone(), r.id.clone());
+        tokio::spawn(async move { store.commit(&t, &id, &format!("race-{i}"), 2, &RuleState::default(), None).await })
+    });
+    let outcomes: Vec<Commit> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|c| **c == Commit::Done).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|c| matches!(c, Commit::Done | Commit::Conflict)), "{outcomes:?}");
+    assert_eq!(store.state(&t, &r.id).await.ok().map(|(_, v)| v), Some(3));
+}
+
+#[tokio::test]
+async fn recording_attempts_moves_the_delivery_and_the_rules_summary() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let r = rule(&t, "r");
+    created(&store, &r).await;
+    let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
+    let d = delivery(&r, "e1");
+    assert_eq!(store.commit(&t, &r.id, "e1", 0, &RuleState::default(), Some(&d)).await.ok(), Some(Commit::Done));
+    let t1 = Timestamp::now();
+
+    // A failure, retried later.
+    let first = d.attempt(t1, Some("HTTP 503".into()), &schedule);
+    assert_eq!(first.status, Status::Retrying);
+    store.record(&d, &first).await.unwrap_or_else(|e| panic!("{e}"));
+    let after = store.delivery(&t, &r.id, &d.id).await.ok().flatten().unwrap_or_else(|| panic!("no delivery"));
+    assert_eq!((after.status, after.attempts, after.last_error.as_deref()), (Status::Retrying, 1, Some("HTTP 503")));
+    let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
+    assert_eq!((summary.last_attempt_at, summary.last_delivered_at), (Some(t1), None));
+    assert_eq!((summary.failed_attempts, summary.dead_letters), (1, 0));
+    assert_eq!(summary.last_error, Some((t1, "HTTP 503".into())));
+
+    // The last attempt fails too: a dead letter.
+    let t2 = t1.plus_seconds(1);
+    let last = after.attempt(t2, Some("timed out after 10 s".into()), &schedule);
+    assert_eq!(last.status, Status::Dead);
+    store.record(&after, &last).await.unwrap_or_else(|e| panic!("{e}"));
+    let dead = store.delivery(&t, &r.id, &d.id).await.ok().flatten().map(|d| (d.status, d.attempts));
+    assert_eq!(dead, Some((Status::Dead, 2)));
+    let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
+    assert_eq!((summary.failed_attempts, summary.dead_letters), (2, 1));
+    let letter = summary.last_dead_letter.clone().unwrap_or_else(|| panic!("no dead letter"));
+    assert_eq!((letter.id.as_str(), letter.at, letter.attempts), (d.id.as_str(), t2, 2));
+    assert_eq!((letter.event_ids, letter.error.as_str()), (vec!["e1".to_owned()], "timed out after 10 s"));
+    let shown = summary.to_json();
+    assert_eq!(shown["last_dead_letter"]["webhook_id"], json!(d.id));
+
+    // Another delivery goes through: the summary shows it, and keeps the last error.
+    let d2 = delivery(&r, "e2");
+    assert_eq!(store.commit(&t, &r.id, "e2", 1, &RuleState::default(), Some(&d2)).await.ok(), Some(Commit::Done));
+    let t3 = t2.plus_seconds(1);
+    store.record(&d2, &d2.attempt(t3, None, &schedule)).await.unwrap_or_else(|e| panic!("{e}"));
+    let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
+    assert_eq!((summary.last_attempt_at, summary.last_delivered_at), (Some(t3), Some(t3)));
+    assert_eq!(summary.last_error, Some((t2, "timed out after 10 s".into())));
+    let delivered = store.delivery(&t, &r.id, &d2.id).await.ok().flatten().map(|d| (d.status, d.attempts));
+    assert_eq!(delivered, Some((Status::Delivered, 1)));
+
+    // Once the rule is gone an attempt is still recorded on its delivery, and no rule
+    // comes back.
+    assert!(store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
+    let d3 = delivery(&r, "e3");
+    store.record(&d3, &Attempt { at: t3, error: None, status: Status::Delivered, next_at: None }).await.ok();
+    assert_eq!(store.get(&t, &r.id).await.ok().flatten(), None);
+    assert_eq!(store.delivery(&t, &r.id, &d3.id).await.ok().flatten(), None);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_rules() {
+    let store = common::store(None).await;
+    let (a, b) = (new_tenant(), new_tenant());
+    let ra = rule(&a, "a's rule");
+    created(&store, &ra).await;
+    assert_eq!(store.get(&b, &ra.id).await.ok().flatten(), None);
+    assert!(store.list(&b).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(!store.delete(&b, &ra.id).await.unwrap_or_else(|e| panic!("{e}")));
+    let as_b = Rule { tenant_id: b.clone(), ..ra.clone() };
+    assert!(!store.replace(&as_b, ra.updated_at).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(store.state(&b, &ra.id).await.ok(), Some((RuleState::default(), 0)));
+    assert_eq!(store.get(&a, &ra.id).await.ok().flatten().map(|s| s.rule), Some(ra.clone()));
+    assert_eq!(store.list(&a).await.map(|l| l.len()).ok(), Some(1));
+}
+
+// --- webhooks -------------------------------------------------------------------------
+
+/// What a receiver got: path, headers, body.
+type Got = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+/// A receiver on loopback: `/ok` answers 204, `/fail` 503, `/moved` redirects to `/ok`,
+/// `/slow` answers after 5 s. Returns its port.
+async fn receiver() -> (u16, Got) {
+    async fn handle(State(got): State<Got>, uri: Uri, headers: HeaderMap, body: String) -> (StatusCode, HeaderMap) {
+        let path = uri.path().to_owned();
+        got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((path.clone(), headers, body));
+        let mut out = HeaderMap::new();
+        let status = match path.as_str() {
+            "/ok" => StatusCode::NO_CONTENT,
+            "/moved" => {
+                out.insert("location", axum::http::HeaderValue::from_static("/ok"));
+                StatusCode::FOUND
+            }
+            "/slow" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                StatusCode::OK
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, out)
+    }
+    let got = Got::default();
+    let app = axum::Router::new().fallback(axum::routing::post(handle)).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+async fn outbound(egress: Egress, timeout: Duration) -> Outbound {
+    Outbound::new(sns_client().await, egress, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn webhook(text: &str) -> audit::domain::alert::Destination {
+    audit::domain::alert::Destination::Webhook(parse_url(text, Egress::LOCAL).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn got(g: &Got) -> Vec<(String, HeaderMap, String)> {
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+#[tokio::test]
+async fn a_webhook_is_signed_so_its_receiver_verifies_it() {
+    let (port, received) = receiver().await;
+    let out = outbound(Egress::LOCAL, Duration::from_secs(2)).await;
+    let r = rule(&new_tenant(), "r");
+    let d = delivery(&r, "e1");
+    // During a rotation both secrets sign.
+    let old = Secret::generate();
+    let mut secrets = Secrets::new(old.clone());
+    let now = Timestamp::now();
+    let new = secrets.rotate(now);
+    for host in ["127.0.0.1", "localhost"] {
+        let sent = out.send(&webhook(&format!("http://{host}:{port}/ok")), &secrets, &d, "s", now).await;
+        assert_eq!(sent, Ok(()), "{host}");
+    }
+    let all = got(&received);
+    assert_eq!(all.len(), 2);
+    for (path, headers, body) in all {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert_eq!((path.as_str(), body.as_str()), ("/ok", d.body.as_str()));
+        assert_eq!(h("content-type"), "application/json");
+        assert_eq!(h("user-agent"), "audit-log-alerts");
+        assert_eq!(h("webhook-id"), d.id);
+        let signed = Headers {
+            id: h("webhook-id"),
+            timestamp: h("webhook-timestamp").parse().unwrap_or_default(),
+            signature: h("webhook-signature"),
+        };
+        let unix = now.micros() / 1_000_000;
+        assert_eq!(signed.timestamp, unix);
+        assert_eq!(signed.signature.split(' ').count(), 2);
+        for key in [&old, &new] {
+            assert!(verify(key, &signed, body.as_bytes(), unix).is_ok());
+        }
+        assert!(verify(&new, &signed, format!("{body} ").as_bytes(), unix).is_err(), "altered body");
+        assert!(verify(&Secret::generate(), &signed, body.as_bytes(), unix).is_err(), "foreign secret");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_answer_a_redirect_and_a_slow_receiver_are_failed_attempts() {
+    let (port, received) = receiver().await;
+    let out = outbound(Egress::LOCAL, Duration::from_secs(1)).await;
+    let secrets = Secrets::new(Secret::generate());
+    let d = delivery(&rule(&new_tenant(), "r"), "e1");
+    let now = Timestamp::now();
+    let send = |path: &str| {
+        let dest = webhook(&format!("http://127.0.0.1:{port}{path}"));
+        let (out, secrets, d) = (&out, &secrets, &d);
+        async move { out.send(&dest, secrets, d, "s", now).await }
+    };
+    assert_eq!(send("/fail").await, Err(SendError("HTTP 503".into())));
+    // The redirect is reported, never followed.
+    assert_eq!(send("/moved").await, Err(SendError("HTTP 302".into())));
+    let paths: Vec<String> = got(&received).into_iter().map(|(p, _, _)| p).collect();
+    assert_eq!(paths, ["/fail", "/moved"]);
+    let started = Instant::now();
+    assert_eq!(send("/slow").await, Err(SendError("timed out after 1 s".into())));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn loopback_is_refused_in_production_even_behind_a_name() {
+    let (port, received) = receiver().await;
+    let out = outbound(Egress::PUBLIC, Duration::from_secs(2)).await;
+    let secrets = Secrets::new(Secret::generate());
+    let d = delivery(&rule(&new_tenant(), "r"), "e1");
+    // A stored https URL to a name that resolves to loopback (as after a rebinding).
+    let dest = webhook(&format!("https://localhost:{port}/ok"));
+    let sent = out.send(&dest, &secrets, &d, "s", Timestamp::now()).await;
+    let text = sent.err().map(|e| e.0).unwrap_or_default();
+    assert!(text == "address refused: 127.0.0.1 (loopback)" || text == "address refused: ::1 (loopback)", "{text}");
+    let url = WebhookUrl { text: format!("https://localhost:{port}/ok"), host: Host::Name("localhost".into()), port };
+    assert!(out.check(&url).await.is_err_and(|e| e.0.starts_with("address refused: ")));
+    // And plain http is refused outright there.
+    let sent = out.send(&webhook(&format!("http://127.0.0.1:{port}/ok")), &secrets, &d, "s", Timestamp::now()).await;
+    assert!(sent.is_err());
+    assert!(got(&received).is_empty());
+}
+
+// --- SNS ------------------------------------------------------------------------------
+
+/// moto's SNS: `AWS_ENDPOINT_URL_SNS`, or the same moto server as SQS.
+async fn sns_client() -> aws_sdk_sns::Client {
+    let sdk = common::sdk().await;
+    match std::env::var("AWS_ENDPOINT_URL_SNS") {
+        Ok(_) => audit_aws::sdk::sns(&sdk),
+        Err(_) => aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&sdk)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .endpoint_url(common::env("AWS_ENDPOINT_URL_SQS"))
+                .build(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn an_sns_alert_reaches_the_topics_subscribers() {
+    let sdk = common::sdk().await;
+    let (sns, sqs) = (sns_client().await, audit_aws::sdk::sqs(&sdk));
+    let name = format!("audit-alerts-{}", uuid::Uuid::now_v7().simple());
+    let topic = sns.create_topic().name(&name).send().await.unwrap_or_else(|e| panic!("{e:?}")).topic_arn;
+    let topic = topic.unwrap_or_default();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .queue_url
+        .unwrap_or_default();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let queue_arn = attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).cloned();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn.unwrap_or_default())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let out = Outbound::new(sns, Egress::PUBLIC, Duration::from_secs(2)).unwrap_or_else(|e| panic!("{e}"));
+    let d = delivery(&rule(&new_tenant(), "r"), "e1");
+    let dest = audit::domain::alert::Destination::Sns { topic_arn: topic.clone() };
+    let subject = "Audit log alert: Überwachung\nder Anmeldungen";
+    let sent = out.send(&dest, &Secrets::new(Secret::generate()), &d, subject, Timestamp::now()).await;
+    assert_eq!(sent, Ok(()));
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    let envelope: Value = serde_json::from_str(messages[0].body().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(envelope["TopicArn"], json!(topic));
+    assert_eq!(envelope["Message"], json!(d.body));
+    assert_eq!(envelope["Subject"], json!("Audit log alert: ?berwachung der Anmeldungen"));
+    assert_eq!(envelope["MessageAttributes"]["webhook-id"]["Value"], json!(d.id));
+
+    // A topic that does not exist is a failed attempt with a readable reason.
+    let gone = audit::domain::alert::Destination::Sns { topic_arn: format!("{topic}-gone") };
+    let sent = out.send(&gone, &Secrets::new(Secret::generate()), &d, "s", Timestamp::now()).await;
+    assert!(sent.is_err_and(|e| e.0.starts_with("SNS refused: ")));
+}
