@@ -125,9 +125,26 @@ def quiet(receiver, seconds=3.0):
     assert len(after) == before, [(r.path, r.headers.get("webhook-id")) for r in after[before:]]
 
 
+# How long a fresh runner may take to reach the end of the stream: it reads the table's
+# stream from its start, as Lambda's event source mapping does, and every earlier test's
+# events are on it.
+CATCH_UP_TIMEOUT = 600.0
+
+
 @pytest.fixture(scope="session")
 def app():
+    """The local runner, once its stream follower has caught up: a first rule's first
+    delivery has arrived."""
     with local_app.audit_local("alerts-test-app.log") as base:
+        receiver = Receiver()
+        try:
+            first = Tenant(base)
+            first.create_rule(receiver.url("/first"), quiet_minutes=0)
+            settle()
+            first.post(event())
+            receiver.wait(1, "/first", timeout=CATCH_UP_TIMEOUT)
+        finally:
+            receiver.close()
         yield base
 
 

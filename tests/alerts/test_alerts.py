@@ -4,6 +4,9 @@ package (the specification's own Python library, not ours), SNS through moto."""
 import base64
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -13,6 +16,7 @@ import pytest
 from standardwebhooks import webhooks
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+import local_app
 from conftest import DELIVERY_TIMEOUT, SUB, event, quiet, request, settle, token
 
 USER_AGENT = "audit-log-alerts"
@@ -479,3 +483,29 @@ def test_an_sns_rule_publishes_to_the_tenants_topic(tenant, other_tenant):
     assert "whsec_" not in messages[0]["Body"]
     delivery = summary(tenant, rule["id"], lambda d: d["last_delivered_at"] is not None)
     assert delivery["last_delivered_at"] is not None and delivery["failed_attempts"] == 0, delivery
+
+
+def test_the_readme_receiver_verifies_and_prints_a_delivery(tenant):
+    """The receiver example of the README, run as it is written (with its secret and port
+    filled in), gets a real delivery."""
+    readme = (local_app.ROOT / "README.md").read_text(encoding="utf-8")
+    code = readme.split("## Alerts", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    port = local_app.free_port()
+    rule = tenant.create_rule(f"http://127.0.0.1:{port}/", name="readme receiver", quiet_minutes=0)
+    code = code.replace('"whsec_..."', repr(rule["secret"])).replace("8080", str(port))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        settle()
+        [eid] = tenant.post(event())
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while not lines and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert lines == [f"readme receiver ['{eid}']\n"], (lines, proc.poll())
+        delivery = summary(tenant, rule["id"], lambda d: d["last_delivered_at"] is not None)
+        assert delivery["last_delivered_at"] and delivery["failed_attempts"] == 0, delivery
+    finally:
+        proc.kill()
+        proc.wait()
