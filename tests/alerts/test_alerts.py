@@ -106,10 +106,10 @@ def test_each_matching_event_is_delivered_once_signed_with_the_rule_and_the_even
     # A duplicate at ingest stores nothing, so it alerts nothing; the next match still does.
     tenant.post(original, expect="duplicate")
     [third] = tenant.post(event())
-    got = receiver.wait(4, "/hook")
+    receiver.wait(3, "/hook")
     quiet(receiver)
     ids = [verified(secret, d)["data"]["events"][0]["id"] for d in receiver.received("/hook")]
-    assert ids.count(first) == 1 and third in ids and len(ids) == 4, ids
+    assert sorted(ids) == sorted([first, second, third]), ids
 
 
 def test_a_threshold_rule_fires_once_for_a_burst(tenant, receiver):
