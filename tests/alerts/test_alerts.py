@@ -17,7 +17,7 @@ from standardwebhooks import webhooks
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import local_app
-from conftest import DELIVERY_TIMEOUT, SUB, event, quiet, request, settle, token
+from conftest import DELIVERY_TIMEOUT, SUB, event, iso, quiet, request, settle, token
 
 USER_AGENT = "audit-log-alerts"
 # moto's account, as the local stack's AUDIT_ALERT_TOPIC_PREFIX names it.
@@ -509,3 +509,29 @@ def test_the_readme_receiver_verifies_and_prints_a_delivery(tenant):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_archiving_events_that_alerted_alerts_nothing(tenant, receiver):
+    """The archive turns each moved event's item into a tombstone (a modification of the
+    item): no stream record of it is a new event, so nothing alerts again."""
+    rule = tenant.create_rule(receiver.url("/old"), quiet_minutes=0)
+    settle()
+    start = time.time() - 120 * 86400
+    old = [event(occurred_at=iso(start + i)) for i in range(3)]
+    tenant.post(*old)
+    receiver.wait(3, "/old")
+    auditlog = local_app.ROOT / "target" / "debug" / "auditlog"
+    assert auditlog.exists(), "build it first: cargo build -p audit-cli --bin auditlog"
+    run = subprocess.run([str(auditlog), "archive", "--tenant", tenant.name], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert sum(c["rows"] for c in report["committed"]) == 3, report
+    for e in old:
+        assert tenant.event(e["id"]).get("archived") is True
+    # A new match still alerts, and is the only delivery after the archive's.
+    [new] = tenant.post(event())
+    receiver.wait(4, "/old")
+    quiet(receiver)
+    ids = [verified(rule["secret"], d)["data"]["events"][0]["id"] for d in receiver.received("/old")]
+    assert sorted(ids) == sorted([e["id"] for e in old] + [new]), ids
