@@ -1,15 +1,11 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against the
 local runner (`audit-local`) on the private stack that `./infra/local/test` started, with
 one tenant of seeded events."""
-import base64
-import hashlib
-import hmac
 import json
 import os
 import pathlib
 import secrets
-import socket
-import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -18,7 +14,9 @@ import urllib.request
 import pytest
 from playwright.sync_api import sync_playwright
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import local_app  # noqa: E402
+from local_app import JWT_HEADER  # noqa: E402
 CHROMIUM = os.environ.get("AUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
 # The flags that work on these machines: no sandbox as root, no GPU, and no background
 # connections (the closed network refuses them).
@@ -29,26 +27,9 @@ SHOTS = os.environ.get("AUDIT_CONSOLE_SCREENSHOTS")
 XSS = '<img src=x onerror="window.__xss=1">'
 
 
-def b64(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-JWT_HEADER = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-
-
 def token(tenant, scope="audit:read audit:export", ttl=3600):
     """An HS256 JWT as the API expects (contract section 2), signed here with the stack's secret."""
-    header = JWT_HEADER
-    claims = {"tenant": tenant, "sub": "console-test", "scope": scope, "exp": int(time.time()) + ttl}
-    body = b64(json.dumps(claims).encode())
-    mac = hmac.new(os.environ["AUDIT_JWT_SECRET"].encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{b64(mac)}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return local_app.token(tenant, scope, "console-test", ttl)
 
 
 class Api:
@@ -146,25 +127,8 @@ def seed_events(now):
 @pytest.fixture(scope="session")
 def app():
     """The local runner (`audit-local`) on a free port, as `./infra/local/run` starts it."""
-    binary = ROOT / "target" / "debug" / "audit-local"
-    assert binary.exists(), "build it first: cargo build -p audit-local"
-    port = free_port()
-    env = {**os.environ, "AUDIT_PORT": str(port), "RUST_LOG": "warn"}
-    log = open(ROOT / "target" / "console-test-app.log", "wb")
-    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError("audit-local exited; see target/console-test-app.log") from None
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with local_app.audit_local("console-test-app.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
