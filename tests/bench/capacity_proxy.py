@@ -4,7 +4,8 @@
 Every request is forwarded with `"ReturnConsumedCapacity": "INDEXES"` added (DynamoDB
 Local does not check signatures, and the service ignores the extra answer), and the
 capacity units DynamoDB Local reports are summed per operation and per kind of item
-(the first segment of the partition key: `EV`, `CA`, `CR`, `EM`, `TENANTS`, ...), with
+(the first segment of the partition key: `EV`, `CA`, `CR`, `EM`, `TENANTS`, the alerts'
+`AL`, `AM`, `AD`, ...; a transaction by its first item), with
 the number of requests. `GET /__stats` answers the sums as JSON; `POST /__reset` zeroes
 them.
 
@@ -33,6 +34,12 @@ def kind_of(op, body):
                 w = reqs[0]
                 key = w.get("PutRequest", {}).get("Item") or w.get("DeleteRequest", {}).get("Key")
             break
+    if key is None and op == "TransactWriteItems":
+        # Named by its first item: the rule for a rule's change, the applied marker for
+        # an alert's commit.
+        first = (body.get("TransactItems") or [{}])[0]
+        inner = next(iter(first.values()), {})
+        key = inner.get("Item") or inner.get("Key")
     if key is None and op == "Query":
         if body.get("IndexName"):
             return "EV"

@@ -10,7 +10,6 @@
 //! redirects, short timeouts. What the tenant sees of a failure is a short text that
 //! never carries the URL (its query may hold the receiver's own token).
 
-use crate::retry::{Backoff, retry};
 use async_trait::async_trait;
 use audit::domain::alert::Destination;
 use audit::domain::delivery::Delivery;
@@ -46,7 +45,6 @@ pub struct Outbound {
     sns: aws_sdk_sns::Client,
     egress: Egress,
     timeout: Duration,
-    backoff: Backoff,
 }
 
 impl Outbound {
@@ -65,8 +63,7 @@ impl Outbound {
             .https_only(!egress.allow_loopback)
             .user_agent(USER_AGENT)
             .build()?;
-        let backoff = Backoff { attempts: 4, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
-        Ok(Self { http, sns, egress, timeout, backoff })
+        Ok(Self { http, sns, egress, timeout })
     }
 
     async fn post(
@@ -103,17 +100,22 @@ impl Outbound {
             .build()
             .map_err(|e| SendError(format!("SNS message: {e}")))?;
         let subject = sns_subject(subject);
-        let run = retry(&self.backoff, "SNS Publish", || {
-            self.sns
-                .publish()
-                .topic_arn(topic_arn)
-                .message(&delivery.body)
-                .subject(&subject)
-                .message_attributes(ID_HEADER, id.clone())
-                .send()
-        })
-        .await;
-        run.result.map(|_| ()).map_err(|e| SendError(sns_error(&e)))
+        // One publish per attempt, bounded by the attempt's time: a publish SNS took but
+        // whose answer was lost would reach email and SMS readers twice if repeated here,
+        // and they cannot de-duplicate; the delivery's schedule retries a failed one.
+        let publish = self
+            .sns
+            .publish()
+            .topic_arn(topic_arn)
+            .message(&delivery.body)
+            .subject(&subject)
+            .message_attributes(ID_HEADER, id)
+            .send();
+        match tokio::time::timeout(self.timeout, publish).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SendError(sns_error(&e))),
+            Err(_) => Err(SendError(format!("SNS timed out after {} s", self.timeout.as_secs()))),
+        }
     }
 }
 

@@ -137,7 +137,20 @@ where
                 let delay = backoff.delay(attempt);
                 let out_of_time = time_left().is_some_and(|left| left <= delay);
                 if class == Class::Permanent || attempt >= backoff.attempts || out_of_time {
-                    tracing::warn!(what, attempt, ?class, out_of_time, error = ?err, "AWS call failed");
+                    // A service error by its code and message only: its Debug form can hold
+                    // the item a failed condition returned (an alert rule's secrets).
+                    match err.as_service_error() {
+                        Some(e) => tracing::warn!(
+                            what,
+                            attempt,
+                            ?class,
+                            out_of_time,
+                            code = e.code(),
+                            message = e.message(),
+                            "AWS call failed"
+                        ),
+                        None => tracing::warn!(what, attempt, ?class, out_of_time, error = ?err, "AWS call failed"),
+                    }
                     return Retried { result: Err(err), ambiguous };
                 }
                 tracing::debug!(what, attempt, ?class, "AWS call failed, retrying");

@@ -35,8 +35,9 @@ pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
-/// An SNS client whose retries are left to [`crate::retry`], as for DynamoDB: one loop
-/// decides, within the alert attempt's own time.
+/// An SNS client without retries: an alert attempt publishes once (a repeated publish
+/// whose first answer was lost would reach email and SMS readers twice), and the
+/// delivery's schedule retries a failed one.
 #[must_use]
 pub fn sns(conf: &SdkConfig) -> aws_sdk_sns::Client {
     let conf = aws_sdk_sns::config::Builder::from(conf).retry_config(RetryConfig::disabled()).build();

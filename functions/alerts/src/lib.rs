@@ -29,6 +29,9 @@ pub const ALERT_RETRY_QUEUE_URL: &str = "AUDIT_ALERT_RETRY_QUEUE_URL";
 pub const ALERT_RULES_TTL_SECONDS: &str = "AUDIT_ALERT_RULES_TTL_SECONDS";
 pub const ALERT_TIMEOUT_SECONDS: &str = "AUDIT_ALERT_TIMEOUT_SECONDS";
 
+/// How long into a stream batch a first attempt may still end (see [`handle_stream`]).
+const INLINE_WINDOW: Duration = Duration::from_secs(15);
+
 /// Where webhooks may go and how long one attempt may take: both functions need them
 /// (the API resolves a webhook's host as a rule is saved).
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +179,10 @@ async fn remove(
 /// fails for now, reported so the stream retries from it (those before it are done and
 /// those after it have not been started); a record that is not a new event is skipped.
 pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent, deadline: Instant) -> BatchResponse {
+    // First attempts are made inline only early in a batch: after that they are queued,
+    // so a hanging receiver holds a shard's batch for one attempt at most, not for the
+    // whole invocation, and other tenants' alerts on the shard are not held back.
+    let deadline = deadline.min(Instant::now() + INLINE_WINDOW);
     for record in &event.records {
         let sequence = record.dynamodb.sequence_number.clone().unwrap_or_default();
         let stored = match inserted_event(record) {
@@ -198,9 +205,9 @@ pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent, deadline: 
 
 /// One delivery of the retry queue: each due attempt made; a message that is not ours
 /// is dropped, one that failed for now goes back.
-pub async fn handle_retries(deliverer: &Deliverer, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_retries(deliverer: &Deliverer, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
     partial_batch(event, |m| async move {
-        match deliverer.retry(m.body.as_deref().unwrap_or_default()).await {
+        match deliverer.retry(m.body.as_deref().unwrap_or_default(), deadline).await {
             Ok(()) => true,
             Err(AlertError::BadMessage(e)) => {
                 tracing::error!(error = %e, "retry message dropped");

@@ -98,7 +98,7 @@ async fn retry_messages_that_are_not_ours_are_dropped_and_storage_failures_go_ba
     let due = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": 0, "attempt": 2}).to_string();
     let mut event = SqsEvent::default();
     event.records = vec![message("bad", "not json"), message("due", &due)];
-    let response = handle_retries(&d, event).await;
+    let response = handle_retries(&d, event, std::time::Instant::now() + Duration::from_secs(60)).await;
     let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failed, ["due"]);
 }

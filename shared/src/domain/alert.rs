@@ -425,6 +425,24 @@ impl Destination {
         }
     }
 
+    /// The destination without what may be a credential: a webhook's scheme, host and
+    /// port, its path and query replaced by `…` (an SNS topic ARN is no secret).
+    #[must_use]
+    pub fn redacted(&self) -> Value {
+        match self {
+            Destination::Webhook(url) => {
+                let after_scheme = url.text.find("://").map_or(0, |i| i + 3);
+                let origin_end = url.text[after_scheme..].find(['/', '?']).map_or(url.text.len(), |i| after_scheme + i);
+                let mut shown = url.text[..origin_end].to_owned();
+                if origin_end < url.text.len() {
+                    shown.push_str("/\u{2026}");
+                }
+                json!({"type": "webhook", "url": shown})
+            }
+            Destination::Sns { .. } => self.to_json(),
+        }
+    }
+
     #[must_use]
     pub fn to_json(&self) -> Value {
         match self {

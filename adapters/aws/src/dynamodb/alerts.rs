@@ -478,7 +478,16 @@ impl Deliveries for Table {
             None => d.remove("#next", attr::NEXT),
         }
         let key = delivery_key(&delivery.tenant_id, &delivery.rule_id, &delivery.id);
-        self.update_existing("UpdateItem delivery", key, d).await?;
+        // Only from where this attempt started: two attempts of one delivery at once (a
+        // replayed stream record beside its queued first attempt) record once, and a
+        // final status is never overwritten.
+        d.values.insert(":prev".into(), n(delivery.attempts));
+        d.values.insert(":delivered".into(), s(status_text(Status::Delivered)));
+        d.values.insert(":dead".into(), s(status_text(Status::Dead)));
+        let guard = "#n = :prev AND #st <> :delivered AND #st <> :dead";
+        if !self.update_existing("UpdateItem delivery", key, d, Some(guard)).await? {
+            return Ok(());
+        }
 
         // The rule's summary, unless the rule is gone.
         let mut r = Change::default();
@@ -502,7 +511,9 @@ impl Deliveries for Table {
             r.set("#sdl", attr::LAST_DEAD, ":dl", s(&dead_letter_json(&dead)));
             r.add("#sd", attr::DEAD);
         }
-        self.update_existing("UpdateItem rule summary", rule_key(&delivery.tenant_id, &delivery.rule_id), r).await
+        self.update_existing("UpdateItem rule summary", rule_key(&delivery.tenant_id, &delivery.rule_id), r, None)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -544,25 +555,38 @@ impl Change {
 
 impl Table {
     /// Applies `change` to the item at `key` if it exists; nothing when it does not.
-    async fn update_existing(&self, what: &str, key: Item, mut change: Change) -> Result<(), StoreError> {
+    /// Applies `change` to an item that exists (and meets `guard`); `false` when it does
+    /// not.
+    async fn update_existing(
+        &self,
+        what: &str,
+        key: Item,
+        mut change: Change,
+        guard: Option<&str>,
+    ) -> Result<bool, StoreError> {
         change.names.insert("#pk".into(), keys::PK.into());
         let update = change.expression();
+        let condition = match guard {
+            Some(g) => format!("attribute_exists(#pk) AND {g}"),
+            None => "attribute_exists(#pk)".to_owned(),
+        };
         let run = retry(&self.backoff, what, || {
             self.client
                 .update_item()
                 .table_name(&self.name)
                 .set_key(Some(key.clone()))
                 .update_expression(&update)
-                .condition_expression("attribute_exists(#pk)")
+                .condition_expression(&condition)
                 .set_expression_attribute_names(Some(change.names.clone()))
                 .set_expression_attribute_values(Some(change.values.clone()))
                 .send()
         })
         .await;
         match run.result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) => {
-                Ok(())
+                // After an attempt that may have applied, the change is in.
+                Ok(run.ambiguous)
             }
             Err(e) => Err(store_error(&e)),
         }

@@ -19,7 +19,7 @@ async fn main() -> Result<(), runtime::Error> {
     run::events(|payload, deadline| async move {
         Ok(match Invocation::parse(payload)? {
             Invocation::Stream(batch) => serde_json::to_value(handle_stream(evaluator, batch, deadline).await)?,
-            Invocation::Retries(batch) => serde_json::to_value(handle_retries(deliverer, batch).await)?,
+            Invocation::Retries(batch) => serde_json::to_value(handle_retries(deliverer, batch, deadline).await)?,
         })
     })
     .await

@@ -18,7 +18,8 @@ use audit_runtime as runtime;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a stream batch may take: the deployed alerts function's timeout.
+/// How long one batch of the stream or the retry queue may take: the deployed alerts
+/// function's timeout.
 const STREAM_INVOCATION: Duration = Duration::from_secs(60);
 /// How often the local stack runs the archive (deployed, it is daily).
 const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
@@ -100,7 +101,11 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::spawn(async move {
         loop {
-            if let Err(e) = poll(&retry_queue, 10, 2, |event| alerts::handle_retries(&deliverer, event)).await {
+            if let Err(e) = poll(&retry_queue, 10, 2, |event| {
+                alerts::handle_retries(&deliverer, event, Instant::now() + STREAM_INVOCATION)
+            })
+            .await
+            {
                 tracing::error!(error = ?e, "alert retry queue poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -113,12 +113,17 @@ impl Deliverer {
     /// # Errors
     /// As [`Deliverer::attempt`]; [`AlertError::BadMessage`] for a body that is not a
     /// [`RetryMessage`].
-    pub async fn retry(&self, body: &str) -> Result<(), AlertError> {
+    pub async fn retry(&self, body: &str, deadline: Instant) -> Result<(), AlertError> {
         let m: RetryMessage = serde_json::from_str(body).map_err(|e| AlertError::BadMessage(e.to_string()))?;
         let tenant = TenantId::parse(&m.tenant_id).map_err(|e| AlertError::BadMessage(e.to_string()))?;
         let now = Timestamp::now();
         if m.delay_seconds(now) > 0 {
-            return self.send(&m, now).await;
+            return self.send(&m, m.delay_seconds(now)).await;
+        }
+        // No time left in this invocation for an attempt and its record: the message
+        // goes round again rather than time out a batch of other tenants' retries.
+        if Instant::now() + self.attempt_time + RECORD_TIME >= deadline {
+            return self.send(&m, 0).await;
         }
         let Some(delivery) = self.deliveries.delivery(&tenant, &m.rule_id, &m.delivery_id).await? else {
             return Ok(());
@@ -135,8 +140,7 @@ impl Deliverer {
                 tracing::error!(delivery = %m.delivery_id, "a retry whose previous attempt was never recorded: dropped");
                 return Ok(());
             }
-            let later = RetryMessage { due_at: now.plus_seconds(1).micros(), ..m };
-            return self.send(&later, now).await;
+            return self.send(&m, 1).await;
         }
         match self.rules.get(&tenant, &m.rule_id).await? {
             Some(stored) => self.attempt(&stored.rule, &delivery).await.map(|_| ()),
@@ -157,12 +161,12 @@ impl Deliverer {
             due_at: due.micros(),
             attempt,
         };
-        self.send(&m, Timestamp::now()).await
+        self.send(&m, m.delay_seconds(Timestamp::now())).await
     }
 
-    async fn send(&self, m: &RetryMessage, now: Timestamp) -> Result<(), AlertError> {
+    async fn send(&self, m: &RetryMessage, delay_seconds: u32) -> Result<(), AlertError> {
         let body = serde_json::to_string(m).map_err(|e| AlertError::Internal(e.to_string()))?;
-        self.retries.send(Outgoing { body, attributes: Vec::new(), delay_seconds: m.delay_seconds(now) }).await?;
+        self.retries.send(Outgoing { body, attributes: Vec::new(), delay_seconds }).await?;
         Ok(())
     }
 }

@@ -18,6 +18,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A whole invocation ahead.
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
 /// Judging with a whole invocation ahead.
 trait Judge {
     async fn event_now(&self, event: &StoredEvent) -> Result<Evaluated, AlertError>;
@@ -25,7 +30,7 @@ trait Judge {
 
 impl Judge for Evaluator {
     async fn event_now(&self, event: &StoredEvent) -> Result<Evaluated, AlertError> {
-        self.event(event, Instant::now() + Duration::from_secs(60)).await
+        self.event(event, later()).await
     }
 }
 
@@ -121,6 +126,7 @@ async fn rules_are_created_read_changed_and_deleted_and_each_change_is_logged() 
     assert_eq!(doc["changes"], json!([{"field": "name", "old": "Deleted members", "new": "Gone"}]));
     assert_eq!(doc["actor"]["id"], "bob");
     assert!(!doc.to_string().contains("whsec_"), "no secret in the log");
+    assert_eq!(doc["metadata"]["rule"]["destination"]["url"], "https://hooks.example.com/\u{2026}", "nor a path");
 }
 
 #[tokio::test]
@@ -227,7 +233,10 @@ async fn a_failing_receiver_is_retried_on_the_schedule_then_dead_lettered() {
         let m: RetryMessage = serde_json::from_str(&messages[n - 1].body).unwrap_or_else(|e| panic!("{e}"));
         assert!(messages[n - 1].delay_seconds <= 1);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        w.deliverer.retry(&serde_json::to_string(&m).unwrap_or_default()).await.unwrap_or_else(|e| panic!("{e}"));
+        w.deliverer
+            .retry(&serde_json::to_string(&m).unwrap_or_default(), later())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     assert_eq!(w.retries.messages().len(), 2, "no attempt after the last");
     let sent = w.notifier.sent();
@@ -246,10 +255,10 @@ async fn an_early_retry_message_waits_again_and_a_foreign_one_is_refused() {
     let w = world();
     let due = Timestamp::now().plus_seconds(3600).micros();
     let m = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": due, "attempt": 2}).to_string();
-    assert!(w.deliverer.retry(&m).await.is_ok());
+    assert!(w.deliverer.retry(&m, later()).await.is_ok());
     assert_eq!(w.retries.messages().iter().map(|m| m.delay_seconds).collect::<Vec<_>>(), [900]);
-    assert!(w.deliverer.retry(r#"{"tenant_id": "t-a"}"#).await.is_err());
-    assert!(w.deliverer.retry(&m.replace("t-a", "t#a")).await.is_err());
+    assert!(w.deliverer.retry(r#"{"tenant_id": "t-a"}"#, later()).await.is_err());
+    assert!(w.deliverer.retry(&m.replace("t-a", "t#a"), later()).await.is_err());
 }
 
 #[tokio::test]
@@ -262,7 +271,7 @@ async fn a_first_attempt_that_does_not_fit_in_the_invocation_is_queued_due_now()
     let queued = w.retries.messages();
     assert_eq!(queued.iter().map(|m| m.delay_seconds).collect::<Vec<_>>(), [0]);
     assert_eq!(w.alerts.deliveries()[0].status, Status::Pending);
-    w.deliverer.retry(&queued[0].body).await.unwrap_or_else(|e| panic!("{e}"));
+    w.deliverer.retry(&queued[0].body, later()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(w.notifier.sent().len(), 1);
     assert_eq!(w.alerts.deliveries()[0].status, Status::Delivered);
 }
@@ -284,15 +293,32 @@ async fn a_duplicate_retry_message_attempts_nothing_and_an_early_one_waits_for_t
     assert_eq!(first.attempt, 2);
     let due_now = RetryMessage { due_at: Timestamp::now().micros(), ..first.clone() };
     let body = serde_json::to_string(&due_now).unwrap_or_default();
-    w.deliverer.retry(&body).await.unwrap_or_else(|e| panic!("{e}"));
+    w.deliverer.retry(&body, later()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(w.notifier.sent().len(), 2);
     // The same message again (SQS delivers at least once): attempt 2 was made.
-    w.deliverer.retry(&body).await.unwrap_or_else(|e| panic!("{e}"));
+    w.deliverer.retry(&body, later()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(w.notifier.sent().len(), 2);
     // Attempt 4 before attempt 3 is recorded: it waits a second.
     let early = RetryMessage { attempt: 4, ..due_now };
-    w.deliverer.retry(&serde_json::to_string(&early).unwrap_or_default()).await.unwrap_or_else(|e| panic!("{e}"));
+    w.deliverer
+        .retry(&serde_json::to_string(&early).unwrap_or_default(), later())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(w.notifier.sent().len(), 2);
     let last = w.retries.messages().last().map(|m| m.delay_seconds);
     assert_eq!(last, Some(1));
+}
+
+#[tokio::test]
+async fn a_retry_that_does_not_fit_in_the_invocation_goes_round_again() {
+    let w = world();
+    let due = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": 0, "attempt": 2}).to_string();
+    w.deliverer.retry(&due, Instant::now()).await.unwrap_or_else(|e| panic!("{e}"));
+    let sent: Vec<(Value, u32)> = w
+        .retries
+        .messages()
+        .iter()
+        .map(|m| (serde_json::from_str(&m.body).unwrap_or_default(), m.delay_seconds))
+        .collect();
+    assert_eq!(sent, [(serde_json::from_str::<Value>(&due).unwrap_or_default(), 0)]);
 }
