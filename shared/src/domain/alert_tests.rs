@@ -365,7 +365,13 @@ fn the_stored_form_reads_back_as_the_same_rule_secrets_and_rotation_included() {
 #[test]
 fn a_logged_webhook_shows_its_origin_only() {
     let url = |u: &str| Destination::Webhook(egress::parse_url(u, Egress::PUBLIC).unwrap_or_else(|e| panic!("{e}")));
-    assert_eq!(url("https://hooks.example.com/T0/B1/secret?k=v").redacted()["url"], "https://hooks.example.com/\u{2026}");
-    assert_eq!(url("https://hooks.example.com:8443?token=x").redacted()["url"], "https://hooks.example.com:8443/\u{2026}");
+    assert_eq!(
+        url("https://hooks.example.com/T0/B1/secret?k=v").redacted()["url"],
+        "https://hooks.example.com/\u{2026}"
+    );
+    assert_eq!(
+        url("https://hooks.example.com:8443?token=x").redacted()["url"],
+        "https://hooks.example.com:8443/\u{2026}"
+    );
     assert_eq!(url("https://hooks.example.com").redacted()["url"], "https://hooks.example.com");
 }

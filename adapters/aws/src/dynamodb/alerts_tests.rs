@@ -1,4 +1,5 @@
 use super::*;
+use crate::dynamodb::deliveries::dead_letter_json;
 use audit::domain::alert::parse_new;
 use audit::domain::egress::Egress;
 
@@ -16,20 +17,6 @@ fn rule() -> Rule {
         "destination": {"type": "webhook", "url": "https://hooks.example.com/in"}}"#;
     let settings = parse_new(body, Egress::PUBLIC).unwrap_or_else(|v| panic!("{v:?}"));
     Rule::create(settings, &tenant("t-a"), t0()).0
-}
-
-fn delivery(rule: &Rule) -> Delivery {
-    Delivery {
-        id: "msg_1".into(),
-        tenant_id: rule.tenant_id.clone(),
-        rule_id: rule.id.clone(),
-        event_ids: vec!["e1".into(), "e2".into()],
-        body: r#"{"type":"audit_log.alert"}"#.into(),
-        created_at: t0(),
-        status: Status::Pending,
-        attempts: 0,
-        last_error: None,
-    }
 }
 
 #[test]
@@ -106,47 +93,4 @@ fn a_rule_item_that_does_not_read_back_is_a_store_error() {
     let mut item = rule_item(&r);
     item.insert(attr::DOC.into(), s(&stored_doc(&other)));
     assert!(matches!(rule_from_item(&r.tenant_id, &item), Err(StoreError::Corrupt(_))));
-}
-
-#[test]
-fn a_delivery_item_reads_back() {
-    let r = rule();
-    let mut d = delivery(&r);
-    let item = delivery_item(&d);
-    assert_eq!(get_s(&item, keys::PK), Some(&format!("AD#t-a#{}", r.id)));
-    assert_eq!(get_s(&item, attr::STATUS).map(String::as_str), Some("pending"));
-    assert_eq!(get_s(&item, attr::EVENTS).map(String::as_str), Some(r#"["e1","e2"]"#));
-    let ttl: i64 = get_n(&item, TTL).unwrap_or_default();
-    assert_eq!(ttl, t0().micros() / 1_000_000 + 30 * 24 * 3600);
-    assert_eq!(delivery_from_item(&r.tenant_id, &r.id, &item).ok(), Some(d.clone()));
-
-    d.status = Status::Dead;
-    d.attempts = 8;
-    d.last_error = Some("timed out after 10 s".into());
-    assert_eq!(delivery_from_item(&r.tenant_id, &r.id, &delivery_item(&d)).ok(), Some(d.clone()));
-    for status in [Status::Pending, Status::Retrying, Status::Delivered, Status::Dead] {
-        assert_eq!(json!(status), json!(status_text(status)));
-    }
-
-    let mut bad = delivery_item(&d);
-    bad.insert(attr::STATUS.into(), s("lost"));
-    assert!(matches!(delivery_from_item(&r.tenant_id, &r.id, &bad), Err(StoreError::Corrupt(_))));
-    let mut bad = delivery_item(&d);
-    bad.remove(attr::BODY);
-    assert!(matches!(delivery_from_item(&r.tenant_id, &r.id, &bad), Err(StoreError::Corrupt(_))));
-}
-
-#[test]
-fn a_change_writes_each_clause_once() {
-    let mut c = Change::default();
-    c.set("#a", "a", ":a", n(1));
-    c.add("#f", "sf");
-    c.set("#b", "b", ":b", s("x"));
-    c.add("#d", "sd");
-    c.remove("#next", "next");
-    assert_eq!(c.expression(), "SET #a = :a, #b = :b ADD #f :one, #d :one REMOVE #next");
-    assert_eq!(c.names.get("#next").map(String::as_str), Some("next"));
-    let mut only = Change::default();
-    only.set("#a", "a", ":a", n(1));
-    assert_eq!(only.expression(), "SET #a = :a");
 }

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod archive_registry;
 pub mod catalogs;
 pub mod cost;
+pub mod deliveries;
 pub mod doc;
 pub mod events;
 pub mod export_jobs;
