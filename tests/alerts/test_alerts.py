@@ -171,10 +171,6 @@ def test_a_failing_receiver_is_retried_with_one_webhook_id_then_dead_lettered(te
     assert [r["delivery"] for r in listed.body["items"] if r["id"] == rule["id"]] == [delivery]
 
 
-@pytest.mark.xfail(reason="RetryMessage::delay_seconds rounds down, so a retry under 1 s from due is "
-                          "attempted at once; the next attempt is queued before this one is recorded, so "
-                          "that early attempt can read the same attempt count (4 attempts, dead letter "
-                          "saying 3). Remove this mark once fixed.")
 def test_retries_follow_the_schedule_exactly(tenant, receiver):
     """The local schedule `1s,1s`: three attempts in all, a second apart."""
     _, _, got, delivery = dead_lettered(tenant, receiver, "/down")
