@@ -8,8 +8,9 @@ use audit_runtime::{self as runtime, run};
 #[tokio::main]
 async fn main() -> Result<(), runtime::Error> {
     let (config, aws) = runtime::start::<WorkerConfig>().await?;
+    // No warm-up: its ping reads the tenant registry, which this role may not; the first
+    // record of a cold start opens the connection.
     let table = aws.table(&config.table);
-    runtime::warm_up(&*table).await;
     let out = config.outbound;
     let notifier = aws.outbound(out.egress, out.timeout)?;
     let deliverer =
