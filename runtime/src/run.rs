@@ -39,6 +39,30 @@ where
     response
 }
 
+/// Handles every message of a delivery at once (they are independent: one tenant's turn
+/// each), so one slow message does not hold the others; the response lists those
+/// `handle` did not finish.
+pub async fn concurrent_batch<F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let handle = &handle;
+    let runs = event.records.into_iter().map(|message| async move {
+        let id = message.message_id.clone().unwrap_or_default();
+        (id, handle(message).await)
+    });
+    let mut response = SqsBatchResponse::default();
+    for (id, done) in futures::future::join_all(runs).await {
+        if !done {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
 /// Serves `handle` as the Lambda function of an SQS event source.
 ///
 /// # Errors
@@ -108,6 +132,32 @@ mod tests {
             event.records.push(m);
         }
         let response = partial_batch(event, |m| async move { m.body.as_deref() == Some("ok") }).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, vec!["m2"]);
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_batch_runs_its_messages_side_by_side_and_reports_the_unfinished() {
+        let mut event = SqsEvent::default();
+        for (id, body) in [("slow", "ok"), ("m2", "retry"), ("m3", "ok")] {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.into());
+            m.body = Some(body.into());
+            event.records.push(m);
+        }
+        let started = std::sync::atomic::AtomicUsize::new(0);
+        let started = &started;
+        let response = concurrent_batch(event, |m| async move {
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if m.message_id.as_deref() == Some("slow") {
+                // Finishes only once every other message has started: side by side.
+                while started.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            m.body.as_deref() == Some("ok")
+        })
+        .await;
         let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         assert_eq!(failed, vec!["m2"]);
     }

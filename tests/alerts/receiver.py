@@ -24,6 +24,10 @@ class Answer:
     status: int = 200
     delay: float = 0.0
     headers: dict = field(default_factory=dict)
+    # How many requests it answers before the path answers 200 at once again (None: all).
+    times: int = None
+    # Set: each request waits for it before answering (a receiver held until the test says).
+    gate: threading.Event = None
 
 
 class Receiver:
@@ -42,7 +46,9 @@ class Receiver:
                 body = self._body()
                 pairs = [(k.lower(), v) for k, v in self.headers.items()]
                 receiver._record(Received(self.command, self.path, dict(pairs), pairs, body, at))
-                answer = receiver._answers.get(self.path.split("?")[0], Answer())
+                answer = receiver._take_answer(self.path.split("?")[0])
+                if answer.gate is not None:
+                    answer.gate.wait(30)
                 if answer.delay:
                     time.sleep(answer.delay)
                 self.send_response(answer.status)
@@ -83,9 +89,31 @@ class Receiver:
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def answer(self, path, status=200, delay=0.0, headers=None):
-        """How `path` answers from now on (default: 200 at once)."""
-        self._answers[path] = Answer(status, delay, headers or {})
+    def answer(self, path, status=200, delay=0.0, headers=None, times=None):
+        """How `path` answers from now on (default: 200 at once); with `times`, only the
+        next `times` requests, then 200 at once again."""
+        with self._changed:
+            self._answers[path] = Answer(status, delay, headers or {}, times)
+
+    def hold(self, path, status):
+        """Requests to `path` wait until `release(path)`, then answer `status`."""
+        with self._changed:
+            self._answers[path] = Answer(status, gate=threading.Event())
+
+    def release(self, path):
+        with self._changed:
+            answer = self._answers.get(path)
+        if answer is not None and answer.gate is not None:
+            answer.gate.set()
+
+    def _take_answer(self, path):
+        with self._changed:
+            answer = self._answers.get(path, Answer())
+            if answer.times is not None:
+                answer.times -= 1
+                if answer.times <= 0:
+                    self._answers[path] = Answer()
+            return answer
 
     def _record(self, r):
         with self._changed:

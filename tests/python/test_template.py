@@ -301,9 +301,15 @@ def test_the_alerts_function_reads_new_events_from_the_stream_and_records_what_i
     patterns = [json.loads(f["Pattern"]) for f in s["FilterCriteria"]["Filters"]]
     # Inserts of event items only: no tombstone (a MODIFY), delete, job or alert item.
     assert patterns == [{"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "EV#"}]}}}}]
-    retry = RESOURCES["AlertRetryQueue"]["Properties"]
-    assert render(retry["RedrivePolicy"]["deadLetterTargetArn"]) == "AlertRetryDeadLetterQueue"
-    assert GLOBALS["Environment"]["Variables"]["AUDIT_ALERT_RETRY_QUEUE_URL"] == {"Ref": "AlertRetryQueue"}
+    work = RESOURCES["AlertWorkQueue"]["Properties"]
+    assert render(work["RedrivePolicy"]["deadLetterTargetArn"]) == "AlertWorkDeadLetterQueue"
+    assert GLOBALS["Environment"]["Variables"]["AUDIT_ALERT_WORK_QUEUE_URL"] == {"Ref": "AlertWorkQueue"}
+    # Turns are served side by side by more than one invocation, so one tenant's turn
+    # never holds the only worker.
+    w = prop("AlertsFunction", "Events")["Work"]["Properties"]
+    assert render(w["Queue"]) == "AlertWorkQueue" and w["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert w["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "AlertWorkConcurrency"}
+    assert TEMPLATE["Parameters"]["AlertWorkConcurrency"]["MinValue"] >= 2
     assert "IteratorAge" in {a["Properties"]["MetricName"] for a in ALARMS.values()}
 
 
@@ -390,7 +396,7 @@ def test_alarms_cover_what_the_operations_doc_promises():
     dead_letters = {p["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for p in ALARMS.values()
                     if p["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"}
     assert dead_letters == {"IngestDeadLetterQueue", "ExportDeadLetterQueue", "ArchiveFailureQueue",
-                            "AlertRetryDeadLetterQueue", "AlertStreamFailureQueue"}
+                            "AlertWorkDeadLetterQueue", "AlertStreamFailureQueue"}
     for f in FUNCTIONS:
         for metric in ["Errors", "Throttles"]:
             assert any(p["Properties"]["MetricName"] == metric and

@@ -1,17 +1,19 @@
-//! The alerts' AWS adapters against the real servers: rules, states and deliveries in
-//! DynamoDB Local; webhooks to a receiver on loopback; SNS in moto, read back through an
-//! SQS subscription.
+//! The alerts' AWS adapters against the real servers: rules, states, agendas, turns and
+//! deliveries in DynamoDB Local; webhooks to a receiver on loopback; SNS in moto, read
+//! back through an SQS subscription.
 
 mod common;
 
 use audit::domain::alert::{MAX_RULES_PER_TENANT, Rule, parse_new, parse_patch};
-use audit::domain::delivery::{Attempt, Delivery, RetrySchedule, Status};
+use audit::domain::alerting::{Folded, RuleState};
+use audit::domain::delivery::{Delivery, RetrySchedule, Status};
 use audit::domain::egress::{Egress, Host, WebhookUrl, parse_url};
+use audit::domain::event::{Event, StoredEvent};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::domain::webhook::{Headers, Secret, Secrets, delivery_id, verify};
-use audit::ports::{AlertRules, AlertState, Commit, Deliveries, Notifier, RuleWriteError, SendError};
-use audit::usecases::alerts::RuleState;
+use audit::ports::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched};
+use audit::ports::{Noted, Notifier, Passed, RuleChange, RuleWriteError, SendError, Take, TurnStore};
 use audit_aws::dynamodb::Table;
 use audit_aws::notify::Outbound;
 use axum::extract::State;
@@ -34,6 +36,7 @@ fn delivery(r: &Rule, event_id: &str) -> Delivery {
         id: delivery_id(&r.id, event_id),
         tenant_id: r.tenant_id.clone(),
         rule_id: r.id.clone(),
+        destination: r.settings.destination.key(),
         event_ids: vec![event_id.to_owned()],
         body: json!({"type": "audit_log.alert", "data": {"events": [{"id": event_id}]}}).to_string(),
         created_at: Timestamp::now(),
@@ -120,14 +123,27 @@ async fn a_replace_applies_only_over_the_version_it_was_read_at() {
     assert_eq!(store.get(&t, &first.id).await.ok().flatten(), None);
 }
 
+fn event(tenant: &TenantId, id: &str) -> StoredEvent {
+    let now = Timestamp::now();
+    let value =
+        json!({"id": id, "action": "auth.login", "outcome": "failure", "actor": {"type": "member", "id": "u-1"}});
+    Event::validate(value, tenant, now).unwrap_or_else(|v| panic!("{v:?}")).stamp(now)
+}
+
+fn change(rule_id: &str, version: u64, next: RuleState, delivery: Option<Delivery>) -> RuleChange {
+    RuleChange { rule_id: rule_id.to_owned(), version, next, delivery, schedule_flush: None, cancel_flush: None }
+}
+
 #[tokio::test]
 async fn a_delete_takes_the_state_with_it_and_finds_nothing_the_second_time() {
     let store = common::store(None).await;
     let t = new_tenant();
     let r = rule(&t, "r");
     created(&store, &r).await;
-    let state = RuleState { minutes: vec![(1, 2)], last_notified: None };
-    assert_eq!(store.commit(&t, &r.id, "e1", 0, &state, None).await.ok(), Some(Commit::Done));
+    let m = Matched { event: event(&t, "e1"), rules: vec![r.id.clone()], part: 0 };
+    store.put(std::slice::from_ref(&m)).await.unwrap_or_else(|e| panic!("{e}"));
+    let state = RuleState { minutes: vec![(1, 2)], ..RuleState::default() };
+    assert_eq!(store.apply(&m, &[change(&r.id, 0, state, None)]).await.ok(), Some(Applied::Done));
     assert!(store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
     assert!(!store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(store.get(&t, &r.id).await.ok().flatten(), None);
@@ -136,107 +152,191 @@ async fn a_delete_takes_the_state_with_it_and_finds_nothing_the_second_time() {
 }
 
 #[tokio::test]
-async fn a_commit_is_all_or_nothing_and_tells_a_replay_from_a_conflict() {
+async fn the_agenda_holds_matched_events_attempts_and_flushes_in_time_order() {
     let store = common::store(None).await;
     let t = new_tenant();
     let r = rule(&t, "r");
     created(&store, &r).await;
-    assert_eq!(store.state(&t, &r.id).await.ok(), Some((RuleState::default(), 0)));
+    assert_eq!(store.next_due(&t).await.ok(), Some(None));
+    let m = Matched { event: event(&t, "evt/1:@x"), rules: vec![r.id.clone(), "other".into()], part: 1 };
+    // Put twice (a stream record read twice): one entry.
+    store.put(&[m.clone(), m.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
+    store.put(std::slice::from_ref(&m)).await.unwrap_or_else(|e| panic!("{e}"));
+    let due = store.due(&t, Timestamp::now(), 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(due, vec![Due::Matched(Box::new(m.clone()))]);
+    assert_eq!(store.next_due(&t).await.ok().flatten(), Some(m.event.received_at));
+    assert!(store.due(&new_tenant(), Timestamp::now(), 10).await.is_ok_and(|d| d.is_empty()), "another tenant's");
 
-    let one = RuleState { minutes: vec![(29_000_000, 1)], last_notified: None };
-    let d1 = delivery(&r, "e1");
-    let commit = |event: &'static str, version: u64, next: RuleState, d: Option<Delivery>| {
-        let (store, t, id) = (store.clone(), t.clone(), r.id.clone());
-        async move { store.commit(&t, &id, event, version, &next, d.as_ref()).await.unwrap_or_else(|e| panic!("{e}")) }
-    };
-    assert_eq!(commit("e1", 0, one.clone(), Some(d1.clone())).await, Commit::Done);
-    assert_eq!(store.state(&t, &r.id).await.ok(), Some((one.clone(), 1)));
-    assert_eq!(store.delivery(&t, &r.id, &d1.id).await.ok().flatten(), Some(d1.clone()));
+    // Applied: the entry goes, a delivery and its first attempt and a flush come.
+    let d = delivery(&r, "evt/1:@x");
+    let flush_at = Timestamp::now().plus_seconds(30);
+    let folded = Folded { count: 2, named: vec!["a".into()], flush_at };
+    let next = RuleState { folded: Some(folded), ..RuleState::default() };
+    let c = RuleChange { schedule_flush: Some(flush_at), ..change(&r.id, 0, next.clone(), Some(d.clone())) };
+    assert_eq!(store.apply(&m, std::slice::from_ref(&c)).await.ok(), Some(Applied::Done));
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((next.clone(), 1)));
+    assert_eq!(store.delivery(&t, &r.id, &d.id).await.ok().flatten(), Some(d.clone()));
+    let due = store.due(&t, Timestamp::now(), 10).await.unwrap_or_else(|e| panic!("{e}"));
+    let attempt = Due::Attempt { rule_id: r.id.clone(), delivery_id: d.id.clone(), due: d.created_at };
+    assert_eq!(due, vec![attempt]);
+    let later = store.due(&t, flush_at, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(later.last(), Some(&Due::Flush { rule_id: r.id.clone(), due: flush_at }));
 
-    // The same event again: a replay, whatever version it carries, and nothing moves.
-    let other = RuleState { minutes: vec![], last_notified: Some(Timestamp::now()) };
-    assert_eq!(commit("e1", 1, other.clone(), None).await, Commit::Replayed);
-    assert_eq!(commit("e1", 0, other.clone(), None).await, Commit::Replayed);
-    assert_eq!(store.state(&t, &r.id).await.ok(), Some((one.clone(), 1)));
+    // The record comes again from the stream: its marker stops it, and only the entry goes.
+    store.put(std::slice::from_ref(&m)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.apply(&m, &[change(&r.id, 1, RuleState::default(), None)]).await.ok(), Some(Applied::Replayed));
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((next.clone(), 1)));
+    assert_eq!(store.apply(&m, &[]).await.ok(), Some(Applied::Gone), "gone: another worker applied it");
 
-    // Another event over a state that moved: a conflict, and its marker is not kept.
-    let d2 = delivery(&r, "e2");
-    assert_eq!(commit("e2", 0, other.clone(), Some(d2.clone())).await, Commit::Conflict);
-    assert_eq!(store.delivery(&t, &r.id, &d2.id).await.ok().flatten(), None);
-    assert_eq!(commit("e2", 1, other.clone(), Some(d2.clone())).await, Commit::Done);
-    assert_eq!(store.state(&t, &r.id).await.ok(), Some((other, 2)));
-    assert_eq!(store.delivery(&t, &r.id, &d2.id).await.ok().flatten(), Some(d2));
-
-    // Racing batches on one state: exactly one of them moves it.
-    let racing = (0..8).map(|i| {
-        let (store, t, id) = (store.clone(), t.clone(), r.id.clone());
-        tokio::spawn(async move { store.commit(&t, &id, &format!("race-{i}"), 2, &RuleState::default(), None).await })
-    });
-    let outcomes: Vec<Commit> = futures::future::join_all(racing)
-        .await
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    assert_eq!(outcomes.iter().filter(|c| **c == Commit::Done).count(), 1, "{outcomes:?}");
-    assert!(outcomes.iter().all(|c| matches!(c, Commit::Done | Commit::Conflict)), "{outcomes:?}");
-    assert_eq!(store.state(&t, &r.id).await.ok().map(|(_, v)| v), Some(3));
+    // A flush: its entry goes with the change it makes.
+    let sent = RuleState { bucket: Some(flush_at), ..RuleState::default() };
+    let d2 = delivery(&r, "a");
+    let flushed = store.flush(&t, &r.id, flush_at, Some(&change(&r.id, 1, sent.clone(), Some(d2.clone())))).await;
+    assert_eq!(flushed.ok(), Some(Applied::Done));
+    assert_eq!(store.flush(&t, &r.id, flush_at, None).await.ok(), Some(Applied::Gone));
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((sent, 2)));
+    let due = store.due(&t, flush_at, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(due.len(), 2, "the two deliveries' attempts: {due:?}");
 }
 
 #[tokio::test]
-async fn recording_attempts_moves_the_delivery_and_the_rules_summary() {
+async fn applying_over_a_state_that_moved_is_a_conflict_and_changes_nothing() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let r = rule(&t, "r");
+    created(&store, &r).await;
+    let one = RuleState { minutes: vec![(29_000_000, 1)], ..RuleState::default() };
+    let m1 = Matched { event: event(&t, "e1"), rules: vec![r.id.clone()], part: 0 };
+    let m2 = Matched { event: event(&t, "e2"), rules: vec![r.id.clone()], part: 0 };
+    store.put(&[m1.clone(), m2.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.apply(&m1, &[change(&r.id, 0, one.clone(), None)]).await.ok(), Some(Applied::Done));
+    let d2 = delivery(&r, "e2");
+    let stale = store.apply(&m2, &[change(&r.id, 0, RuleState::default(), Some(d2.clone()))]).await;
+    assert_eq!(stale.ok(), Some(Applied::Conflict(vec![r.id.clone()])));
+    assert_eq!(store.delivery(&t, &r.id, &d2.id).await.ok().flatten(), None, "nothing of it stayed");
+    assert_eq!(store.state(&t, &r.id).await.ok(), Some((one, 1)));
+    assert_eq!(store.apply(&m2, &[change(&r.id, 1, RuleState::default(), Some(d2))]).await.ok(), Some(Applied::Done));
+}
+
+#[tokio::test]
+async fn recording_attempts_moves_the_delivery_its_agenda_entry_and_the_rules_summary() {
     let store = common::store(None).await;
     let t = new_tenant();
     let r = rule(&t, "r");
     created(&store, &r).await;
     let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
+    let m = Matched { event: event(&t, "e1"), rules: vec![r.id.clone()], part: 0 };
+    store.put(std::slice::from_ref(&m)).await.unwrap_or_else(|e| panic!("{e}"));
     let d = delivery(&r, "e1");
-    assert_eq!(store.commit(&t, &r.id, "e1", 0, &RuleState::default(), Some(&d)).await.ok(), Some(Commit::Done));
+    assert_eq!(
+        store.apply(&m, &[change(&r.id, 0, RuleState::default(), Some(d.clone()))]).await.ok(),
+        Some(Applied::Done)
+    );
     let t1 = Timestamp::now();
 
-    // A failure, retried later.
+    // A failure, retried later: the entry moves to the retry.
     let first = d.attempt(t1, Some("HTTP 503".into()), &schedule);
     assert_eq!(first.status, Status::Retrying);
-    store.record(&d, &first).await.unwrap_or_else(|e| panic!("{e}"));
+    store.record(&d, d.created_at, &first).await.unwrap_or_else(|e| panic!("{e}"));
     let after = store.delivery(&t, &r.id, &d.id).await.ok().flatten().unwrap_or_else(|| panic!("no delivery"));
     assert_eq!((after.status, after.attempts, after.last_error.as_deref()), (Status::Retrying, 1, Some("HTTP 503")));
+    let retry_at = first.next_at.unwrap_or(t1);
+    let entries = store.due(&t, retry_at, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(entries, vec![Due::Attempt { rule_id: r.id.clone(), delivery_id: d.id.clone(), due: retry_at }]);
     let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
     assert_eq!((summary.last_attempt_at, summary.last_delivered_at), (Some(t1), None));
     assert_eq!((summary.failed_attempts, summary.dead_letters), (1, 0));
     assert_eq!(summary.last_error, Some((t1, "HTTP 503".into())));
 
-    // The last attempt fails too: a dead letter.
+    // The same attempt recorded again (a lapsed hold): nothing moves twice.
+    store.record(&d, d.created_at, &first).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.delivery(&t, &r.id, &d.id).await.ok().flatten().map(|d| d.attempts), Some(1));
+
+    // Paused: the attempt waits, unspent.
+    let later = retry_at.plus_seconds(30);
+    store.defer(&after, retry_at, later).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(store.due(&t, retry_at, 10).await.is_ok_and(|e| e.is_empty()));
+    assert_eq!(store.next_due(&t).await.ok().flatten(), Some(later));
+
+    // The last attempt fails too: a dead letter, and the agenda is empty.
     let t2 = t1.plus_seconds(1);
     let last = after.attempt(t2, Some("timed out after 10 s".into()), &schedule);
     assert_eq!(last.status, Status::Dead);
-    store.record(&after, &last).await.unwrap_or_else(|e| panic!("{e}"));
+    store.record(&after, later, &last).await.unwrap_or_else(|e| panic!("{e}"));
     let dead = store.delivery(&t, &r.id, &d.id).await.ok().flatten().map(|d| (d.status, d.attempts));
     assert_eq!(dead, Some((Status::Dead, 2)));
+    assert_eq!(store.next_due(&t).await.ok(), Some(None));
     let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
     assert_eq!((summary.failed_attempts, summary.dead_letters), (2, 1));
     let letter = summary.last_dead_letter.clone().unwrap_or_else(|| panic!("no dead letter"));
     assert_eq!((letter.id.as_str(), letter.at, letter.attempts), (d.id.as_str(), t2, 2));
     assert_eq!((letter.event_ids, letter.error.as_str()), (vec!["e1".to_owned()], "timed out after 10 s"));
-    let shown = summary.to_json();
-    assert_eq!(shown["last_dead_letter"]["webhook_id"], json!(d.id));
+    assert_eq!(summary.to_json()["last_dead_letter"]["webhook_id"], json!(d.id));
 
-    // Another delivery goes through: the summary shows it, and keeps the last error.
+    // A delivery ended unsent (its rule changed) counts as a dead letter, not an attempt.
+    let m2 = Matched { event: event(&t, "e2"), rules: vec![r.id.clone()], part: 0 };
+    store.put(std::slice::from_ref(&m2)).await.unwrap_or_else(|e| panic!("{e}"));
     let d2 = delivery(&r, "e2");
-    assert_eq!(store.commit(&t, &r.id, "e2", 1, &RuleState::default(), Some(&d2)).await.ok(), Some(Commit::Done));
-    let t3 = t2.plus_seconds(1);
-    store.record(&d2, &d2.attempt(t3, None, &schedule)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.apply(&m2, &[change(&r.id, 1, RuleState::default(), Some(d2.clone()))]).await.ok(),
+        Some(Applied::Done)
+    );
+    store
+        .record(&d2, d2.created_at, &Delivery::end(t2, "the rule was disabled"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = store.delivery(&t, &r.id, &d2.id).await.ok().flatten().map(|d| (d.status, d.attempts, d.last_error));
+    assert_eq!(ended, Some((Status::Dead, 0, Some("the rule was disabled".to_owned()))));
     let summary = store.get(&t, &r.id).await.ok().flatten().map(|s| s.summary).unwrap_or_default();
-    assert_eq!((summary.last_attempt_at, summary.last_delivered_at), (Some(t3), Some(t3)));
-    assert_eq!(summary.last_error, Some((t2, "timed out after 10 s".into())));
-    let delivered = store.delivery(&t, &r.id, &d2.id).await.ok().flatten().map(|d| (d.status, d.attempts));
-    assert_eq!(delivered, Some((Status::Delivered, 1)));
+    assert_eq!((summary.failed_attempts, summary.dead_letters), (2, 2));
+    assert_eq!(store.next_due(&t).await.ok(), Some(None));
 
-    // Once the rule is gone an attempt is still recorded on its delivery, and no rule
-    // comes back.
+    // Once the rule is gone an entry is forgotten, and no rule comes back.
     assert!(store.delete(&t, &r.id).await.unwrap_or_else(|e| panic!("{e}")));
-    let d3 = delivery(&r, "e3");
-    store.record(&d3, &Attempt { at: t3, error: None, status: Status::Delivered, next_at: None }).await.ok();
+    store.forget(&t, &r.id, "msg_x", t2).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(store.get(&t, &r.id).await.ok().flatten(), None);
-    assert_eq!(store.delivery(&t, &r.id, &d3.id).await.ok().flatten(), None);
+}
+
+#[tokio::test]
+async fn a_turn_is_noted_installed_taken_and_passed_under_its_conditions() {
+    const KIND: &str = "alerts";
+    let store = common::store(None).await;
+    let t = new_tenant();
+    let now = Timestamp::now();
+    assert_eq!(store.note(KIND, &t, now).await.ok(), Some(Noted::Replace { token: None }));
+    assert_eq!(store.install(KIND, &t, None, "t1", now).await.ok(), Some(true));
+    assert_eq!(store.install(KIND, &t, None, "t2", now).await.ok(), Some(false), "t1 is there");
+    assert_eq!(store.note(KIND, &t, now).await.ok(), Some(Noted::Live));
+    assert_eq!(store.take(KIND, &t, "t0", now, now.plus_seconds(60)).await.ok(), Some(Take::Stale));
+    let held = store.take(KIND, &t, "t1", now, now.plus_seconds(60)).await.unwrap_or_else(|e| panic!("{e}"));
+    let Take::Held { version, state: None } = held else { panic!("{held:?}") };
+    assert_eq!(store.take(KIND, &t, "t1", now, now.plus_seconds(60)).await.ok(), Some(Take::Busy));
+    // Work noted while it is held: a conditional pass sees it.
+    assert_eq!(store.note(KIND, &t, now).await.ok(), Some(Noted::Live));
+    let later = now.plus_seconds(3600);
+    assert_eq!(
+        store.pass(KIND, &t, "t1", Some(("t2", later)), Some("{}"), Some(version)).await.ok(),
+        Some(Passed::Moved)
+    );
+    assert_eq!(store.pass(KIND, &t, "t1", Some(("t2", now)), Some("{\"t\":1}"), None).await.ok(), Some(Passed::Done));
+    assert_eq!(store.pass(KIND, &t, "t1", None, None, None).await.ok(), Some(Passed::Lost));
+    let held = store.take(KIND, &t, "t2", now, now.plus_seconds(60)).await.unwrap_or_else(|e| panic!("{e}"));
+    let Take::Held { version, state } = held else { panic!("{held:?}") };
+    assert_eq!(state.as_deref(), Some("{\"t\":1}"), "what the last slice kept");
+    // Asleep until later: new work replaces it; its own message says not yet.
+    assert_eq!(store.pass(KIND, &t, "t2", Some(("t3", later)), None, Some(version)).await.ok(), Some(Passed::Done));
+    assert_eq!(store.take(KIND, &t, "t3", now, now.plus_seconds(60)).await.ok(), Some(Take::NotYet(later)));
+    assert_eq!(store.note(KIND, &t, now).await.ok(), Some(Noted::Replace { token: Some("t3".into()) }));
+    assert_eq!(store.install(KIND, &t, Some("t3"), "t4", now).await.ok(), Some(true));
+    // A turn due long ago that nobody holds is lost, and replaced.
+    let much_later = now.plus_seconds(3600);
+    assert_eq!(store.note(KIND, &t, much_later).await.ok(), Some(Noted::Replace { token: Some("t4".into()) }));
+    let other = new_tenant();
+    assert_eq!(
+        store.take(KIND, &other, "t4", now, now.plus_seconds(60)).await.ok(),
+        Some(Take::Stale),
+        "another tenant's"
+    );
 }
 
 #[tokio::test]

@@ -9,10 +9,10 @@
 //! Prints, per round, nanoseconds per event of each, and the medians and their ratio.
 
 use audit::domain::alert::{Rule, parse_new};
+use audit::domain::alerting::matching;
 use audit::domain::egress::Egress;
 use audit::domain::event::{Event, StoredEvent};
 use audit::domain::timestamp::Timestamp;
-use audit::usecases::alerts::matching;
 use audit_aws::dynamodb::item;
 use std::hint::black_box;
 use std::time::Instant;

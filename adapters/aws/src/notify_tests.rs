@@ -17,6 +17,7 @@ fn delivery() -> Delivery {
         id: "msg_1".into(),
         tenant_id: TenantId::parse("t-a").unwrap_or_else(|_| unreachable!()),
         rule_id: "r".into(),
+        destination: "webhook:d".into(),
         event_ids: vec!["e".into()],
         body: "{}".into(),
         created_at: Timestamp::now(),

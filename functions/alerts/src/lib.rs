@@ -1,18 +1,23 @@
 //! The alerts function: the `/v1/alerts` API (`alerts-api`), and `alerts`, which has two
-//! event sources: the table's stream (each new event judged against its tenant's rules)
-//! and the retry queue (deliveries' later attempts). Rules, evaluation and delivery live
-//! in `audit::usecases::alerts`; this maps them to HTTP, stream records and SQS.
+//! event sources: the table's stream (each new event matched against its tenant's rules,
+//! the matches handed to the tenant's work) and the work queue (tenants' turns: a slice
+//! of one tenant's work each). Rules, intake and work live in `audit::usecases::alerts`,
+//! turns in `audit::usecases::turns`; this maps them to HTTP, stream records and SQS.
 
+use audit::domain::alerting::{DEFAULT_RULE_RATE, DEFAULT_TENANT_RATE, Limits};
+use audit::domain::breaker::{FIRST_PAUSE_SECONDS, Pauses};
 use audit::domain::delivery::{DEFAULT_RETRY_SCHEDULE, RetrySchedule};
 use audit::domain::egress::Egress;
 use audit::domain::error::Code;
 use audit::domain::ingest::Tally;
-use audit::usecases::alerts::deliver::AlertError;
-use audit::usecases::alerts::{Deliverer, Evaluator, Rules};
+use audit::domain::rate::Rate;
+use audit::usecases::alerts::intake::Record;
+use audit::usecases::alerts::{Intake, Rules, Worker};
+use audit::usecases::turns::{Served, Turns};
 use audit_aws::dynamodb::stream::{BatchResponse, ItemFailure, StreamEvent, inserted_event};
 use audit_http::{ApiError, Scope, Verifier, caller};
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
-use audit_runtime::run::{SqsBatchResponse, SqsEvent, partial_batch};
+use audit_runtime::run::{SqsBatchResponse, SqsEvent, concurrent_batch};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,12 +30,16 @@ use std::time::{Duration, Instant};
 pub const ALERT_EGRESS: &str = "AUDIT_ALERT_EGRESS";
 pub const ALERT_TOPIC_PREFIX: &str = "AUDIT_ALERT_TOPIC_PREFIX";
 pub const ALERT_RETRY_SCHEDULE: &str = "AUDIT_ALERT_RETRY_SCHEDULE";
-pub const ALERT_RETRY_QUEUE_URL: &str = "AUDIT_ALERT_RETRY_QUEUE_URL";
+pub const ALERT_WORK_QUEUE_URL: &str = "AUDIT_ALERT_WORK_QUEUE_URL";
 pub const ALERT_RULES_TTL_SECONDS: &str = "AUDIT_ALERT_RULES_TTL_SECONDS";
 pub const ALERT_TIMEOUT_SECONDS: &str = "AUDIT_ALERT_TIMEOUT_SECONDS";
+pub const ALERT_RULE_RATE: &str = "AUDIT_ALERT_RULE_RATE";
+pub const ALERT_TENANT_RATE: &str = "AUDIT_ALERT_TENANT_RATE";
+pub const ALERT_PAUSE_SECONDS: &str = "AUDIT_ALERT_PAUSE_SECONDS";
 
-/// How long into a stream batch a first attempt may still end (see [`handle_stream`]).
-const INLINE_WINDOW: Duration = Duration::from_secs(15);
+/// How long a worker holds a tenant's turn: longer than a slice's budget, its last
+/// attempt and their records.
+const HOLD: Duration = Duration::from_secs(90);
 
 /// Where webhooks may go and how long one attempt may take: both functions need them
 /// (the API resolves a webhook's host as a rule is saved).
@@ -82,25 +91,61 @@ impl FromEnv for ApiConfig {
 /// What `alerts` reads from the environment.
 pub struct WorkerConfig {
     pub table: String,
-    pub retry_queue_url: String,
+    /// The queue of tenants' turns.
+    pub work_queue_url: String,
     pub schedule: RetrySchedule,
     pub rules_ttl: Duration,
     pub outbound: Outbound,
+    /// Notifications a minute per rule and per tenant.
+    pub limits: Limits,
+    pub pauses: Pauses,
 }
 
 impl FromEnv for WorkerConfig {
     fn from_env() -> Result<Self, ConfigError> {
         let schedule = config::optional(ALERT_RETRY_SCHEDULE).unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
         let ttl: u64 = config::number(ALERT_RULES_TTL_SECONDS, 60, 0)?;
+        let rule: u32 = config::number(ALERT_RULE_RATE, DEFAULT_RULE_RATE, 1)?;
+        let tenant: u32 = config::number(ALERT_TENANT_RATE, DEFAULT_TENANT_RATE, 1)?;
+        let pause: u32 = config::number(ALERT_PAUSE_SECONDS, u32::try_from(FIRST_PAUSE_SECONDS).unwrap_or(30), 1)?;
         Ok(Self {
             table: config::table()?,
-            retry_queue_url: config::required(ALERT_RETRY_QUEUE_URL)?,
+            work_queue_url: config::required(ALERT_WORK_QUEUE_URL)?,
             schedule: RetrySchedule::parse(&schedule)
                 .map_err(|e| ConfigError::Invalid(ALERT_RETRY_SCHEDULE, e.to_string()))?,
             // The promise: a rule change reaches the stream within a minute.
             rules_ttl: Duration::from_secs(ttl.min(60)),
             outbound: Outbound::from_env()?,
+            limits: Limits { rule: Rate::per_minute(rule), tenant: Rate::per_minute(tenant) },
+            pauses: Pauses { first_seconds: i64::from(pause.min(900)), ..Pauses::default() },
         })
+    }
+}
+
+impl WorkerConfig {
+    /// The turns of the alerts' work on `store`, their messages in `queue`.
+    pub fn turns<S, Q>(&self, store: &Arc<S>, queue: &Arc<Q>) -> Turns
+    where
+        S: audit::ports::TurnStore + 'static,
+        Q: audit::ports::MessageQueue + 'static,
+    {
+        Turns { kind: audit::domain::turn::ALERTS, store: store.clone(), queue: queue.clone(), hold: HOLD }
+    }
+
+    /// A tenant's work, as these settings have it.
+    pub fn worker<S, N>(&self, store: &Arc<S>, notifier: &Arc<N>) -> Worker
+    where
+        S: audit::ports::AlertRules
+            + audit::ports::AlertAgenda
+            + audit::ports::AlertState
+            + audit::ports::Deliveries
+            + 'static,
+        N: audit::ports::Notifier + 'static,
+    {
+        let mut worker = Worker::on(store, notifier, self.schedule.clone(), self.outbound.timeout);
+        worker.limits = self.limits;
+        worker.pauses = self.pauses;
+        worker
     }
 }
 
@@ -175,49 +220,38 @@ async fn remove(
     }
 }
 
-/// One batch of the table's stream, in order. Processing stops at the first record that
-/// fails for now, reported so the stream retries from it (those before it are done and
-/// those after it have not been started); a record that is not a new event is skipped.
-pub async fn handle_stream(evaluator: &Evaluator, event: StreamEvent, deadline: Instant) -> BatchResponse {
-    // First attempts are made inline only early in a batch: after that they are queued,
-    // so a hanging receiver holds a shard's batch for one attempt at most, not for the
-    // whole invocation, and other tenants' alerts on the shard are not held back.
-    let deadline = deadline.min(Instant::now() + INLINE_WINDOW);
-    for record in &event.records {
-        let sequence = record.dynamodb.sequence_number.clone().unwrap_or_default();
-        let stored = match inserted_event(record) {
-            Ok(Some(stored)) => stored,
-            Ok(None) => continue,
-            // A stored event that fails its hash: no retry mends it, and alerting on an
-            // altered event would be wrong. The query path refuses it too.
-            Err(e) => {
-                tracing::error!(error = %e, %sequence, "stream record skipped");
-                continue;
-            }
-        };
-        if let Err(e) = evaluator.event(&stored, deadline).await {
-            tracing::warn!(error = %e, event = %stored.event.id, "alert evaluation failed; the stream retries it");
-            return BatchResponse { batch_item_failures: vec![ItemFailure { item_identifier: sequence }] };
-        }
+/// One batch of the table's stream: each new event matched and handed to its tenant's
+/// work, in order, stopping before the invocation's deadline; the answer names the first
+/// record not handed over, which the stream delivers again with those after it.
+pub async fn handle_stream(intake: &Intake, event: StreamEvent, deadline: Instant) -> BatchResponse {
+    let records = event
+        .records
+        .iter()
+        .map(|record| {
+            let sequence = record.dynamodb.sequence_number.clone().unwrap_or_default();
+            let event = match inserted_event(record) {
+                Ok(stored) => stored,
+                // A stored event that fails its hash: no retry mends it, and alerting on an
+                // altered event would be wrong. The query path refuses it too.
+                Err(e) => {
+                    tracing::error!(error = %e, %sequence, "stream record skipped");
+                    None
+                }
+            };
+            Record { sequence, event }
+        })
+        .collect();
+    match intake.batch(records, deadline).await {
+        None => BatchResponse::default(),
+        Some(sequence) => BatchResponse { batch_item_failures: vec![ItemFailure { item_identifier: sequence }] },
     }
-    BatchResponse::default()
 }
 
-/// One delivery of the retry queue: each due attempt made; a message that is not ours
-/// is dropped, one that failed for now goes back.
-pub async fn handle_retries(deliverer: &Deliverer, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-    partial_batch(event, |m| async move {
-        match deliverer.retry(m.body.as_deref().unwrap_or_default(), deadline).await {
-            Ok(()) => true,
-            Err(AlertError::BadMessage(e)) => {
-                tracing::error!(error = %e, "retry message dropped");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "retry failed for now");
-                false
-            }
-        }
+/// One delivery of the work queue: each tenant's turn served at once, side by side; a
+/// turn another worker holds, or one that could not be passed on, goes back.
+pub async fn handle_work(turns: &Turns, worker: &Worker, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+    concurrent_batch(event, |m| async move {
+        turns.serve(m.body.as_deref().unwrap_or_default(), worker, deadline).await == Served::Done
     })
     .await
 }
@@ -225,7 +259,7 @@ pub async fn handle_retries(deliverer: &Deliverer, event: SqsEvent, deadline: In
 /// Which of its two event sources an invocation of `alerts` comes from.
 pub enum Invocation {
     Stream(StreamEvent),
-    Retries(SqsEvent),
+    Work(SqsEvent),
 }
 
 impl Invocation {
@@ -234,7 +268,7 @@ impl Invocation {
     pub fn parse(payload: Value) -> Result<Self, serde_json::Error> {
         let source = payload.pointer("/Records/0/eventSource").and_then(Value::as_str).unwrap_or_default();
         if source == "aws:sqs" {
-            serde_json::from_value(payload).map(Invocation::Retries)
+            serde_json::from_value(payload).map(Invocation::Work)
         } else {
             serde_json::from_value(payload).map(Invocation::Stream)
         }

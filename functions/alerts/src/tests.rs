@@ -2,10 +2,9 @@
 
 use super::*;
 use audit::domain::tenant::TenantId;
-use audit::memory::{MemoryAlerts, MemoryNotifier, MemoryQueue, MemoryStore};
+use audit::memory::{MemoryAlerts, MemoryNotifier, MemoryStore};
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
-use audit_runtime::run::SqsMessage;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
@@ -78,35 +77,46 @@ async fn rules_need_the_admin_scope_a_valid_body_and_an_id_of_the_tenant() {
     assert_eq!(call(&r, "PATCH", &format!("/v1/alerts/{id}"), &other, r#"{"enabled": false}"#).await.0, 404);
 }
 
-fn deliverer(alerts: &Arc<MemoryAlerts>, queue: &Arc<MemoryQueue>) -> Deliverer {
-    let notifier = Arc::new(MemoryNotifier::default());
-    let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
-    Deliverer::on(alerts, &notifier, queue, schedule, Duration::from_secs(1))
-}
-
 #[tokio::test]
-async fn retry_messages_that_are_not_ours_are_dropped_and_storage_failures_go_back() {
-    let (alerts, queue) = (Arc::new(MemoryAlerts::default()), Arc::new(MemoryQueue::default()));
-    let d = deliverer(&alerts, &queue);
+async fn turn_messages_that_are_not_ours_are_dropped_and_a_held_turn_goes_back() {
+    use audit::domain::delivery::RetrySchedule;
+    use audit::memory::{MemoryQueue, MemoryTurns};
+    use audit::ports::TurnStore;
+    let alerts = Arc::new(MemoryAlerts::default());
+    let store = Arc::new(MemoryTurns::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let turns = Turns {
+        kind: audit::domain::turn::ALERTS,
+        store: store.clone(),
+        queue: queue.clone(),
+        hold: Duration::from_secs(60),
+    };
+    let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
+    let worker = Worker::on(&alerts, &Arc::new(MemoryNotifier::default()), schedule, Duration::from_secs(1));
+    turns.offer(&tenant("t-a")).await.unwrap_or_else(|e| panic!("{e}"));
+    let turn = queue.receive().remove(0).body;
+    // Another worker holds the turn.
+    let token = store.token(audit::domain::turn::ALERTS, &tenant("t-a")).unwrap_or_default();
+    let now = audit::domain::timestamp::Timestamp::now();
+    let held = store.take(audit::domain::turn::ALERTS, &tenant("t-a"), &token, now, now.plus_seconds(60)).await;
+    assert!(matches!(held, Ok(audit::ports::Take::Held { .. })));
     let message = |id: &str, body: &str| {
-        let mut m = SqsMessage::default();
+        let mut m = audit_runtime::run::SqsMessage::default();
         m.message_id = Some(id.into());
         m.body = Some(body.into());
         m
     };
-    alerts.faults.add(audit::memory::Fault::after("delivery", 0).unavailable());
-    let due = json!({"tenant_id": "t-a", "rule_id": "r", "delivery_id": "d", "due_at": 0, "attempt": 2}).to_string();
     let mut event = SqsEvent::default();
-    event.records = vec![message("bad", "not json"), message("due", &due)];
-    let response = handle_retries(&d, event, std::time::Instant::now() + Duration::from_secs(60)).await;
+    event.records = vec![message("bad", "not json"), message("held", &turn)];
+    let response = handle_work(&turns, &worker, event, std::time::Instant::now() + Duration::from_secs(60)).await;
     let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    assert_eq!(failed, ["due"]);
+    assert_eq!(failed, ["held"]);
 }
 
 #[test]
 fn invocations_are_told_apart_by_their_source() {
     let sqs = json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": "{}"}]});
-    assert!(matches!(Invocation::parse(sqs), Ok(Invocation::Retries(_))));
+    assert!(matches!(Invocation::parse(sqs), Ok(Invocation::Work(_))));
     let stream = json!({"Records": [{"eventSource": "aws:dynamodb", "eventName": "INSERT", "dynamodb": {}}]});
     assert!(matches!(Invocation::parse(stream), Ok(Invocation::Stream(_))));
     assert!(matches!(Invocation::parse(json!({"Records": []})), Ok(Invocation::Stream(_))));

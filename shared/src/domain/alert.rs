@@ -6,6 +6,7 @@
 //! [`Filter::matches_besides_time`], so a rule fires on exactly the events a tenant sees
 //! when they list with those filters.
 
+use crate::domain::canonical::sha256_hex;
 use crate::domain::egress::{self, Egress, WebhookUrl};
 use crate::domain::event::{Outcome, Reason, Violation, check_nul};
 use crate::domain::filter::{ActionMatch, Extra, Fields, Filter, parse_query, query_pairs};
@@ -441,6 +442,18 @@ impl Destination {
             }
             Destination::Sns { .. } => self.to_json(),
         }
+    }
+
+    /// What identifies the destination to its deliveries and its circuit breaker: a
+    /// digest of the whole URL or topic, so a delivery made for one never goes to another
+    /// and keys never hold a receiver's token.
+    #[must_use]
+    pub fn key(&self) -> String {
+        let (kind, text) = match self {
+            Destination::Webhook(url) => ("webhook", url.text.as_str()),
+            Destination::Sns { topic_arn } => ("sns", topic_arn.as_str()),
+        };
+        format!("{kind}:{}", &sha256_hex(&format!("audit-alert-destination\0{kind}\0{text}"))[..32])
     }
 
     #[must_use]

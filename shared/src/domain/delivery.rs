@@ -2,8 +2,8 @@
 //! is due, and what a rule shows of its deliveries (`GET /v1/alerts/{id}`).
 //!
 //! A delivery is stored before its first attempt, in the same write that moves the
-//! rule's state (the outbox), so a crash between deciding and sending loses nothing: the
-//! stream record is processed again, finds the delivery still `pending`, and sends it.
+//! rule's state and puts its attempt on the tenant's agenda (the outbox), so a crash
+//! between deciding and sending loses nothing: the agenda still holds the attempt.
 
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
@@ -47,7 +47,10 @@ pub struct Delivery {
     pub id: String,
     pub tenant_id: TenantId,
     pub rule_id: String,
-    /// The matching events it carries.
+    /// The destination it was made for ([`crate::domain::alert::Destination::key`]): it
+    /// goes there or nowhere.
+    pub destination: String,
+    /// The events it names.
     pub event_ids: Vec<String>,
     /// The exact bytes signed and sent, on every attempt.
     pub body: String,
@@ -58,10 +61,13 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
-/// What became of one attempt.
+/// What became of one attempt, or of a delivery ended without one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub at: Timestamp,
+    /// Whether a request went out (a delivery ended because its rule changed, or because
+    /// its destination stayed paused past its schedule, did not make one).
+    pub sent: bool,
     /// The error, when it failed.
     pub error: Option<String>,
     /// Where the delivery stands after it.
@@ -130,6 +136,14 @@ impl RetrySchedule {
     pub fn total(&self) -> Duration {
         self.0.iter().sum()
     }
+
+    /// Whether a delivery created at `created` is past the time its schedule gives it:
+    /// one whose destination stayed paused that long ends a dead letter unattempted.
+    #[must_use]
+    pub fn outlived(&self, created: Timestamp, now: Timestamp) -> bool {
+        let total = i64::try_from(self.total().as_micros()).unwrap_or(i64::MAX);
+        now.micros().saturating_sub(created.micros()) > total
+    }
 }
 
 impl Delivery {
@@ -138,14 +152,26 @@ impl Delivery {
     pub fn attempt(&self, at: Timestamp, error: Option<String>, schedule: &RetrySchedule) -> Attempt {
         let made = self.attempts.saturating_add(1);
         match error {
-            None => Attempt { at, error: None, status: Status::Delivered, next_at: None },
+            None => Attempt { at, sent: true, error: None, status: Status::Delivered, next_at: None },
             Some(e) => {
                 let error = Some(e.chars().take(MAX_ERROR_CHARS).collect());
                 match schedule.next_after(made, at) {
-                    Some(next) => Attempt { at, error, status: Status::Retrying, next_at: Some(next) },
-                    None => Attempt { at, error, status: Status::Dead, next_at: None },
+                    Some(next) => Attempt { at, sent: true, error, status: Status::Retrying, next_at: Some(next) },
+                    None => Attempt { at, sent: true, error, status: Status::Dead, next_at: None },
                 }
             }
+        }
+    }
+
+    /// Ends the delivery at `at` without an attempt, a dead letter for `reason`.
+    #[must_use]
+    pub fn end(at: Timestamp, reason: &str) -> Attempt {
+        Attempt {
+            at,
+            sent: false,
+            error: Some(reason.chars().take(MAX_ERROR_CHARS).collect()),
+            status: Status::Dead,
+            next_at: None,
         }
     }
 }
@@ -196,36 +222,6 @@ impl Summary {
     }
 }
 
-/// The retry queue's message: which delivery, and when its next attempt is due (a queue
-/// delays a message by at most 15 minutes, so a longer wait is a chain of hops).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryMessage {
-    pub tenant_id: String,
-    pub rule_id: String,
-    pub delivery_id: String,
-    /// Microseconds since the epoch.
-    pub due_at: i64,
-    /// Which attempt it runs (2 for the first retry; 1 for a first attempt that did not
-    /// fit in its stream invocation): a message whose attempt was made already is a
-    /// duplicate, one that arrives before its previous attempt was recorded waits.
-    pub attempt: u32,
-}
-
-/// Longest delay a queue message can carry (SQS: 900 s).
-pub const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
-
-impl RetryMessage {
-    /// How long to hold the message before it is due, in whole seconds rounded up (a
-    /// message never arrives before its time), capped at what a queue can delay.
-    #[must_use]
-    pub fn delay_seconds(&self, now: Timestamp) -> u32 {
-        let left = (self.due_at - now.micros()).max(0);
-        let seconds = left.div_euclid(1_000_000) + i64::from(left.rem_euclid(1_000_000) > 0);
-        u32::try_from(seconds).unwrap_or(u32::MAX).min(MAX_QUEUE_DELAY_SECONDS)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +256,7 @@ mod tests {
             id: "msg_1".into(),
             tenant_id: TenantId::parse("t").expect("tenant"),
             rule_id: "r".into(),
+            destination: "webhook:d".into(),
             event_ids: vec!["e".into()],
             body: "{}".into(),
             created_at: at(0),
@@ -281,21 +278,5 @@ mod tests {
         assert_eq!(a.error.map(|e| e.len()), Some(MAX_ERROR_CHARS));
         let a = delivery(2).attempt(at(13), None, &s);
         assert_eq!(a.status, Status::Delivered);
-    }
-
-    #[test]
-    fn a_long_wait_is_held_in_hops_a_queue_can_delay() {
-        let m = RetryMessage {
-            tenant_id: "t".into(),
-            rule_id: "r".into(),
-            delivery_id: "d".into(),
-            due_at: at(3600).micros(),
-            attempt: 2,
-        };
-        assert_eq!(m.delay_seconds(at(0)), MAX_QUEUE_DELAY_SECONDS);
-        assert_eq!(m.delay_seconds(at(3000)), 600);
-        assert_eq!(m.delay_seconds(at(3600).plus_micros(-1)), 1, "rounded up: never early");
-        assert_eq!(m.delay_seconds(at(3600)), 0);
-        assert_eq!(m.delay_seconds(at(4000)), 0);
     }
 }

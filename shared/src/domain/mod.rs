@@ -8,6 +8,8 @@
 //! a new read filter starts in [`filter`].
 
 pub mod alert;
+pub mod alerting;
+pub mod breaker;
 pub mod budget;
 pub mod canonical;
 pub mod catalog;
@@ -27,8 +29,10 @@ pub mod ingest;
 pub mod manifest;
 pub mod number;
 pub mod plan;
+pub mod rate;
 pub mod retention;
 pub mod row;
 pub mod tenant;
 pub mod timestamp;
+pub mod turn;
 pub mod webhook;

@@ -1,8 +1,9 @@
-//! Alert rules, their state and deliveries in memory, with the table's semantics (the
-//! rule limit and the commit are all or nothing), and a notifier that records what it
-//! is asked to send.
+//! Alert rules, their states, the tenants' agendas and the deliveries in memory, with
+//! the table's semantics (the rule limit and every change all or nothing, applied
+//! markers), and a notifier that records what it is asked to send.
 
 use crate::domain::alert::{Destination, MAX_RULES_PER_TENANT, Rule};
+use crate::domain::alerting::RuleState;
 use crate::domain::delivery::{Attempt, DeadLetter, Delivery, Status, Summary};
 use crate::domain::egress::WebhookUrl;
 use crate::domain::tenant::TenantId;
@@ -10,26 +11,39 @@ use crate::domain::timestamp::Timestamp;
 use crate::domain::webhook::Secrets;
 use crate::memory::{FaultKind, Faults};
 use crate::ports::{
-    AlertRules, AlertState, Commit, Deliveries, Notifier, RuleWriteError, SendError, StoreError, StoredRule,
+    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched, Notifier, RuleChange,
+    RuleWriteError, SendError, StoreError, StoredRule,
 };
-use crate::usecases::alerts::RuleState;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
+
+/// An agenda entry's key within its tenant: when it is due, then what it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Entry {
+    /// A matched event: its id and part.
+    Matched(String, u8),
+    /// An attempt: rule and delivery ids.
+    Attempt(String, String),
+    /// A flush: the rule id.
+    Flush(String),
+}
 
 #[derive(Default)]
 struct Tables {
     rules: BTreeMap<(TenantId, String), StoredRule>,
     states: HashMap<(TenantId, String), (RuleState, u64)>,
-    applied: BTreeSet<(TenantId, String, String)>,
+    /// Applied matched entries: (tenant, event id, part).
+    applied: BTreeSet<(TenantId, String, u8)>,
+    agenda: BTreeMap<(TenantId, i64, Entry), Option<Matched>>,
     deliveries: BTreeMap<(TenantId, String, String), Delivery>,
 }
 
 #[derive(Default)]
 pub struct MemoryAlerts {
     tables: Mutex<Tables>,
-    /// Operations: `create`, `get`, `list`, `replace`, `delete`, `state`, `commit`,
-    /// `delivery`, `record`; details: the rule id.
+    /// Operations: `create`, `get`, `list`, `replace`, `delete`, `put`, `due`, `state`,
+    /// `apply`, `flush`, `delivery`, `record`, `defer`; details: the rule or event id.
     pub faults: Faults,
 }
 
@@ -45,10 +59,16 @@ impl MemoryAlerts {
         })
     }
 
-    /// Every stored delivery, oldest first by id.
+    /// Every stored delivery, by tenant, rule and id.
     #[must_use]
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.tables.lock().map(|t| t.deliveries.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// How many entries the tenant's agenda holds.
+    #[must_use]
+    pub fn agenda_len(&self, tenant: &TenantId) -> usize {
+        self.tables.lock().map(|t| t.agenda.keys().filter(|(x, _, _)| x == tenant).count()).unwrap_or_default()
     }
 }
 
@@ -98,37 +118,132 @@ impl AlertRules for MemoryAlerts {
 }
 
 #[async_trait]
+impl AlertInbox for MemoryAlerts {
+    async fn put(&self, matched: &[Matched]) -> Result<(), StoreError> {
+        for m in matched {
+            self.check("put", &m.event.event.id)?;
+        }
+        let mut t = self.lock()?;
+        for m in matched {
+            let e = &m.event;
+            let key = (e.event.tenant_id.clone(), e.received_at.micros(), Entry::Matched(e.event.id.clone(), m.part));
+            t.agenda.insert(key, Some(m.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AlertAgenda for MemoryAlerts {
+    async fn due(&self, tenant: &TenantId, now: Timestamp, limit: usize) -> Result<Vec<Due>, StoreError> {
+        self.check("due", tenant.as_str())?;
+        let t = self.lock()?;
+        let entries = t.agenda.iter().filter(|((x, at, _), _)| x == tenant && *at <= now.micros()).take(limit);
+        entries
+            .map(|((_, at, entry), matched)| {
+                let due = Timestamp::from_micros(*at).map_err(|_| StoreError::Corrupt("agenda time".into()))?;
+                Ok(match (entry, matched) {
+                    (Entry::Matched(..), Some(m)) => Due::Matched(Box::new(m.clone())),
+                    (Entry::Matched(..), None) => {
+                        return Err(StoreError::Corrupt("a matched entry without its event".into()));
+                    }
+                    (Entry::Attempt(rule, id), _) => {
+                        Due::Attempt { rule_id: rule.clone(), delivery_id: id.clone(), due }
+                    }
+                    (Entry::Flush(rule), _) => Due::Flush { rule_id: rule.clone(), due },
+                })
+            })
+            .collect()
+    }
+
+    async fn next_due(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        self.check("due", tenant.as_str())?;
+        let t = self.lock()?;
+        let first = t.agenda.keys().find(|(x, _, _)| x == tenant).map(|(_, at, _)| *at);
+        Ok(first.and_then(|m| Timestamp::from_micros(m).ok()))
+    }
+}
+
+impl Tables {
+    /// Whether each change's state is still at the version it was decided from.
+    fn conflicts(&self, tenant: &TenantId, changes: &[RuleChange]) -> Vec<String> {
+        changes
+            .iter()
+            .filter(|c| self.states.get(&(tenant.clone(), c.rule_id.clone())).map_or(0, |(_, v)| *v) != c.version)
+            .map(|c| c.rule_id.clone())
+            .collect()
+    }
+
+    fn make(&mut self, tenant: &TenantId, changes: &[RuleChange]) {
+        for c in changes {
+            self.states.insert((tenant.clone(), c.rule_id.clone()), (c.next.clone(), c.version + 1));
+            if let Some(at) = c.cancel_flush {
+                self.agenda.remove(&(tenant.clone(), at.micros(), Entry::Flush(c.rule_id.clone())));
+            }
+            if let Some(at) = c.schedule_flush {
+                self.agenda.insert((tenant.clone(), at.micros(), Entry::Flush(c.rule_id.clone())), None);
+            }
+            if let Some(d) = &c.delivery {
+                let due = (tenant.clone(), d.created_at.micros(), Entry::Attempt(d.rule_id.clone(), d.id.clone()));
+                self.agenda.insert(due, None);
+                self.deliveries.entry((tenant.clone(), d.rule_id.clone(), d.id.clone())).or_insert_with(|| d.clone());
+            }
+        }
+    }
+}
+
+#[async_trait]
 impl AlertState for MemoryAlerts {
     async fn state(&self, tenant: &TenantId, rule_id: &str) -> Result<(RuleState, u64), StoreError> {
         self.check("state", rule_id)?;
         Ok(self.lock()?.states.get(&(tenant.clone(), rule_id.to_owned())).cloned().unwrap_or_default())
     }
 
-    async fn commit(
+    async fn apply(&self, matched: &Matched, changes: &[RuleChange]) -> Result<Applied, StoreError> {
+        self.check("apply", &matched.event.event.id)?;
+        let mut t = self.lock()?;
+        let e = &matched.event;
+        let tenant = &e.event.tenant_id;
+        let key = (tenant.clone(), e.received_at.micros(), Entry::Matched(e.event.id.clone(), matched.part));
+        if !t.agenda.contains_key(&key) {
+            return Ok(Applied::Gone);
+        }
+        let mark = (tenant.clone(), e.event.id.clone(), matched.part);
+        if t.applied.contains(&mark) {
+            t.agenda.remove(&key);
+            return Ok(Applied::Replayed);
+        }
+        let conflicts = t.conflicts(tenant, changes);
+        if !conflicts.is_empty() {
+            return Ok(Applied::Conflict(conflicts));
+        }
+        t.agenda.remove(&key);
+        t.applied.insert(mark);
+        t.make(tenant, changes);
+        Ok(Applied::Done)
+    }
+
+    async fn flush(
         &self,
         tenant: &TenantId,
         rule_id: &str,
-        event_id: &str,
-        version: u64,
-        next: &RuleState,
-        delivery: Option<&Delivery>,
-    ) -> Result<Commit, StoreError> {
-        self.check("commit", rule_id)?;
+        due: Timestamp,
+        change: Option<&RuleChange>,
+    ) -> Result<Applied, StoreError> {
+        self.check("flush", rule_id)?;
         let mut t = self.lock()?;
-        let mark = (tenant.clone(), rule_id.to_owned(), event_id.to_owned());
-        if t.applied.contains(&mark) {
-            return Ok(Commit::Replayed);
+        let key = (tenant.clone(), due.micros(), Entry::Flush(rule_id.to_owned()));
+        if !t.agenda.contains_key(&key) {
+            return Ok(Applied::Gone);
         }
-        let key = (tenant.clone(), rule_id.to_owned());
-        if t.states.get(&key).map_or(0, |(_, v)| *v) != version {
-            return Ok(Commit::Conflict);
+        let changes: Vec<RuleChange> = change.into_iter().cloned().collect();
+        let conflicts = t.conflicts(tenant, &changes);
+        if !conflicts.is_empty() {
+            return Ok(Applied::Conflict(conflicts));
         }
-        t.applied.insert(mark);
-        t.states.insert(key, (next.clone(), version + 1));
-        if let Some(d) = delivery {
-            t.deliveries.entry((tenant.clone(), rule_id.to_owned(), d.id.clone())).or_insert_with(|| d.clone());
-        }
-        Ok(Commit::Done)
+        t.agenda.remove(&key);
+        t.make(tenant, &changes);
+        Ok(Applied::Done)
     }
 }
 
@@ -139,17 +254,54 @@ impl Deliveries for MemoryAlerts {
         Ok(self.lock()?.deliveries.get(&(tenant.clone(), rule_id.to_owned(), id.to_owned())).cloned())
     }
 
-    async fn record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
+    async fn record(&self, delivery: &Delivery, due: Timestamp, attempt: &Attempt) -> Result<(), StoreError> {
         self.check("record", &delivery.rule_id)?;
         let mut t = self.lock()?;
-        let key = (delivery.tenant_id.clone(), delivery.rule_id.clone(), delivery.id.clone());
-        let Some(d) = t.deliveries.get_mut(&key) else { return Ok(()) };
+        let tenant = delivery.tenant_id.clone();
+        let entry = |at: i64| (tenant.clone(), at, Entry::Attempt(delivery.rule_id.clone(), delivery.id.clone()));
+        let key = (tenant.clone(), delivery.rule_id.clone(), delivery.id.clone());
+        // Only from where this attempt started, and never past a final status.
+        let Some(d) = t.deliveries.get_mut(&key).filter(|d| d.attempts == delivery.attempts && !d.status.is_final())
+        else {
+            t.agenda.remove(&entry(due.micros()));
+            return Ok(());
+        };
         d.status = attempt.status;
-        d.attempts = delivery.attempts.saturating_add(1);
+        if attempt.sent {
+            d.attempts = delivery.attempts.saturating_add(1);
+        }
         d.last_error.clone_from(&attempt.error);
         let d = d.clone();
-        if let Some(rule) = t.rules.get_mut(&(delivery.tenant_id.clone(), delivery.rule_id.clone())) {
+        t.agenda.remove(&entry(due.micros()));
+        if let Some(next) = attempt.next_at {
+            t.agenda.insert(entry(next.micros()), None);
+        }
+        if let Some(rule) = t.rules.get_mut(&(tenant, delivery.rule_id.clone())) {
             apply(&mut rule.summary, &d, attempt);
+        }
+        Ok(())
+    }
+
+    async fn forget(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        delivery_id: &str,
+        due: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.check("record", rule_id)?;
+        let mut t = self.lock()?;
+        t.agenda.remove(&(tenant.clone(), due.micros(), Entry::Attempt(rule_id.to_owned(), delivery_id.to_owned())));
+        Ok(())
+    }
+
+    async fn defer(&self, delivery: &Delivery, due: Timestamp, to: Timestamp) -> Result<(), StoreError> {
+        self.check("defer", &delivery.rule_id)?;
+        let mut t = self.lock()?;
+        let entry =
+            |at: i64| (delivery.tenant_id.clone(), at, Entry::Attempt(delivery.rule_id.clone(), delivery.id.clone()));
+        if t.agenda.remove(&entry(due.micros())).is_some() {
+            t.agenda.insert(entry(to.micros()), None);
         }
         Ok(())
     }
@@ -158,12 +310,16 @@ impl Deliveries for MemoryAlerts {
 /// What an attempt changes in a rule's summary (the DynamoDB adapter's update does the
 /// same with `SET` and `ADD`).
 fn apply(s: &mut Summary, d: &Delivery, attempt: &Attempt) {
-    s.last_attempt_at = Some(attempt.at);
+    if attempt.sent {
+        s.last_attempt_at = Some(attempt.at);
+    }
     match &attempt.error {
         None => s.last_delivered_at = Some(attempt.at),
         Some(e) => {
             s.last_error = Some((attempt.at, e.clone()));
-            s.failed_attempts += 1;
+            if attempt.sent {
+                s.failed_attempts += 1;
+            }
         }
     }
     if attempt.status == Status::Dead {

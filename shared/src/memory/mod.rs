@@ -12,11 +12,13 @@ mod alerts;
 mod blobs;
 mod queue;
 mod store;
+mod turns;
 
 pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
+pub use turns::MemoryTurns;
 
 use std::sync::Mutex;
 

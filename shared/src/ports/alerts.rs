@@ -1,13 +1,14 @@
 //! Alert rules, their state, their deliveries, and the way out to webhooks and SNS.
 
 use crate::domain::alert::{Destination, Rule};
+use crate::domain::alerting::RuleState;
 use crate::domain::delivery::{Attempt, Delivery, Summary};
 use crate::domain::egress::WebhookUrl;
+use crate::domain::event::StoredEvent;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::domain::webhook::Secrets;
 use crate::ports::StoreError;
-use crate::usecases::alerts::RuleState;
 use async_trait::async_trait;
 
 /// A rule as stored, with what its deliveries left on it.
@@ -61,40 +62,114 @@ pub trait AlertRules: Send + Sync {
     async fn delete(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
 }
 
-/// How [`AlertState::commit`] went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    Done,
-    /// The state moved since it was read (another batch): read it again and decide anew.
-    Conflict,
-    /// This event was already applied to this rule (a stream record processed again):
-    /// nothing changed.
-    Replayed,
+/// Most rules one matched event lists in one agenda entry; an event that matches more
+/// is split into entries of at most this many, so each is applied in one transaction.
+pub const RULES_PER_MATCHED: usize = 24;
+
+/// An event that matched some of its tenant's rules as it arrived, waiting on the
+/// tenant's agenda for its turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matched {
+    pub event: StoredEvent,
+    /// The rules it matched when it arrived (at most [`RULES_PER_MATCHED`]).
+    pub rules: Vec<String>,
+    /// Which entry of the event this is, when it matched more rules than one holds.
+    pub part: u8,
 }
 
-/// A rule's threshold state, and the record of which events it has counted.
+/// Something due on a tenant's agenda.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// A matched event to judge (boxed: it carries the whole event).
+    Matched(Box<Matched>),
+    /// An attempt at a delivery.
+    Attempt { rule_id: String, delivery_id: String, due: Timestamp },
+    /// A rule's folded notifications to send.
+    Flush { rule_id: String, due: Timestamp },
+}
+
+/// The stream's side: matched events onto their tenants' agendas.
+#[async_trait]
+pub trait AlertInbox: Send + Sync {
+    /// Puts `matched` on the agendas. Putting an entry again (a stream record read twice)
+    /// writes the same item; the applied marker keeps it from counting twice.
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn put(&self, matched: &[Matched]) -> Result<(), StoreError>;
+}
+
+/// A tenant's agenda: everything its worker has to do, by the time it is due.
+#[async_trait]
+pub trait AlertAgenda: Send + Sync {
+    /// Entries due at `now`, earliest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage unavailable, or an entry that cannot be read.
+    async fn due(&self, tenant: &TenantId, now: Timestamp, limit: usize) -> Result<Vec<Due>, StoreError>;
+
+    /// When the earliest entry is due; `None` when the agenda is empty.
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn next_due(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError>;
+}
+
+/// A rule's state moved by a match or a flush, and what that sets going.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleChange {
+    pub rule_id: String,
+    /// The version of the state it was decided from (0: the rule had none).
+    pub version: u64,
+    pub next: RuleState,
+    /// A notification: stored with its first attempt due at once.
+    pub delivery: Option<Delivery>,
+    /// A flush of folded notifications to put on the agenda.
+    pub schedule_flush: Option<Timestamp>,
+    /// A flush to take off the agenda (the notification absorbed what it would send).
+    pub cancel_flush: Option<Timestamp>,
+}
+
+/// How an all-or-nothing change went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// The entry was applied already (a stream record read again): nothing changed but
+    /// the entry's removal.
+    Replayed,
+    /// The entry is gone (another worker applied it): nothing changed.
+    Gone,
+    /// These rules' states moved since they were read: read them again and decide anew.
+    Conflict(Vec<String>),
+}
+
+/// Rule states, and the changes matches and flushes make, each all or nothing.
 #[async_trait]
 pub trait AlertState: Send + Sync {
-    /// The rule's state and its version (0 before the first match).
+    /// The rule's state and its version (0 before the first change).
     ///
     /// # Errors
     /// Storage unavailable.
     async fn state(&self, tenant: &TenantId, rule_id: &str) -> Result<(RuleState, u64), StoreError>;
 
-    /// All or nothing: marks `event_id` as applied to the rule, moves its state from
-    /// `version` to `next`, and stores `delivery` (when the match notifies).
+    /// Takes `matched` off its tenant's agenda, marks it applied, and makes `changes`.
     ///
     /// # Errors
     /// Storage unavailable.
-    async fn commit(
+    async fn apply(&self, matched: &Matched, changes: &[RuleChange]) -> Result<Applied, StoreError>;
+
+    /// Takes the rule's flush due at `due` off the agenda and makes `change` (which may
+    /// schedule the next flush).
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn flush(
         &self,
         tenant: &TenantId,
         rule_id: &str,
-        event_id: &str,
-        version: u64,
-        next: &RuleState,
-        delivery: Option<&Delivery>,
-    ) -> Result<Commit, StoreError>;
+        due: Timestamp,
+        change: Option<&RuleChange>,
+    ) -> Result<Applied, StoreError>;
 }
 
 /// Stored deliveries.
@@ -104,12 +179,32 @@ pub trait Deliveries: Send + Sync {
     /// Storage unavailable, or a stored delivery that cannot be read.
     async fn delivery(&self, tenant: &TenantId, rule_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
 
-    /// Records one attempt on the delivery (status, attempts, error) and on its rule's
-    /// [`Summary`] (nothing there when the rule is gone).
+    /// Records the attempt that was due at `due` (or the delivery's end without one):
+    /// the delivery moves on only from where it stood (`delivery.attempts`), its agenda
+    /// entry moves to the next attempt or goes, and the rule's [`Summary`] shows it
+    /// (nothing there when the rule is gone).
     ///
     /// # Errors
     /// Storage unavailable.
-    async fn record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError>;
+    async fn record(&self, delivery: &Delivery, due: Timestamp, attempt: &Attempt) -> Result<(), StoreError>;
+
+    /// Takes an attempt off the agenda whose delivery is gone or ended.
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn forget(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        delivery_id: &str,
+        due: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the attempt due at `due` to `to`, not making it (its destination is paused).
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn defer(&self, delivery: &Delivery, due: Timestamp, to: Timestamp) -> Result<(), StoreError>;
 }
 
 /// Why a notification was not delivered. Every failure is retried on the schedule: a

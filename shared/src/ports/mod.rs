@@ -14,8 +14,10 @@ pub mod exports;
 pub mod queue;
 pub mod registry;
 pub mod tenants;
+pub mod turns;
 
-pub use alerts::{AlertRules, AlertState, Commit, Deliveries, Notifier, RuleWriteError, SendError, StoredRule};
+pub use alerts::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched, Notifier};
+pub use alerts::{RULES_PER_MATCHED, RuleChange, RuleWriteError, SendError, StoredRule};
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
 pub use catalogs::{CatalogRead, Catalogs};
 pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, FETCH_MAX, Health};
@@ -24,3 +26,4 @@ pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};
 pub use registry::{ArchiveRegistry, RegistryError};
 pub use tenants::{TenantRegistry, Tenants};
+pub use turns::{Noted, Passed, Take, TurnStore};

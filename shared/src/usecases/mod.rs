@@ -14,6 +14,7 @@ pub mod files;
 pub mod ingest;
 pub mod merge;
 pub mod query;
+pub mod turns;
 pub mod verify;
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! Alert rules, their threshold states and applied-event markers (ALERTS.md, "DynamoDB
-//! items"); deliveries are in [`super::deliveries`].
+//! Alert rules, their states, and the all-or-nothing changes a tenant's worker makes
+//! (docs/design.md, "Alerts"); deliveries are in [`super::deliveries`], the agenda in
+//! [`super::agenda`].
 //!
 //! A tenant's rules, their count and their states share the partition `AL#{tenant}`, so
 //! a creation moves the rule and the count in one transaction (the limit holds under
-//! concurrent creations) and a match moves the marker, the state and the delivery in
-//! another (a replayed stream record finds its marker; two batches racing on one state
-//! see their versions differ). Markers and deliveries expire through the table's TTL.
+//! concurrent creations). Applying a matched event is another: its agenda entry goes, its
+//! applied marker is written (a stream record read again finds it), each rule state it
+//! moves is replaced at the version it was read at, and each notification is stored with
+//! its first attempt on the agenda. Markers and deliveries expire through the table's TTL.
 
+use crate::dynamodb::agenda::{attempt_key, flush_key, matched_key};
 use crate::dynamodb::deliveries::delivery_item;
 use crate::dynamodb::export_jobs::TTL;
 use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
@@ -14,11 +17,11 @@ use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
 use audit::domain::alert::{MAX_RULES_PER_TENANT, Rule};
-use audit::domain::delivery::{DeadLetter, Delivery, Summary};
+use audit::domain::alerting::{Folded, RuleState};
+use audit::domain::delivery::{DeadLetter, Summary};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
-use audit::ports::{AlertRules, AlertState, Commit, RuleWriteError, StoreError, StoredRule};
-use audit::usecases::alerts::RuleState;
+use audit::ports::{AlertRules, AlertState, Applied, Matched, RuleChange, RuleWriteError, StoreError, StoredRule};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
@@ -52,24 +55,52 @@ pub(super) mod attr {
     pub const VERSION: &str = "v";
 }
 
-/// The stored form of [`RuleState`].
+/// The stored form of [`RuleState`] (times in µs).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateDoc {
     minutes: Vec<(i64, u32)>,
     last: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bucket: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    folded: Option<FoldedDoc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FoldedDoc {
+    count: u64,
+    named: Vec<String>,
+    flush: i64,
 }
 
 fn state_to_json(state: &RuleState) -> String {
-    let doc = StateDoc { minutes: state.minutes.clone(), last: state.last_notified.map(Timestamp::micros) };
-    serde_json::to_string(&doc).unwrap_or_else(|_| unreachable!("integers always serialize"))
+    let doc = StateDoc {
+        minutes: state.minutes.clone(),
+        last: state.last_notified.map(Timestamp::micros),
+        bucket: state.bucket.map(Timestamp::micros),
+        folded: state.folded.as_ref().map(|f| FoldedDoc {
+            count: f.count,
+            named: f.named.clone(),
+            flush: f.flush_at.micros(),
+        }),
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|_| unreachable!("integers and strings always serialize"))
 }
 
 fn state_from_json(text: &str) -> Result<RuleState, String> {
     let doc: StateDoc = serde_json::from_str(text).map_err(|e| format!("rule state: {e}"))?;
-    let last_notified =
-        doc.last.map(Timestamp::from_micros).transpose().map_err(|_| "rule state: bad last".to_owned())?;
-    Ok(RuleState { minutes: doc.minutes, last_notified })
+    let time = |m: i64| Timestamp::from_micros(m).map_err(|_| "rule state: bad time".to_owned());
+    Ok(RuleState {
+        minutes: doc.minutes,
+        last_notified: doc.last.map(time).transpose()?,
+        bucket: doc.bucket.map(time).transpose()?,
+        folded: match doc.folded {
+            Some(f) => Some(Folded { count: f.count, named: f.named, flush_at: time(f.flush)? }),
+            None => None,
+        },
+    })
 }
 
 pub(super) fn corrupt(what: &str, sk: &str, why: impl std::fmt::Display) -> StoreError {
@@ -149,7 +180,7 @@ fn rule_from_item(tenant: &TenantId, item: &Item) -> Result<StoredRule, StoreErr
 }
 
 /// How a transaction ended.
-enum Transacted {
+pub(super) enum Transacted {
     Done,
     /// Cancelled by conditions: for each item, whether its own condition failed.
     Failed(Vec<bool>),
@@ -172,7 +203,11 @@ impl Table {
     /// transaction or throttling (nothing was applied then). Also says whether an
     /// attempt may have been applied before failing (then a condition failing
     /// afterwards may be that attempt's own doing).
-    async fn transact(&self, what: &str, items: Vec<TransactWriteItem>) -> Result<(Transacted, bool), StoreError> {
+    pub(super) async fn transact(
+        &self,
+        what: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(Transacted, bool), StoreError> {
         let mut ambiguous = false;
         let mut attempt = 1;
         loop {
@@ -321,6 +356,74 @@ impl AlertRules for Table {
     }
 }
 
+/// The transaction items of one rule change: its state at the version it was read, and
+/// what it sets going (a delivery with its first attempt, a flush scheduled or cancelled).
+fn change_items(table: &str, tenant: &TenantId, c: &RuleChange) -> Result<Vec<TransactWriteItem>, StoreError> {
+    let st = s(&state_to_json(&c.next));
+    let state = if c.version == 0 {
+        let mut item = state_key(tenant, &c.rule_id);
+        item.insert(attr::STATE.into(), st);
+        item.insert(attr::VERSION.into(), n(1));
+        let put =
+            Put::builder().table_name(table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)");
+        TransactWriteItem::builder().put(built(put.build())?).build()
+    } else {
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(state_key(tenant, &c.rule_id)))
+            .update_expression("SET #st = :st, #v = :next")
+            .condition_expression("#v = :v")
+            .set_expression_attribute_names(Some(names(&[("#st", attr::STATE), ("#v", attr::VERSION)])))
+            .expression_attribute_values(":st", st)
+            .expression_attribute_values(":v", n(c.version))
+            .expression_attribute_values(":next", n(c.version.saturating_add(1)));
+        TransactWriteItem::builder().update(built(update.build())?).build()
+    };
+    let mut items = vec![state];
+    if let Some(d) = &c.delivery {
+        if d.tenant_id != *tenant || d.rule_id != c.rule_id {
+            return Err(StoreError::Refused(format!("a delivery of another rule committed to {}", c.rule_id)));
+        }
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(delivery_item(d)))
+            .condition_expression("attribute_not_exists(pk)");
+        items.push(TransactWriteItem::builder().put(built(put.build())?).build());
+        let first =
+            Put::builder().table_name(table).set_item(Some(attempt_key(tenant, d.created_at, &d.rule_id, &d.id)));
+        items.push(TransactWriteItem::builder().put(built(first.build())?).build());
+    }
+    if let Some(at) = c.schedule_flush {
+        let put = Put::builder().table_name(table).set_item(Some(flush_key(tenant, at, &c.rule_id)));
+        items.push(TransactWriteItem::builder().put(built(put.build())?).build());
+    }
+    if let Some(at) = c.cancel_flush {
+        let delete = Delete::builder().table_name(table).set_key(Some(flush_key(tenant, at, &c.rule_id)));
+        items.push(TransactWriteItem::builder().delete(built(delete.build())?).build());
+    }
+    Ok(items)
+}
+
+/// Which rules' states refused a cancelled transaction: the items of `changes` start at
+/// `offset`, each rule's state first.
+fn state_conflicts(
+    failed: &[bool],
+    offset: usize,
+    changes: &[RuleChange],
+    table: &str,
+    tenant: &TenantId,
+) -> Vec<String> {
+    let mut at = offset;
+    let mut out = Vec::new();
+    for c in changes {
+        if failed.get(at).copied().unwrap_or(false) {
+            out.push(c.rule_id.clone());
+        }
+        at += change_items(table, tenant, c).map_or(1, |i| i.len());
+    }
+    out
+}
+
 #[async_trait]
 impl AlertState for Table {
     async fn state(&self, tenant: &TenantId, rule_id: &str) -> Result<(RuleState, u64), StoreError> {
@@ -333,19 +436,16 @@ impl AlertState for Table {
         Ok((state_from_json(text).map_err(|e| corrupt("rule state", &sk, e))?, version))
     }
 
-    async fn commit(
-        &self,
-        tenant: &TenantId,
-        rule_id: &str,
-        event_id: &str,
-        version: u64,
-        next: &RuleState,
-        delivery: Option<&Delivery>,
-    ) -> Result<Commit, StoreError> {
-        if delivery.is_some_and(|d| d.tenant_id != *tenant || d.rule_id != rule_id) {
-            return Err(StoreError::Refused(format!("a delivery of another rule committed to {rule_id}")));
-        }
-        let mut marker = key(&keys::applied_pk(tenant, rule_id), event_id);
+    async fn apply(&self, matched: &Matched, changes: &[RuleChange]) -> Result<Applied, StoreError> {
+        let tenant = &matched.event.event.tenant_id;
+        let entry = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(matched_key(matched)))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        let mut marker = key(&keys::applied_pk(tenant), &format!("{}#{}", matched.event.event.id, matched.part));
         marker.insert(TTL.into(), n(Timestamp::now().plus_seconds(MARKER_SECONDS).micros().div_euclid(1_000_000)));
         let marker = built(
             Put::builder()
@@ -354,43 +454,71 @@ impl AlertState for Table {
                 .condition_expression("attribute_not_exists(pk)")
                 .build(),
         )?;
-        let st = s(&state_to_json(next));
-        let state = if version == 0 {
-            let mut item = state_key(tenant, rule_id);
-            item.insert(attr::STATE.into(), st);
-            item.insert(attr::VERSION.into(), n(1));
-            let put = Put::builder().table_name(&self.name).set_item(Some(item));
-            TransactWriteItem::builder().put(built(put.condition_expression("attribute_not_exists(pk)").build())?)
-        } else {
-            let update = Update::builder()
-                .table_name(&self.name)
-                .set_key(Some(state_key(tenant, rule_id)))
-                .update_expression("SET #st = :st, #v = :next")
-                .condition_expression("#v = :v")
-                .set_expression_attribute_names(Some(names(&[("#st", attr::STATE), ("#v", attr::VERSION)])))
-                .expression_attribute_values(":st", st)
-                .expression_attribute_values(":v", n(version))
-                .expression_attribute_values(":next", n(version.saturating_add(1)));
-            TransactWriteItem::builder().update(built(update.build())?)
-        };
-        let mut items = vec![TransactWriteItem::builder().put(marker).build(), state.build()];
-        if let Some(d) = delivery {
-            let put = Put::builder()
-                .table_name(&self.name)
-                .set_item(Some(delivery_item(d)))
-                .condition_expression("attribute_not_exists(pk)");
-            items.push(TransactWriteItem::builder().put(built(put.build())?).build());
+        let mut items =
+            vec![TransactWriteItem::builder().delete(entry).build(), TransactWriteItem::builder().put(marker).build()];
+        for c in changes {
+            items.extend(change_items(&self.name, tenant, c)?);
         }
-        Ok(match self.transact("TransactWriteItems commit rule state", items).await? {
-            (Transacted::Done, _) => Commit::Done,
-            (Transacted::Failed(f), _) => match f.as_slice() {
-                [true, ..] => Commit::Replayed,
-                [_, true, ..] => Commit::Conflict,
-                // A delivery's id is the rule's and the event's: it exists only if this
-                // event was applied already.
-                _ => Commit::Replayed,
-            },
+        match self.transact("TransactWriteItems apply matched event", items).await? {
+            (Transacted::Done, _) => Ok(Applied::Done),
+            // Our own earlier attempt may have applied it, its answer lost: either way it is done.
+            (Transacted::Failed(f), _) if f.first() == Some(&true) => Ok(Applied::Gone),
+            (Transacted::Failed(f), _) if f.get(1) == Some(&true) => {
+                // Applied before (a record read again): the entry goes, nothing else.
+                self.delete_entry("DeleteItem replayed agenda entry", matched_key(matched)).await?;
+                Ok(Applied::Replayed)
+            }
+            (Transacted::Failed(f), _) => {
+                let conflicts = state_conflicts(&f, 2, changes, &self.name, tenant);
+                if conflicts.is_empty() {
+                    // A delivery that exists already: decided before, by a marker since expired.
+                    self.delete_entry("DeleteItem replayed agenda entry", matched_key(matched)).await?;
+                    Ok(Applied::Replayed)
+                } else {
+                    Ok(Applied::Conflict(conflicts))
+                }
+            }
+        }
+    }
+
+    async fn flush(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        due: Timestamp,
+        change: Option<&RuleChange>,
+    ) -> Result<Applied, StoreError> {
+        let entry = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(flush_key(tenant, due, rule_id)))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        let mut items = vec![TransactWriteItem::builder().delete(entry).build()];
+        let changes: Vec<RuleChange> = change.into_iter().cloned().collect();
+        for c in &changes {
+            items.extend(change_items(&self.name, tenant, c)?);
+        }
+        match self.transact("TransactWriteItems flush", items).await? {
+            (Transacted::Done, _) => Ok(Applied::Done),
+            (Transacted::Failed(f), _) if f.first() == Some(&true) => Ok(Applied::Gone),
+            (Transacted::Failed(f), _) => {
+                let conflicts = state_conflicts(&f, 1, &changes, &self.name, tenant);
+                if conflicts.is_empty() { Ok(Applied::Replayed) } else { Ok(Applied::Conflict(conflicts)) }
+            }
+        }
+    }
+}
+
+impl Table {
+    /// Deletes one item, whether or not it is there.
+    pub(super) async fn delete_entry(&self, what: &str, key: Item) -> Result<(), StoreError> {
+        let run = retry(&self.backoff, what, || {
+            self.client.delete_item().table_name(&self.name).set_key(Some(key.clone())).send()
         })
+        .await;
+        run.result.map(|_| ()).map_err(|e| store_error(&e))
     }
 }
 

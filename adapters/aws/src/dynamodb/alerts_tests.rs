@@ -21,10 +21,20 @@ fn rule() -> Rule {
 
 #[test]
 fn a_rule_state_is_stored_as_minutes_and_last() {
-    let state = RuleState { minutes: vec![(29_000_000, 2), (29_000_001, 1)], last_notified: Some(t0()) };
+    let state = RuleState {
+        minutes: vec![(29_000_000, 2), (29_000_001, 1)],
+        last_notified: Some(t0()),
+        ..RuleState::default()
+    };
     let text = state_to_json(&state);
     assert_eq!(text, format!(r#"{{"minutes":[[29000000,2],[29000001,1]],"last":{}}}"#, t0().micros()));
     assert_eq!(state_from_json(&text), Ok(state));
+    let folded = RuleState {
+        bucket: Some(t0()),
+        folded: Some(Folded { count: 140, named: vec!["e1".into()], flush_at: t0().plus_seconds(1) }),
+        ..RuleState::default()
+    };
+    assert_eq!(state_from_json(&state_to_json(&folded)), Ok(folded));
     assert_eq!(state_from_json(r#"{"minutes":[],"last":null}"#), Ok(RuleState::default()));
     for bad in [
         "",

@@ -1,9 +1,11 @@
-//! A rule's deliveries (ALERTS.md, "DynamoDB items"): one item per notification in the
-//! partition `AD#{tenant}#{rule id}`, written by the commit that decided it (the outbox,
-//! [`super::alerts`]) and moved by each attempt, which also leaves its mark on the
+//! A rule's deliveries (docs/design.md, "Alerts"): one item per notification in the
+//! partition `AD#{tenant}#{rule id}`, written by the change that decided it (the outbox,
+//! [`super::alerts`]) with its first attempt on the tenant's agenda, and moved by each
+//! attempt together with that agenda entry; each attempt also leaves its mark on the
 //! rule's summary. Kept 30 days through the table's TTL, past every retry schedule.
 
-use crate::dynamodb::alerts::{attr as rule_attr, corrupt, rule_key};
+use crate::dynamodb::agenda::attempt_key;
+use crate::dynamodb::alerts::{Transacted, attr as rule_attr, built, corrupt, rule_key};
 use crate::dynamodb::export_jobs::TTL;
 use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
@@ -14,7 +16,7 @@ use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{Deliveries, StoreError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -34,6 +36,8 @@ mod attr {
     pub const CREATED: &str = "ca";
     /// When the next attempt is due, µs.
     pub const NEXT: &str = "next";
+    /// The destination it was made for (its key).
+    pub const DESTINATION: &str = "dst";
 }
 
 fn delivery_key(tenant: &TenantId, rule_id: &str, id: &str) -> Item {
@@ -49,6 +53,7 @@ pub(super) fn delivery_item(d: &Delivery) -> Item {
     let mut item = delivery_key(&d.tenant_id, &d.rule_id, &d.id);
     item.insert(attr::BODY.into(), s(&d.body));
     item.insert(attr::EVENTS.into(), s(&json!(d.event_ids).to_string()));
+    item.insert(attr::DESTINATION.into(), s(&d.destination));
     item.insert(attr::STATUS.into(), s(status_text(d.status)));
     item.insert(attr::ATTEMPTS.into(), n(d.attempts));
     if let Some(e) = &d.last_error {
@@ -77,6 +82,7 @@ fn delivery_from_item(tenant: &TenantId, rule_id: &str, item: &Item) -> Result<D
         id: id.clone(),
         tenant_id: tenant.clone(),
         rule_id: rule_id.to_owned(),
+        destination: text(attr::DESTINATION)?.clone(),
         event_ids: serde_json::from_str(text(attr::EVENTS)?).map_err(|_| bad(attr::EVENTS))?,
         body: text(attr::BODY)?.clone(),
         created_at: get_n::<i64>(item, attr::CREATED)
@@ -95,8 +101,9 @@ impl Deliveries for Table {
         item.map(|it| delivery_from_item(tenant, rule_id, &it)).transpose()
     }
 
-    async fn record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
-        let attempts = delivery.attempts.saturating_add(1);
+    async fn record(&self, delivery: &Delivery, due: Timestamp, attempt: &Attempt) -> Result<(), StoreError> {
+        let tenant = &delivery.tenant_id;
+        let attempts = if attempt.sent { delivery.attempts.saturating_add(1) } else { delivery.attempts };
         // The delivery: where it stands. An expired one is not brought back.
         let mut d = Change::default();
         d.set("#st", attr::STATUS, ":st", s(status_text(attempt.status)));
@@ -108,27 +115,58 @@ impl Deliveries for Table {
             Some(next) => d.set("#next", attr::NEXT, ":next", n(next.micros())),
             None => d.remove("#next", attr::NEXT),
         }
-        let key = delivery_key(&delivery.tenant_id, &delivery.rule_id, &delivery.id);
-        // Only from where this attempt started: two attempts of one delivery at once (a
-        // replayed stream record beside its queued first attempt) record once, and a
-        // final status is never overwritten.
+        // Only from where this attempt started: two workers on one attempt (a hold that
+        // lapsed) record once, and a final status is never overwritten.
         d.values.insert(":prev".into(), n(delivery.attempts));
         d.values.insert(":delivered".into(), s(status_text(Status::Delivered)));
         d.values.insert(":dead".into(), s(status_text(Status::Dead)));
-        let guard = "#n = :prev AND #st <> :delivered AND #st <> :dead";
-        if !self.update_existing("UpdateItem delivery", key, d, Some(guard)).await? {
-            return Ok(());
+        d.names.insert("#pk".into(), keys::PK.into());
+        let update = built(
+            Update::builder()
+                .table_name(&self.name)
+                .set_key(Some(delivery_key(tenant, &delivery.rule_id, &delivery.id)))
+                .update_expression(d.expression())
+                .condition_expression("attribute_exists(#pk) AND #n = :prev AND #st <> :delivered AND #st <> :dead")
+                .set_expression_attribute_names(Some(d.names.clone()))
+                .set_expression_attribute_values(Some(d.values.clone()))
+                .build(),
+        )?;
+        let entry = attempt_key(tenant, due, &delivery.rule_id, &delivery.id);
+        let mut items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .delete(built(Delete::builder().table_name(&self.name).set_key(Some(entry.clone())).build())?)
+                .build(),
+        ];
+        if let Some(next) = attempt.next_at {
+            let put = Put::builder().table_name(&self.name).set_item(Some(attempt_key(
+                tenant,
+                next,
+                &delivery.rule_id,
+                &delivery.id,
+            )));
+            items.push(TransactWriteItem::builder().put(built(put.build())?).build());
+        }
+        match self.transact("TransactWriteItems record attempt", items).await? {
+            (Transacted::Done, _) => {}
+            // Recorded already (by an attempt whose answer was lost, or another worker):
+            // only this entry may be left.
+            (Transacted::Failed(_), _) => return self.delete_entry("DeleteItem attempt entry", entry).await,
         }
 
         // The rule's summary, unless the rule is gone.
         let mut r = Change::default();
-        r.set("#sa", rule_attr::LAST_ATTEMPT, ":at", n(attempt.at.micros()));
+        if attempt.sent {
+            r.set("#sa", rule_attr::LAST_ATTEMPT, ":at", n(attempt.at.micros()));
+        }
         match &attempt.error {
             None => r.set("#so", rule_attr::LAST_DELIVERED, ":at", n(attempt.at.micros())),
             Some(e) => {
                 r.set("#se", rule_attr::LAST_ERROR, ":err", s(e));
                 r.set("#sea", rule_attr::LAST_ERROR_AT, ":at", n(attempt.at.micros()));
-                r.add("#sf", rule_attr::FAILED);
+                if attempt.sent {
+                    r.add("#sf", rule_attr::FAILED);
+                }
             }
         }
         if attempt.status == Status::Dead {
@@ -142,9 +180,38 @@ impl Deliveries for Table {
             r.set("#sdl", rule_attr::LAST_DEAD, ":dl", s(&dead_letter_json(&dead)));
             r.add("#sd", rule_attr::DEAD);
         }
-        self.update_existing("UpdateItem rule summary", rule_key(&delivery.tenant_id, &delivery.rule_id), r, None)
-            .await
-            .map(|_| ())
+        self.update_existing("UpdateItem rule summary", rule_key(tenant, &delivery.rule_id), r, None).await.map(|_| ())
+    }
+
+    async fn forget(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        delivery_id: &str,
+        due: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.delete_entry("DeleteItem attempt entry", attempt_key(tenant, due, rule_id, delivery_id)).await
+    }
+
+    async fn defer(&self, delivery: &Delivery, due: Timestamp, to: Timestamp) -> Result<(), StoreError> {
+        let tenant = &delivery.tenant_id;
+        let old = built(
+            Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(attempt_key(tenant, due, &delivery.rule_id, &delivery.id)))
+                .condition_expression("attribute_exists(pk)")
+                .build(),
+        )?;
+        let new = built(
+            Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(attempt_key(tenant, to, &delivery.rule_id, &delivery.id)))
+                .build(),
+        )?;
+        let items =
+            vec![TransactWriteItem::builder().delete(old).build(), TransactWriteItem::builder().put(new).build()];
+        // Cancelled: the entry moved already (by an attempt whose answer was lost).
+        self.transact("TransactWriteItems defer attempt", items).await.map(|_| ())
     }
 }
 

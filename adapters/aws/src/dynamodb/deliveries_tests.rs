@@ -19,6 +19,7 @@ fn delivery(rule: &Rule) -> Delivery {
         id: "msg_1".into(),
         tenant_id: rule.tenant_id.clone(),
         rule_id: rule.id.clone(),
+        destination: rule.settings.destination.key(),
         event_ids: vec!["e1".into(), "e2".into()],
         body: r#"{"type":"audit_log.alert"}"#.into(),
         created_at: t0(),

@@ -161,12 +161,30 @@ pub fn rule_state_sk(rule_id: &str) -> String {
     format!("S#{rule_id}")
 }
 
-/// Partition of the events a rule has counted (sort key = event id): a replayed stream
-/// record finds its marker and changes nothing.
+/// Partition of a tenant's agenda: every piece of its alert work, sorted by when it is
+/// due (`{µs:019}#M#{event id}#{part}` a matched event, `...#A#{rule id}#{delivery id}` an
+/// attempt, `...#F#{rule id}` a flush), so one `Query` reads what is due, in order.
 #[must_use]
-pub fn applied_pk(tenant: &TenantId, rule_id: &str) -> String {
-    format!("AM#{tenant}#{rule_id}")
+pub fn agenda_pk(tenant: &TenantId) -> String {
+    format!("AQ#{tenant}")
 }
+
+/// Partition of the matched events a tenant's worker has applied (sort key =
+/// `{event id}#{part}`): one read again from the stream finds its marker and changes
+/// nothing.
+#[must_use]
+pub fn applied_pk(tenant: &TenantId) -> String {
+    format!("AK#{tenant}")
+}
+
+/// A tenant's turn of one kind of work ([`audit::domain::turn`]).
+#[must_use]
+pub fn turn_pk(kind: &str, tenant: &TenantId) -> String {
+    format!("TURN#{kind}#{tenant}")
+}
+
+/// Sort key of a turn item.
+pub const TURN_SK: &str = "T";
 
 /// Partition of a rule's deliveries (sort key = delivery id).
 #[must_use]
@@ -202,7 +220,9 @@ mod tests {
         assert_eq!(alerts_pk(&tenant()), "AL#acme");
         assert_eq!(rule_sk("r1"), "R#r1");
         assert_eq!(rule_state_sk("r1"), "S#r1");
-        assert_eq!(applied_pk(&tenant(), "r1"), "AM#acme#r1");
+        assert_eq!(applied_pk(&tenant()), "AK#acme");
+        assert_eq!(agenda_pk(&tenant()), "AQ#acme");
+        assert_eq!(turn_pk("alerts", &tenant()), "TURN#alerts#acme");
         assert_eq!(deliveries_pk(&tenant(), "r1"), "AD#acme#r1");
     }
 }

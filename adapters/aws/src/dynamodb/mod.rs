@@ -7,6 +7,7 @@
 //! Every call goes through [`crate::retry`], which retries throttling and 5xx with
 //! backoff and tells an idempotent write whether an earlier attempt may have applied.
 
+pub mod agenda;
 pub mod alerts;
 pub mod archive_registry;
 pub mod catalogs;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod stream;
 pub mod tenants;
 pub mod terms;
+pub mod turns;
 pub mod values;
 
 use crate::retry::{Backoff, Class, HasStatus, classify, retry};

@@ -1,8 +1,9 @@
 //! Lambda entry point of `alerts`: the table's stream (partial batch responses by
-//! sequence number) and the retry queue (partial batch responses by message id).
+//! sequence number) and the work queue of tenants' turns (partial batch responses by
+//! message id).
 
-use alerts::{Invocation, WorkerConfig, handle_retries, handle_stream};
-use audit::usecases::alerts::{Deliverer, Evaluator};
+use alerts::{Invocation, WorkerConfig, handle_stream, handle_work};
+use audit::usecases::alerts::Intake;
 use audit_runtime::{self as runtime, run};
 
 #[tokio::main]
@@ -11,16 +12,15 @@ async fn main() -> Result<(), runtime::Error> {
     // No warm-up: its ping reads the tenant registry, which this role may not; the first
     // record of a cold start opens the connection.
     let table = aws.table(&config.table);
-    let out = config.outbound;
-    let notifier = aws.outbound(out.egress, out.timeout)?;
-    let deliverer =
-        Deliverer::on(&table, &notifier, &aws.queue(&config.retry_queue_url), config.schedule.clone(), out.timeout);
-    let evaluator = Evaluator::on(&table, deliverer.clone(), config.rules_ttl);
-    let (evaluator, deliverer) = (&evaluator, &deliverer);
+    let notifier = aws.outbound(config.outbound.egress, config.outbound.timeout)?;
+    let turns = config.turns(&table, &aws.queue(&config.work_queue_url));
+    let intake = Intake::new(table.clone(), table.clone(), turns.clone(), config.rules_ttl);
+    let worker = config.worker(&table, &notifier);
+    let (intake, turns, worker) = (&intake, &turns, &worker);
     run::events(|payload, deadline| async move {
         Ok(match Invocation::parse(payload)? {
-            Invocation::Stream(batch) => serde_json::to_value(handle_stream(evaluator, batch, deadline).await)?,
-            Invocation::Retries(batch) => serde_json::to_value(handle_retries(deliverer, batch, deadline).await)?,
+            Invocation::Stream(batch) => serde_json::to_value(handle_stream(intake, batch, deadline).await)?,
+            Invocation::Work(batch) => serde_json::to_value(handle_work(turns, worker, batch, deadline).await)?,
         })
     })
     .await

@@ -5,7 +5,7 @@
 //! retry queue.
 
 use anyhow::Context;
-use audit::usecases::alerts::{Deliverer, Evaluator, Rules};
+use audit::usecases::alerts::{Intake, Rules};
 use audit::usecases::archive::ArchiveStores;
 use audit::usecases::consume::Consumer;
 use audit::usecases::export::Exporter;
@@ -18,9 +18,12 @@ use audit_runtime as runtime;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long one batch of the stream or the retry queue may take: the deployed alerts
+/// How long one batch of the stream or the work queue may take: the deployed alerts
 /// function's timeout.
 const STREAM_INVOCATION: Duration = Duration::from_secs(60);
+/// Consumers of the alerts' work queue, each taking up to 10 turns at a time: the
+/// deployed event source's `MaximumConcurrency`, scaled to one machine.
+const WORK_CONSUMERS: usize = 4;
 /// How often the local stack runs the archive (deployed, it is daily).
 const ARCHIVE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -72,19 +75,21 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    // The alerts function's two event sources: the table's stream and the retry queue.
+    // The alerts function's two event sources: the table's stream, and the work queue
+    // of tenants' turns, polled by several consumers as Lambda's event source scales.
     let out = config.alerts.outbound;
     let notifier = aws.outbound(out.egress, out.timeout)?;
-    let retry_queue = aws.queue(&config.alerts.retry_queue_url);
-    let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone(), out.timeout);
-    let evaluator = Evaluator::on(&table, deliverer.clone(), config.alerts.rules_ttl);
+    let work_queue = aws.queue(&config.alerts.work_queue_url);
+    let turns = config.alerts.turns(&table, &work_queue);
+    let intake = Intake::new(table.clone(), table.clone(), turns.clone(), config.alerts.rules_ttl);
+    let worker = Arc::new(config.alerts.worker(&table, &notifier));
     let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn: config.stream_arn.clone() };
     tokio::spawn(async move {
         follow(stream, |event| {
-            let evaluator = &evaluator;
+            let intake = &intake;
             async move {
                 match serde_json::from_value(event) {
-                    Ok(batch) => alerts::handle_stream(evaluator, batch, Instant::now() + STREAM_INVOCATION)
+                    Ok(batch) => alerts::handle_stream(intake, batch, Instant::now() + STREAM_INVOCATION)
                         .await
                         .batch_item_failures
                         .into_iter()
@@ -99,18 +104,21 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
     });
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = poll(&retry_queue, 10, 2, |event| {
-                alerts::handle_retries(&deliverer, event, Instant::now() + STREAM_INVOCATION)
-            })
-            .await
-            {
-                tracing::error!(error = ?e, "alert retry queue poll failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..WORK_CONSUMERS {
+        let (work_queue, turns, worker) = (work_queue.clone(), turns.clone(), worker.clone());
+        tokio::spawn(async move {
+            loop {
+                let handled = poll(&work_queue, 10, 2, |event| {
+                    alerts::handle_work(&turns, &worker, event, Instant::now() + STREAM_INVOCATION)
+                })
+                .await;
+                if let Err(e) = handled {
+                    tracing::error!(error = ?e, "alert work queue poll failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-        }
-    });
+        });
+    }
 
     // The archive schedule: once at start-up, then hourly.
     let job =
