@@ -513,7 +513,7 @@ def test_the_readme_receiver_verifies_and_prints_a_delivery(tenant):
         deadline = time.monotonic() + DELIVERY_TIMEOUT
         while not lines and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        assert lines == [f"readme receiver ['{eid}']\n"], (lines, proc.poll())
+        assert lines == [f"readme receiver 1 ['{eid}']\n"], (lines, proc.poll())
         delivery = summary(tenant, rule["id"], lambda d: d["last_delivered_at"] is not None)
         assert delivery["last_delivered_at"] and delivery["failed_attempts"] == 0, delivery
     finally:

@@ -108,6 +108,10 @@ fn time_left() -> Option<Duration> {
     DEADLINE.try_with(|d| d.saturating_duration_since(Instant::now())).ok()
 }
 
+/// Error codes that answer a conditional write (the caller reads them), not failures.
+const ANSWERED_CONDITION: &str = "ConditionalCheckFailedException";
+const ANSWERED_TRANSACTION: &str = "TransactionCanceledException";
+
 /// Runs `op` until it succeeds, fails permanently, or `backoff.attempts` are spent, or
 /// the request's deadline ([`within`]) comes.
 pub async fn retry<T, E, R, F, Fut>(backoff: &Backoff, what: &str, mut op: F) -> Retried<T, SdkError<E, R>>
@@ -140,6 +144,10 @@ where
                     // A service error by its code and message only: its Debug form can hold
                     // the item a failed condition returned (an alert rule's secrets).
                     match err.as_service_error() {
+                        // A condition that failed is an answer the caller reads, not a failure.
+                        Some(e) if matches!(e.code(), Some(ANSWERED_CONDITION | ANSWERED_TRANSACTION)) => {
+                            tracing::debug!(what, code = e.code(), "condition not met");
+                        }
                         Some(e) => tracing::warn!(
                             what,
                             attempt,

@@ -90,6 +90,10 @@ fn due_from_item(tenant: &TenantId, item: &Item) -> Result<Due, StoreError> {
 #[async_trait]
 impl AlertInbox for Table {
     async fn put(&self, matched: &[Matched]) -> Result<(), StoreError> {
+        // One batch may not name a key twice (the same entry twice is the same item).
+        let mut seen = std::collections::HashSet::new();
+        let matched: Vec<&Matched> =
+            matched.iter().filter(|m| seen.insert((m.event.event.id.as_str(), m.part))).collect();
         for chunk in matched.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
