@@ -357,7 +357,7 @@ async fn tenants_cannot_see_each_others_exports() {
     assert!(
         rows.iter().all(|r| r["id"]
             .as_str()
-            .is_some_and(|i| i.starts_with("iso-") && !i.starts_with("iso-b") || i.starts_with("export:"))),
+            .is_some_and(|i| i.starts_with("iso-") && !i.starts_with("iso-b") || i.starts_with("audit_log:export:"))),
         "{rows:?}"
     );
     let tb = token(&b, "audit:export");
@@ -413,7 +413,7 @@ async fn requests_are_checked_logged_and_queued() {
     let job = ExportJobs::get(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
-    let logged = EventReader::get(&*s.store, &tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged = EventReader::get(&*s.store, &tenant, &format!("audit_log:export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
     let logged = logged.online().unwrap_or_else(|| panic!("no export event"));
     assert_eq!(logged.event.action, "audit_log.export");
     assert_eq!(logged.event.actor.id, "tester");
@@ -466,7 +466,7 @@ async fn an_export_while_the_archive_moves_days_sees_every_event_once() {
     assert_eq!(unique.len(), ids.len(), "an event exported twice");
     let mut want: std::collections::BTreeSet<String> =
         all.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
-    want.insert(format!("export:{id}"));
+    want.insert(format!("audit_log:export:{id}"));
     assert_eq!(
         unique.into_iter().cloned().collect::<std::collections::BTreeSet<_>>(),
         want,

@@ -26,6 +26,7 @@ pub mod incoming;
 pub mod ingest;
 pub mod manifest;
 pub mod number;
+pub mod own;
 pub mod plan;
 pub mod retention;
 pub mod row;

@@ -6,6 +6,7 @@ use crate::domain::export::{Job, Message, Status};
 use crate::domain::export_request::{ExportRequest, parse_request};
 use crate::domain::filter::query_pairs;
 use crate::domain::ingest::Status as IngestStatus;
+use crate::domain::own;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{BlobStore, Catalogs, EventWriter, ExportJobs, MessageQueue, Outgoing, TenantRegistry, Tenants};
@@ -68,7 +69,7 @@ impl Exports {
         Ok(job)
     }
 
-    /// Records `audit_log.export` in the caller's tenant, as any other event.
+    /// Records `audit_log.export` in the caller's tenant, as the service's own event.
     async fn log(&self, job: &Job, request: &ExportRequest) -> Result<(), ErrorBody> {
         let filters: serde_json::Map<String, Value> =
             query_pairs(&request.query).into_iter().fold(serde_json::Map::new(), |mut m, (k, v)| {
@@ -83,14 +84,14 @@ impl Exports {
             });
         let actor_id: String = job.requested_by.chars().take(256).collect();
         let event = json!({
-            "id": format!("export:{}", job.id),
+            "id": own::event_id(&format!("export:{}", job.id)),
             "action": "audit_log.export",
             "actor": {"type": "member", "id": if actor_id.is_empty() { "unknown".to_owned() } else { actor_id }},
             "resource": {"type": "export", "id": job.id},
             "description": format!("Requested an export of audit log events as {}", request.format.as_str()),
             "metadata": {"format": request.format.as_str(), "filters": filters},
         });
-        let results = self.ingest.ingest(&job.tenant, vec![event]).await;
+        let results = self.ingest.record_own(&job.tenant, vec![event]).await;
         let result = results.first();
         match result.map(|r| r.status) {
             Some(IngestStatus::Created | IngestStatus::Duplicate) => Ok(()),

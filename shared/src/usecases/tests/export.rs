@@ -82,7 +82,7 @@ async fn an_export_merges_archive_and_online_newest_first_and_gives_an_event_in_
     assert_eq!(job["status"], "succeeded", "{job}");
     // Every stored event, plus the export's own audit event, newest first, each once.
     let mut expected = before;
-    expected.extend(online(&x.archive.store, &t, &format!("export:{}", job["id"].as_str().unwrap_or_default())).await);
+    expected.extend(online(&x.archive.store, &t, &format!("audit_log:export:{}", job["id"].as_str().unwrap_or_default())).await);
     let expected = newest_first(expected);
     let lines: Vec<Value> =
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
@@ -134,7 +134,7 @@ async fn export_requests_are_validated_logged_queued_and_expire() {
     assert_eq!(down.err().map(|e| e.code), Some(Code::Throttled));
     let job = exports.request(&t, "tester", br#"{"format": "jsonl"}"#).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(job.status, JobStatus::Queued);
-    let logged = online(&x.archive.store, &t, &format!("export:{}", job.id)).await;
+    let logged = online(&x.archive.store, &t, &format!("audit_log:export:{}", job.id)).await;
     assert_eq!(logged.map(|e| (e.event.action, e.event.actor.id)), Some(("audit_log.export".into(), "tester".into())));
     let listed = exports.list(&t).await.unwrap_or_default();
     assert_eq!(
