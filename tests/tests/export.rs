@@ -4,6 +4,7 @@
 
 mod common;
 
+use audit::domain::cursor::CursorKey;
 use audit::domain::event::{Event, StoredEvent};
 use audit::domain::export::{Format, Message};
 use audit::domain::filter::{Extra, parse_query};
@@ -51,7 +52,7 @@ async fn service() -> Service {
     let exports = Arc::new(Bucket::new(audit_aws::sdk::s3(&sdk), env("AUDIT_EXPORT_BUCKET")));
     let queue = Arc::new(Queue::new(sqs.clone(), &queue_url));
     let state = Arc::new(export::ExportState {
-        exports: Exports::on(&common::store(None).await, &queue, &exports),
+        exports: Exports::on(&common::store(None).await, &queue, &exports, CursorKey::derive(&secret())),
         verifier: Verifier::new(Some(&secret()), None),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
@@ -68,6 +69,11 @@ async fn service() -> Service {
 }
 
 impl Service {
+    /// The export queue of this test's service.
+    fn queue(&self) -> Arc<Queue> {
+        Arc::new(Queue::new(self.sqs.clone(), &self.queue_url))
+    }
+
     async fn post(&self, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = reqwest::Client::new().post(format!("{}/v1/exports", self.base)).json(&body);
         if let Some(t) = token {
@@ -84,7 +90,7 @@ impl Service {
 
     /// Runs the job the way the worker does after the queue delivers it.
     async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
-        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, max_rows, 90);
+        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, &self.queue(), max_rows, 90);
         exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -413,7 +419,8 @@ async fn requests_are_checked_logged_and_queued() {
     let job = ExportJobs::get(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
-    let logged = EventReader::get(&*s.store, &tenant, &format!("audit_log:export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged =
+        EventReader::get(&*s.store, &tenant, &format!("audit_log:export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
     let logged = logged.online().unwrap_or_else(|| panic!("no export event"));
     assert_eq!(logged.event.action, "audit_log.export");
     assert_eq!(logged.event.actor.id, "tester");
@@ -523,7 +530,7 @@ async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files(
     let body = json!({"tenant_id": tenant.as_str(), "id": id}).to_string();
     s.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap_or_else(|e| panic!("{e:?}"));
     let dead_letters = Queue::new(s.sqs.clone(), &url);
-    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, 100, 90);
+    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, &s.queue(), 100, 90);
     let metrics = audit_runtime::metrics::Metrics::default();
     let got =
         audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, &metrics, event)).await;

@@ -17,6 +17,7 @@ pub mod egress;
 pub mod error;
 pub mod event;
 pub mod export;
+pub mod export_dispatch;
 pub mod export_request;
 pub mod fields;
 pub mod filter;
