@@ -97,7 +97,7 @@ async fn a_job_whose_tenant_has_no_free_slot_goes_back_on_the_queue_for_a_while(
 
     // And: once the lease ends, the next delivery runs it and frees everything
     let expired = Dispatch {
-        running: taken.running.iter().map(|(k, _)| (k.clone(), Timestamp::now().plus_seconds(-1))).collect(),
+        running: taken.running.keys().map(|k| (k.clone(), Timestamp::now().plus_seconds(-1))).collect(),
         version: taken.version + 1,
         ..taken.clone()
     };
