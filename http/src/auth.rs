@@ -1,16 +1,24 @@
 //! Bearer tokens: JWTs signed HS256 with `AUDIT_JWT_SECRET` or RS256 by a key in
 //! `AUDIT_JWKS_URL`, with `iss` and `aud` checked when configured. The tenant of every
 //! request comes from here and nowhere else.
+//!
+//! The JWKS is fetched over https only and a redirect is never followed: whoever could
+//! answer the fetch, or point it elsewhere, could mint tokens for every tenant.
 
 use audit::domain::tenant::TenantId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, RwLock};
 
-/// Clock skew tolerated on `exp`.
-const LEEWAY_SECONDS: u64 = 30;
+/// Clock skew tolerated on `exp` and `nbf`: a token expired this long ago, or valid from
+/// this far ahead, is still accepted.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// What the JWKS cache reads the time from: the monotonic clock, or one a test moves.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// How long fetched keys are trusted, how soon an unknown `kid` may trigger a refetch,
 /// and how long a failed fetch is remembered. The first bounds how long a key removed
@@ -119,9 +127,11 @@ pub struct Verifier {
 struct Jwks {
     url: String,
     timing: JwksTiming,
-    http: reqwest::Client,
+    /// The client, or why it could not be built (never a laxer one in its place).
+    http: Result<reqwest::Client, String>,
     cache: RwLock<KeyCache>,
     fetching: Mutex<()>,
+    clock: Clock,
 }
 
 #[derive(Default)]
@@ -139,19 +149,19 @@ enum Cached {
 }
 
 impl KeyCache {
-    fn lookup(&self, kid: &str, timing: &JwksTiming) -> Cached {
+    fn lookup(&self, kid: &str, timing: &JwksTiming, now: Instant) -> Cached {
         if let Some((fetched, set)) = &self.keys
-            && fetched.elapsed() < timing.ttl
+            && now.saturating_duration_since(*fetched) < timing.ttl
         {
             if let Some(jwk) = set.find(kid) {
                 return Cached::Key(DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string())));
             }
-            if fetched.elapsed() < timing.unknown_kid_refetch {
+            if now.saturating_duration_since(*fetched) < timing.unknown_kid_refetch {
                 return Cached::Refused(AuthError::Invalid("unknown kid".into()));
             }
         }
         match &self.failed {
-            Some((at, why)) if at.elapsed() < timing.failure_ttl => {
+            Some((at, why)) if now.saturating_duration_since(*at) < timing.failure_ttl => {
                 Cached::Refused(AuthError::KeysUnavailable(format!("{why} (remembered)")))
             }
             _ => Cached::Stale,
@@ -177,9 +187,10 @@ impl Verifier {
             jwks: jwks_url.map(|url| Jwks {
                 url: url.to_owned(),
                 timing: JwksTiming::default(),
-                http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+                http: jwks_client(),
                 cache: RwLock::new(KeyCache::default()),
                 fetching: Mutex::new(()),
+                clock: Arc::new(Instant::now),
             }),
         }
     }
@@ -196,6 +207,15 @@ impl Verifier {
     pub fn with_jwks_timing(mut self, timing: JwksTiming) -> Self {
         if let Some(j) = &mut self.jwks {
             j.timing = timing;
+        }
+        self
+    }
+
+    /// Reads the JWKS cache's time from `clock` (tests move it instead of waiting).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        if let Some(j) = &mut self.jwks {
+            j.clock = clock;
         }
         self
     }
@@ -246,8 +266,8 @@ impl Jwks {
     /// The key `kid`, from the cache while it is fresh, else from one fetch that every
     /// concurrent miss waits for.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        let asked = Instant::now();
-        match self.cache.read().await.lookup(kid, &self.timing) {
+        let asked = (self.clock)();
+        match self.cache.read().await.lookup(kid, &self.timing, asked) {
             Cached::Key(k) => return k,
             Cached::Refused(e) => return Err(e),
             Cached::Stale => {}
@@ -257,20 +277,20 @@ impl Jwks {
             // Another task fetched while this one waited: its answer is this one's too.
             let cache = self.cache.read().await;
             if cache.changed().is_some_and(|at| at >= asked) {
-                return match cache.lookup(kid, &self.timing) {
+                return match cache.lookup(kid, &self.timing, (self.clock)()) {
                     Cached::Key(k) => k,
                     Cached::Refused(e) => Err(e),
                     Cached::Stale => Err(AuthError::Invalid("unknown kid".into())),
                 };
             }
         }
-        let fetched: Result<JwkSet, reqwest::Error> =
-            async { self.http.get(&self.url).send().await?.error_for_status()?.json().await }.await;
+        let fetched = self.fetch().await;
         let mut cache = self.cache.write().await;
+        let now = (self.clock)();
         match fetched {
             Ok(set) => {
                 let key = set.find(kid).map(DecodingKey::from_jwk);
-                *cache = KeyCache { keys: Some((Instant::now(), set)), failed: None };
+                *cache = KeyCache { keys: Some((now, set)), failed: None };
                 match key {
                     Some(k) => k.map_err(|e| AuthError::Invalid(e.to_string())),
                     None => Err(AuthError::Invalid("unknown kid".into())),
@@ -279,14 +299,35 @@ impl Jwks {
             Err(e) => {
                 // Keys past their time are dropped, not kept for use while the JWKS cannot be
                 // read: a key that may have been revoked is never trusted longer than `ttl`.
-                if cache.keys.as_ref().is_some_and(|(at, _)| at.elapsed() >= self.timing.ttl) {
+                if cache.keys.as_ref().is_some_and(|(at, _)| now.saturating_duration_since(*at) >= self.timing.ttl) {
                     cache.keys = None;
                 }
-                cache.failed = Some((Instant::now(), e.to_string()));
-                Err(AuthError::KeysUnavailable(e.to_string()))
+                cache.failed = Some((now, e.clone()));
+                Err(AuthError::KeysUnavailable(e))
             }
         }
     }
+
+    /// One fetch of the key set: a redirect or any other answer than 2xx is a failure.
+    async fn fetch(&self) -> Result<JwkSet, String> {
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let response = http.get(&self.url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the JWKS answered {status}; redirects are not followed"));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The JWKS client: https only (the platform's trusted roots), no redirects, 5 s.
+fn jwks_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("the JWKS client could not be built: {e}"))
 }
 
 fn verify(token: &str, key: &DecodingKey, alg: Algorithm, expect: &Expect) -> Result<Claims, AuthError> {
@@ -305,6 +346,8 @@ fn verify(token: &str, key: &DecodingKey, alg: Algorithm, expect: &Expect) -> Re
     }
     v.set_required_spec_claims(&required);
     v.leeway = LEEWAY_SECONDS;
+    // Off by default in jsonwebtoken: a token is not valid before its `nbf` either.
+    v.validate_nbf = true;
     decode::<Claims>(token, key, &v).map(|d| d.claims).map_err(|e| AuthError::Invalid(e.to_string()))
 }
 
@@ -378,6 +421,40 @@ mod tests {
         let t = "Bearer eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhY21lIiwic3ViIjoiYSIsInNjb3BlIjoiYXVkaXQ6d3JpdGUiLCJleHAiOjk5OTk5OTk5OTl9.";
         let v = Verifier::new(Some("s3cret"), None);
         assert!(matches!(v.authorize(Some(t), Scope::Write).await, Err(AuthError::Invalid(_))));
+    }
+
+    /// An HS256 token whose `exp` and `nbf` lie these many seconds from now.
+    fn timed(secret: &str, exp: i64, nbf: Option<i64>) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut claims = serde_json::json!({"tenant": "acme", "sub": "a", "scope": "audit:read",
+            "exp": now.saturating_add_signed(exp)});
+        if let Some(nbf) = nbf {
+            claims["nbf"] = serde_json::json!(now.saturating_add_signed(nbf));
+        }
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn exp_and_nbf_are_honoured_with_the_same_leeway() {
+        // Margins of 15 s either side of the 30 s leeway: no test is that slow.
+        let v = Verifier::new(Some("s3cret"), None);
+        let hour = 3600;
+        let cases = [
+            ("expired within the leeway", timed("s3cret", -15, None), true),
+            ("expired past the leeway", timed("s3cret", -45, None), false),
+            ("valid from within the leeway", timed("s3cret", hour, Some(15)), true),
+            ("valid from past the leeway", timed("s3cret", hour, Some(45)), false),
+            ("valid from an hour ahead", timed("s3cret", 2 * hour, Some(hour)), false),
+            ("valid since a while", timed("s3cret", hour, Some(-hour)), true),
+        ];
+        for (what, token, accepted) in cases {
+            let got = v.authorize(Some(&format!("Bearer {token}")), Scope::Read).await;
+            assert_eq!(got.is_ok(), accepted, "{what}: {got:?}");
+            if !accepted {
+                assert!(matches!(got, Err(AuthError::Invalid(_))), "{what}: {got:?}");
+            }
+        }
     }
 
     #[tokio::test]

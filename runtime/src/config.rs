@@ -32,6 +32,10 @@ pub const HOT_DAYS: &str = "AUDIT_HOT_DAYS";
 pub const PORT: &str = "AUDIT_PORT";
 pub const ARCHIVE_PART_ROWS: &str = "AUDIT_ARCHIVE_PART_ROWS";
 pub const EXPORT_MAX_ROWS: &str = "AUDIT_EXPORT_MAX_ROWS";
+pub const EXPORT_ACTIVE_PER_TENANT: &str = "AUDIT_EXPORT_ACTIVE_PER_TENANT";
+pub const EXPORT_RUNNING_PER_TENANT: &str = "AUDIT_EXPORT_RUNNING_PER_TENANT";
+/// The local runner's export workers (deployed: the template's `ExportConcurrency`).
+pub const EXPORT_WORKERS: &str = "AUDIT_EXPORT_WORKERS";
 
 /// A variable is missing or unparsable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +116,22 @@ pub fn hot_days() -> Result<u32, ConfigError> {
     number(HOT_DAYS, 90, 1)
 }
 
+/// The per-tenant export limits: `AUDIT_EXPORT_ACTIVE_PER_TENANT` jobs queued or running
+/// (10 by default) and `AUDIT_EXPORT_RUNNING_PER_TENANT` running (2 by default), each at
+/// least 1, the second at most the first.
+///
+/// # Errors
+/// [`ConfigError::Invalid`].
+pub fn export_limits() -> Result<audit::domain::export_dispatch::Limits, ConfigError> {
+    let defaults = audit::domain::export_dispatch::Limits::default();
+    let active = number(EXPORT_ACTIVE_PER_TENANT, defaults.active, 1)?;
+    let running = number(EXPORT_RUNNING_PER_TENANT, defaults.running, 1)?;
+    if running > active {
+        return Err(ConfigError::Invalid(EXPORT_RUNNING_PER_TENANT, format!("must be at most {active}")));
+    }
+    Ok(audit::domain::export_dispatch::Limits { active, running })
+}
+
 /// A secret: its value (`X`, the local stack) or the ARN of the Secrets Manager secret
 /// that holds it (`X_ARN`, deployed), read once at start-up ([`crate::start`]) into its
 /// value, so everything after start-up is one code path.
@@ -173,10 +193,19 @@ impl FromEnv for Auth {
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             jwt_secret: Secret::from_env(JWT_SECRET, JWT_SECRET_ARN)?,
-            jwks_url: optional(JWKS_URL),
+            jwks_url: optional(JWKS_URL).map(https_only).transpose()?,
             jwks_cache: std::time::Duration::from_secs(number(JWKS_CACHE_SECONDS, 300, 1)?),
             expect: audit_http::auth::Expect { issuer: optional(JWT_ISSUER), audience: optional(JWT_AUDIENCE) },
         })
+    }
+}
+
+/// The JWKS is fetched over https only: refused at start-up rather than at every token.
+fn https_only(url: String) -> Result<String, ConfigError> {
+    if url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")) {
+        Ok(url)
+    } else {
+        Err(ConfigError::Invalid(JWKS_URL, "must be an https:// URL".into()))
     }
 }
 
@@ -258,5 +287,13 @@ mod tests {
         assert_eq!(required("AUDIT_TEST_UNSET"), Err(ConfigError::Missing("AUDIT_TEST_UNSET")));
         assert_eq!(number("AUDIT_TEST_UNSET", 5u32, 1), Ok(5));
         assert!(matches!(number("AUDIT_TEST_UNSET", 0u32, 1), Err(ConfigError::Invalid("AUDIT_TEST_UNSET", _))));
+    }
+
+    #[test]
+    fn the_jwks_url_must_be_https() {
+        assert_eq!(https_only("https://id.example/jwks.json".into()), Ok("https://id.example/jwks.json".into()));
+        for bad in ["http://id.example/jwks.json", "ftp://x", "id.example", ""] {
+            assert!(matches!(https_only(bad.into()), Err(ConfigError::Invalid(JWKS_URL, _))), "{bad}");
+        }
     }
 }

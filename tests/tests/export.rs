@@ -4,6 +4,7 @@
 
 mod common;
 
+use audit::domain::cursor::CursorKey;
 use audit::domain::event::{Event, StoredEvent};
 use audit::domain::export::{Format, Message};
 use audit::domain::filter::{Extra, parse_query};
@@ -51,7 +52,7 @@ async fn service() -> Service {
     let exports = Arc::new(Bucket::new(audit_aws::sdk::s3(&sdk), env("AUDIT_EXPORT_BUCKET")));
     let queue = Arc::new(Queue::new(sqs.clone(), &queue_url));
     let state = Arc::new(export::ExportState {
-        exports: Exports::on(&common::store(None).await, &queue, &exports),
+        exports: Exports::on(&common::store(None).await, &queue, &exports, CursorKey::derive(&secret())),
         verifier: Verifier::new(Some(&secret()), None),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
@@ -68,6 +69,11 @@ async fn service() -> Service {
 }
 
 impl Service {
+    /// The export queue of this test's service.
+    fn queue(&self) -> Arc<Queue> {
+        Arc::new(Queue::new(self.sqs.clone(), &self.queue_url))
+    }
+
     async fn post(&self, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = reqwest::Client::new().post(format!("{}/v1/exports", self.base)).json(&body);
         if let Some(t) = token {
@@ -84,7 +90,7 @@ impl Service {
 
     /// Runs the job the way the worker does after the queue delivers it.
     async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
-        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, max_rows, 90);
+        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, &self.queue(), max_rows, 90);
         exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -357,7 +363,7 @@ async fn tenants_cannot_see_each_others_exports() {
     assert!(
         rows.iter().all(|r| r["id"]
             .as_str()
-            .is_some_and(|i| i.starts_with("iso-") && !i.starts_with("iso-b") || i.starts_with("export:"))),
+            .is_some_and(|i| i.starts_with("iso-") && !i.starts_with("iso-b") || i.starts_with("audit_log:export:"))),
         "{rows:?}"
     );
     let tb = token(&b, "audit:export");
@@ -413,7 +419,8 @@ async fn requests_are_checked_logged_and_queued() {
     let job = ExportJobs::get(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
-    let logged = EventReader::get(&*s.store, &tenant, &format!("export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged =
+        EventReader::get(&*s.store, &tenant, &format!("audit_log:export:{id}")).await.unwrap_or_else(|e| panic!("{e}"));
     let logged = logged.online().unwrap_or_else(|| panic!("no export event"));
     assert_eq!(logged.event.action, "audit_log.export");
     assert_eq!(logged.event.actor.id, "tester");
@@ -466,7 +473,7 @@ async fn an_export_while_the_archive_moves_days_sees_every_event_once() {
     assert_eq!(unique.len(), ids.len(), "an event exported twice");
     let mut want: std::collections::BTreeSet<String> =
         all.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
-    want.insert(format!("export:{id}"));
+    want.insert(format!("audit_log:export:{id}"));
     assert_eq!(
         unique.into_iter().cloned().collect::<std::collections::BTreeSet<_>>(),
         want,
@@ -523,7 +530,7 @@ async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files(
     let body = json!({"tenant_id": tenant.as_str(), "id": id}).to_string();
     s.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap_or_else(|e| panic!("{e:?}"));
     let dead_letters = Queue::new(s.sqs.clone(), &url);
-    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, 100, 90);
+    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, &s.queue(), 100, 90);
     let metrics = audit_runtime::metrics::Metrics::default();
     let got =
         audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, &metrics, event)).await;

@@ -4,8 +4,10 @@
 //! Requests, jobs and files live in `audit::usecases::export`; this maps them to HTTP
 //! and SQS.
 
+use audit::domain::cursor::CursorKey;
 use audit::domain::error::Code;
 use audit::domain::export::{Job, Status as JobStatus};
+use audit::domain::export_dispatch::Limits;
 use audit::domain::ingest::Tally;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
@@ -15,7 +17,7 @@ use audit_http::{ApiError, Scope, Verifier, caller};
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
 use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage, partial_batch};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +31,9 @@ pub struct ApiConfig {
     pub auth: Auth,
     pub export_bucket: String,
     pub export_queue_url: String,
+    /// Signs the cursors of `GET /v1/exports`.
+    pub cursor_secret: Secret,
+    pub limits: Limits,
     pub edge: Edge,
 }
 
@@ -39,12 +44,26 @@ impl FromEnv for ApiConfig {
             auth: Auth::from_env()?,
             export_bucket: config::required(config::EXPORT_BUCKET)?,
             export_queue_url: config::required(config::EXPORT_QUEUE_URL)?,
+            cursor_secret: config::cursor_secret()?,
+            limits: config::export_limits()?,
             edge: Edge::from_env()?,
         })
     }
 
     fn secrets(&mut self) -> Vec<&mut Secret> {
-        self.auth.secrets()
+        let mut all = self.auth.secrets();
+        all.push(&mut self.cursor_secret);
+        all
+    }
+}
+
+impl ApiConfig {
+    /// The key that signs the list's cursors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] when the cursor secret was not read at start-up.
+    pub fn cursor_key(&self) -> Result<CursorKey, ConfigError> {
+        Ok(CursorKey::derive(self.cursor_secret.value()?))
     }
 }
 
@@ -55,6 +74,9 @@ pub struct WorkerConfig {
     pub export_bucket: String,
     /// The export queue's dead-letter queue, whose messages are jobs to mark failed.
     pub dead_letter_queue_url: String,
+    /// The export queue, where a job waits again while its tenant's slots are taken.
+    pub queue_url: String,
+    pub limits: Limits,
     /// `AUDIT_EXPORT_MAX_ROWS` (contract: 1,000,000 by default).
     pub max_rows: u64,
     pub hot_days: u32,
@@ -68,6 +90,8 @@ impl FromEnv for WorkerConfig {
             archive_bucket: config::required(config::ARCHIVE_BUCKET)?,
             export_bucket: config::required(config::EXPORT_BUCKET)?,
             dead_letter_queue_url: config::required(config::EXPORT_DLQ_URL)?,
+            queue_url: config::required(config::EXPORT_QUEUE_URL)?,
+            limits: config::export_limits()?,
             max_rows: config::number(config::EXPORT_MAX_ROWS, 1_000_000, 0)?,
             hot_days: config::hot_days()?,
             metrics: Metrics::from_env()?,
@@ -112,10 +136,14 @@ async fn one(
     }
 }
 
-async fn list(State(s): State<Arc<ExportState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list(
+    State(s): State<Arc<ExportState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let caller = caller(&s.verifier, &headers, Scope::Export).await?;
-    let items = s.exports.list(&caller.tenant).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    let page = s.exports.list(&caller.tenant, q.as_deref().unwrap_or_default()).await?;
+    Ok(Json(json!({ "items": page.items, "next_cursor": page.next_cursor })).into_response())
 }
 
 /// One delivery of the export queue (one job per message): each job run to its end, or

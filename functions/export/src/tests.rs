@@ -32,8 +32,10 @@ struct Service {
 fn service() -> Service {
     let (store, queue, files) =
         (Arc::new(MemoryStore::default()), Arc::new(MemoryQueue::default()), Arc::new(MemoryBlobs::default()));
-    let state =
-        ExportState { exports: Exports::on(&store, &queue, &files), verifier: Verifier::new(Some(SECRET), None) };
+    let state = ExportState {
+        exports: Exports::on(&store, &queue, &files, CursorKey::derive(SECRET)),
+        verifier: Verifier::new(Some(SECRET), None),
+    };
     let router = app(Arc::new(state));
     Service { store, queue, files, router }
 }
@@ -96,7 +98,7 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     let message: Value = serde_json::from_str(&messages[0].body).unwrap_or_default();
     assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
 
-    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
+    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, &s.queue, 100, 90);
     let response =
         handle_queue(&exporter, DLQ_URL, &Default::default(), delivery(&[&messages[0].body, "not a job"])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
@@ -123,7 +125,7 @@ async fn the_worker_ends_the_jobs_its_dead_letter_queue_delivers() {
     let (_, dead) = call(&s.router, post(&t), "{}").await;
     let (_, live) = call(&s.router, post(&t), "{}").await;
     let bodies: Vec<String> = s.queue.messages().iter().map(|m| m.body.clone()).collect();
-    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, 100, 90);
+    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, &s.queue, 100, 90);
     // One delivery of the worker's two event sources: a job to run, a dead letter.
     let response = handle_queue(
         &exporter,

@@ -63,6 +63,16 @@ pub struct CatalogPosition {
     pub after: String,
 }
 
+/// Where a page of `GET /v1/exports` ended: the last job id it listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportsPosition {
+    #[serde(rename = "t")]
+    pub tenant: String,
+    #[serde(rename = "x")]
+    pub after: String,
+}
+
 /// [`Order`] on the wire as `"asc": true | false`.
 mod ascending {
     use crate::domain::filter::Order;
@@ -131,6 +141,23 @@ impl CursorKey {
     pub fn decode(&self, cursor: &str, tenant: &str, filter_digest: &str) -> Result<Position, BadCursor> {
         let pos: Position = self.open(cursor)?;
         if pos.tenant != tenant || pos.filter != filter_digest {
+            return Err(BadCursor);
+        }
+        Ok(pos)
+    }
+
+    #[must_use]
+    pub fn encode_exports(&self, pos: &ExportsPosition) -> String {
+        self.seal(pos)
+    }
+
+    /// Checks the signature and the tenant.
+    ///
+    /// # Errors
+    /// [`BadCursor`] for anything else.
+    pub fn decode_exports(&self, cursor: &str, tenant: &str) -> Result<ExportsPosition, BadCursor> {
+        let pos: ExportsPosition = self.open(cursor)?;
+        if pos.tenant != tenant {
             return Err(BadCursor);
         }
         Ok(pos)
@@ -228,5 +255,18 @@ mod tests {
         assert_eq!(k.decode_catalog(&c, "acme", "actions", Some("bo")), Err(BadCursor));
         assert_eq!(k.decode_catalog(&c, "acme", "actors", None), Err(BadCursor));
         assert_eq!(k.decode_catalog(&k.encode(&super::tests::pos()), "acme", "actors", None), Err(BadCursor));
+    }
+
+    #[test]
+    fn export_list_cursors_are_bound_to_their_tenant() {
+        let k = CursorKey::derive("secret");
+        let pos = ExportsPosition { tenant: "acme".into(), after: "0190-x".into() };
+        let c = k.encode_exports(&pos);
+        assert_eq!(k.decode_exports(&c, "acme"), Ok(pos));
+        assert_eq!(k.decode_exports(&c, "other"), Err(BadCursor));
+        let catalog = CatalogPosition { tenant: "acme".into(), catalog: "actors".into(), q: None, after: "u".into() };
+        assert_eq!(k.decode_exports(&k.encode_catalog(&catalog), "acme"), Err(BadCursor));
+        let (payload, _) = c.split_once('.').unwrap_or_default();
+        assert_eq!(k.decode_exports(&format!("{payload}.AAAAAAAAAAAAAAAAAAAAAA"), "acme"), Err(BadCursor));
     }
 }

@@ -52,12 +52,32 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Value>,
+    /// Seconds to wait, for a `throttled` that is a per-tenant limit rather than a
+    /// passing overload: answered 429 with `Retry-After`, not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl ErrorBody {
     #[must_use]
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Vec::new() }
+        Self { code, message: message.into(), details: Vec::new(), retry_after: None }
+    }
+
+    /// The same error, a per-tenant limit that frees up in about `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The HTTP status: the code's, except 429 for a limit ([`ErrorBody::retry_after`]).
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match (self.code, self.retry_after) {
+            (Code::Throttled, Some(_)) => 429,
+            (code, _) => code.status(),
+        }
     }
 
     #[must_use]
@@ -94,5 +114,15 @@ mod tests {
         assert_eq!((body.code, body.message.as_str()), (Code::InvalidRequest, "invalid parameters: q too long"));
         assert_eq!(body.details.len(), 2);
         assert_eq!(ErrorBody::invalid("nothing", &[]).message, "nothing");
+    }
+
+    #[test]
+    fn a_limit_is_a_429_and_a_passing_overload_a_503() {
+        let busy = ErrorBody::new(Code::Throttled, "busy");
+        assert_eq!((busy.status(), busy.clone().retry_after(30).status()), (503, 429));
+        assert_eq!(
+            serde_json::to_value(busy.retry_after(30)).ok(),
+            Some(serde_json::json!({"code": "throttled", "message": "busy"}))
+        );
     }
 }

@@ -8,6 +8,7 @@ use crate::domain::canonical::{normalize, sha256_hex, to_canonical_map};
 use crate::domain::fields::{self, Source as FieldSource};
 use crate::domain::incoming::Incoming;
 use crate::domain::number::{self, MAX_DEPTH};
+use crate::domain::own::{self, Origin};
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use serde::Serialize;
@@ -56,6 +57,9 @@ pub enum Reason {
     /// A number outside the numeric model ([`number`]): it would not read back, hash
     /// and export as the value written.
     NumberPrecision,
+    /// A form only the service's own events may have ([`own`]): an action in the
+    /// `audit_log.` namespace, or an id beginning `audit_log:`.
+    Reserved,
 }
 
 /// One broken rule: where, which, and a sentence for humans.
@@ -235,7 +239,8 @@ const TOP_FIELDS: &[&str] = &[
 ];
 
 impl Event {
-    /// Validates an event a client sent for `tenant`, received at `now`.
+    /// Validates an event a client sent for `tenant`, received at `now`: the forms
+    /// reserved for the service's own events ([`own`]) are refused.
     ///
     /// It takes the value by ownership so that `metadata` and `changes`, the large parts,
     /// move into the event instead of being copied.
@@ -243,6 +248,20 @@ impl Event {
     /// # Errors
     /// Every violated rule.
     pub fn validate(raw: impl Into<Incoming>, tenant: &TenantId, now: Timestamp) -> Result<Accepted, Vec<Violation>> {
+        Self::validate_as(raw, tenant, now, Origin::Client)
+    }
+
+    /// [`Event::validate`] for an event written by `origin`: only [`Origin::Service`] may
+    /// use the reserved forms.
+    ///
+    /// # Errors
+    /// Every violated rule.
+    pub fn validate_as(
+        raw: impl Into<Incoming>,
+        tenant: &TenantId,
+        now: Timestamp,
+        origin: Origin,
+    ) -> Result<Accepted, Vec<Violation>> {
         let Incoming { value, findings } = raw.into();
         let mut v = Vec::new();
         if let Some(found) = &findings {
@@ -306,6 +325,22 @@ impl Event {
         // Only its type here; its numbers are the numeric model's (see above).
         let _ = f.object("metadata", false);
 
+        if origin == Origin::Client {
+            if id.as_deref().is_some_and(own::is_reserved_id) {
+                v.push(Violation::new(
+                    "id",
+                    Reason::Reserved,
+                    format!("ids beginning {} are the service's own; choose another id", own::ID_PREFIX),
+                ));
+            }
+            if action.as_deref().is_some_and(own::is_reserved_action) {
+                v.push(Violation::new(
+                    "action",
+                    Reason::Reserved,
+                    format!("the {}. namespace is the service's own; choose another category", own::ACTION_CATEGORY),
+                ));
+            }
+        }
         if action.as_deref().is_some_and(|a| !is_action(a)) {
             v.push(Violation::new(
                 "action",
@@ -457,7 +492,8 @@ impl Event {
         w.finish()
     }
 
-    /// Reads back an event from its stored canonical JSON.
+    /// Reads back an event from its stored canonical JSON, the service's own events
+    /// among them.
     ///
     /// # Errors
     /// The violations, if the stored text is not a valid event (a corrupt item).
@@ -467,7 +503,7 @@ impl Event {
             .remove("tenant_id")
             .and_then(|t| t.as_str().and_then(|t| TenantId::parse(t).ok()))
             .ok_or_else(|| vec![Violation::new("tenant_id", Reason::MissingField, "stored event without tenant")])?;
-        Event::validate(Value::Object(body), &tenant, Timestamp::MAX).map(|a| a.event)
+        Event::validate_as(Value::Object(body), &tenant, Timestamp::MAX, Origin::Service).map(|a| a.event)
     }
 
     /// Stamps the event with its arrival time and hash.

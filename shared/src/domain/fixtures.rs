@@ -70,6 +70,10 @@ pub fn bad_events() -> Vec<(Value, &'static str, Reason)> {
         (with(json!({"changes": vec![json!({"field": "f"}); 101]})), "changes", Reason::TooMany),
         (with(json!({"metadata": "text"})), "metadata", Reason::InvalidType),
         (with(json!({"metadata": {"blob": "m".repeat(33 * 1024)}})), "metadata", Reason::TooLarge),
+        (with(json!({"action": "audit_log.export"})), "action", Reason::Reserved),
+        (with(json!({"action": "audit_log.alert_delete"})), "action", Reason::Reserved),
+        (with(json!({"id": "audit_log:export:0190"})), "id", Reason::Reserved),
+        (with(json!({"id": "AUDIT_LOG:alert:r:deleted"})), "id", Reason::Reserved),
         (with(json!({"metadata": {"n": 9_007_199_254_740_993_u64}})), "metadata.n", Reason::NumberPrecision),
         (with(json!({"metadata": {"n": 72_057_594_037_927_940.0}})), "metadata.n", Reason::NumberPrecision),
         (

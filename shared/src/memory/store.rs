@@ -4,6 +4,7 @@
 use crate::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate, Known};
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{DOWNLOAD_HOURS, Job, Produced, Status, id_lower_bound};
+use crate::domain::export_dispatch::Dispatch;
 use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
 use crate::domain::plan::{EventKey, Partition, Path};
@@ -52,6 +53,7 @@ struct Tables {
     emails: BTreeSet<(TenantId, String, String)>,
     archive: HashMap<TenantId, (ArchiveState, Lease)>,
     jobs: BTreeMap<(TenantId, String), Job>,
+    dispatch: HashMap<TenantId, Dispatch>,
 }
 
 /// Every table-backed port, in memory.
@@ -564,17 +566,39 @@ impl ExportJobs for MemoryStore {
         Ok(self.open("jobs.get", id)?.jobs.get(&(tenant.clone(), id.to_owned())).cloned())
     }
 
-    async fn list(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<Job>, StoreError> {
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         let t = self.open("jobs.list", tenant.as_str())?;
         let lower = id_lower_bound(since);
-        let mut jobs: Vec<Job> = t
+        let jobs = t
             .jobs
             .iter()
-            .filter(|((tn, id), _)| tn == tenant && id.as_str() >= lower.as_str())
+            .rev()
+            .filter(|((tn, id), _)| {
+                tn == tenant && id.as_str() >= lower.as_str() && before.is_none_or(|b| id.as_str() < b)
+            })
             .map(|(_, j)| j.clone())
+            .take(limit)
             .collect();
-        jobs.reverse();
         Ok(jobs)
+    }
+
+    async fn dispatch(&self, tenant: &TenantId) -> Result<Dispatch, StoreError> {
+        Ok(self.open("jobs.dispatch", tenant.as_str())?.dispatch.get(tenant).cloned().unwrap_or_default())
+    }
+
+    async fn put_dispatch(&self, tenant: &TenantId, next: &Dispatch, expected: u64) -> Result<bool, StoreError> {
+        let mut t = self.open("jobs.put_dispatch", tenant.as_str())?;
+        if t.dispatch.get(tenant).map_or(0, |d| d.version) != expected {
+            return Ok(false);
+        }
+        t.dispatch.insert(tenant.clone(), next.clone());
+        Ok(true)
     }
 
     async fn claim(&self, tenant: &TenantId, id: &str, now: Timestamp) -> Result<bool, StoreError> {

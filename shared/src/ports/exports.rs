@@ -1,7 +1,9 @@
 //! Export jobs: their records and state changes, each conditional on the state it
-//! leaves ([`Job::claimable`] and its siblings say which).
+//! leaves ([`Job::claimable`] and its siblings say which), and each tenant's dispatch
+//! record ([`Dispatch`]), written only over the version it was read at.
 
 use crate::domain::export::{Job, Produced};
+use crate::domain::export_dispatch::Dispatch;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::StoreError;
@@ -17,11 +19,31 @@ pub trait ExportJobs: Send + Sync {
     /// [`StoreError`].
     async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Job>, StoreError>;
 
-    /// The tenant's jobs created since `since`, newest first.
+    /// Up to `limit` of the tenant's jobs created since `since`, newest first, from the
+    /// one before job id `before` (exclusive) when given.
     ///
     /// # Errors
     /// [`StoreError`].
-    async fn list(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<Job>, StoreError>;
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// The tenant's dispatch record, read consistently (version 0 when it has none).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn dispatch(&self, tenant: &TenantId) -> Result<Dispatch, StoreError>;
+
+    /// Writes `next` as the tenant's dispatch record if it is still at version
+    /// `expected`; `false` when another change came first (read again and retry).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn put_dispatch(&self, tenant: &TenantId, next: &Dispatch, expected: u64) -> Result<bool, StoreError>;
 
     /// Moves a claimable job to running at `now`; `false` when another delivery has it or
     /// it is finished.

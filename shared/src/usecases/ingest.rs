@@ -5,6 +5,7 @@ use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Accepted, Event};
 use crate::domain::incoming::Incoming;
 use crate::domain::ingest::{ItemResult, Status, dedup_digest};
+use crate::domain::own::Origin;
 use crate::domain::tenant::{TenantId, shard_of};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{Catalogs, EventWriter, PutOutcome, StoreError, TenantRegistry, Tenants};
@@ -50,16 +51,26 @@ impl Ingest {
         self
     }
 
-    /// Validates and stores events for one tenant; the order of results is the order of
-    /// `events`. Never fails as a whole: every event gets its own result.
+    /// Validates and stores a client's events for one tenant; the order of results is the
+    /// order of `events`. Never fails as a whole: every event gets its own result.
     pub async fn ingest<E: Into<Incoming>>(&self, tenant: &TenantId, events: Vec<E>) -> Vec<ItemResult> {
+        self.ingest_as(tenant, events, Origin::Client).await
+    }
+
+    /// [`Ingest::ingest`] for the service's own events (an export asked for, a rule
+    /// changed), which alone may use the `audit_log.` namespace and `audit_log:` ids.
+    pub async fn record_own(&self, tenant: &TenantId, events: Vec<serde_json::Value>) -> Vec<ItemResult> {
+        self.ingest_as(tenant, events, Origin::Service).await
+    }
+
+    async fn ingest_as<E: Into<Incoming>>(&self, tenant: &TenantId, events: Vec<E>, origin: Origin) -> Vec<ItemResult> {
         let now = Timestamp::now();
         let mut results: Vec<Option<ItemResult>> = vec![None; events.len()];
         let mut valid: Vec<(usize, Accepted)> = Vec::with_capacity(events.len());
         for (index, raw) in events.into_iter().enumerate() {
             let raw: Incoming = raw.into();
             let id = raw.id();
-            match Event::validate(raw, tenant, now) {
+            match Event::validate_as(raw, tenant, now, origin) {
                 Ok(a) => valid.push((index, a)),
                 Err(v) => {
                     results[index] =

@@ -259,11 +259,11 @@ async fn an_event_under_a_tenants_key_that_names_another_tenant_is_never_served(
     }
     assert!(q.get(&t, &intruder.event.id).await.unwrap_or_else(|e| panic!("{e}")).is_none());
     let (files, queue) = (Arc::new(MemoryBlobs::default()), Arc::new(MemoryQueue::default()));
-    let exports = Exports::on(&store, &queue, &files);
+    let exports = Exports::on(&store, &queue, &files, CursorKey::derive("k"));
     let body = json!({"format": "jsonl"}).to_string();
     let job = exports.request(&t, "auditor", body.as_bytes()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let message = queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
-    assert!(Exporter::on(&store, &Arc::new(MemoryBlobs::default()), &files, 1_000, 90).consume(&message).await);
+    assert!(Exporter::on(&store, &Arc::new(MemoryBlobs::default()), &files, &queue, 1_000, 90).consume(&message).await);
     let file = String::from_utf8(files.bytes(&job.object_key()).unwrap_or_default()).unwrap_or_default();
     assert!(file.contains("e-00000") && !file.contains(&intruder.event.id), "{file}");
 }

@@ -1,10 +1,12 @@
 //! Every use case on the in-memory adapters: ingest results, paging and cursors, counts
 //! and catalogs here; archive steps, crash points, tombstones and verify in [`archive`];
-//! export merges, requests and dead letters in [`export`]. They add to the black-box
-//! tests against the local AWS servers in `tests/`, and replace none.
+//! export merges, requests and dead letters in [`export`]; per-tenant export limits in
+//! [`export_limits`]. They add to the black-box tests against the local AWS servers in
+//! `tests/`, and replace none.
 
 mod archive;
 mod export;
+mod export_limits;
 
 use crate::domain::cursor::BadCursor;
 use crate::domain::cursor::CursorKey;

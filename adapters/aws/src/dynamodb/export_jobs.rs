@@ -3,12 +3,18 @@
 //! from the rules in `audit::domain::export` (`Job::claimable` and its siblings). Each
 //! item carries the table's TTL attribute, set when the job is created and again when it
 //! finishes, so records expire after their files ([`keep_until`]).
+//!
+//! The tenant's dispatch record (`audit::domain::export_dispatch`) is the item `#dispatch`
+//! of the same partition: `active` and `running` maps (id or holder to microseconds) and
+//! `version`, replaced whole by a `PutItem` conditional on the version read. Its sort key
+//! sorts before every job id (a UUIDv7 begins with a digit), so listings never meet it.
 
 use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
 use audit::domain::export::{DOWNLOAD_HOURS, Format, Job, Produced, STALE_SECONDS, Status, id_lower_bound, keep_until};
+use audit::domain::export_dispatch::Dispatch;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{ExportJobs, StoreError};
@@ -19,8 +25,25 @@ use std::collections::HashMap;
 /// the epoch. `TTL` is a reserved word, so expressions name it `#ttl`.
 pub const TTL: &str = "ttl";
 
+/// The dispatch record's sort key.
+const DISPATCH: &str = "#dispatch";
+
 fn job_key(tenant: &TenantId, id: &str) -> Item {
     key(&keys::export_jobs_pk(tenant), id)
+}
+
+fn times(map: &std::collections::BTreeMap<String, Timestamp>) -> AttributeValue {
+    AttributeValue::M(map.iter().map(|(k, t)| (k.clone(), n(t.micros()))).collect())
+}
+
+fn read_times(item: &Item, name: &str) -> std::collections::BTreeMap<String, Timestamp> {
+    let Some(AttributeValue::M(m)) = item.get(name) else { return Default::default() };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let micros = v.as_n().ok()?.parse::<i64>().ok()?;
+            Some((k.clone(), Timestamp::from_micros(micros).ok()?))
+        })
+        .collect()
 }
 
 fn to_item(job: &Job) -> Item {
@@ -86,11 +109,19 @@ impl ExportJobs for Table {
         Ok(out.item().and_then(|it| from_item(tenant, it)))
     }
 
-    async fn list(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<Job>, StoreError> {
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         let lower = id_lower_bound(since);
         let mut jobs = Vec::new();
-        let mut start = None;
-        loop {
+        // Newest first from the job before `before`: the key need not be an item's.
+        let mut start = before.map(|b| job_key(tenant, b));
+        while jobs.len() < limit {
+            let left = i32::try_from(limit - jobs.len()).unwrap_or(i32::MAX);
             let run = retry(&self.backoff, "Query export jobs", || {
                 self.client
                     .query()
@@ -99,6 +130,7 @@ impl ExportJobs for Table {
                     .expression_attribute_values(":pk", s(&keys::export_jobs_pk(tenant)))
                     .expression_attribute_values(":lower", s(&lower))
                     .scan_index_forward(false)
+                    .limit(left)
                     .set_exclusive_start_key(start.clone())
                     .send()
             })
@@ -107,8 +139,54 @@ impl ExportJobs for Table {
             jobs.extend(out.items().iter().filter_map(|it| from_item(tenant, it)));
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok(jobs);
+                break;
             }
+        }
+        Ok(jobs)
+    }
+
+    async fn dispatch(&self, tenant: &TenantId) -> Result<Dispatch, StoreError> {
+        let run = retry(&self.backoff, "GetItem export dispatch", || {
+            self.client
+                .get_item()
+                .table_name(&self.name)
+                .set_key(Some(job_key(tenant, DISPATCH)))
+                .consistent_read(true)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        Ok(out.item().map_or_else(Dispatch::default, |item| Dispatch {
+            active: read_times(item, "active"),
+            running: read_times(item, "running"),
+            version: get_n(item, "version").unwrap_or(0),
+        }))
+    }
+
+    async fn put_dispatch(&self, tenant: &TenantId, next: &Dispatch, expected: u64) -> Result<bool, StoreError> {
+        let mut item = job_key(tenant, DISPATCH);
+        item.insert("active".into(), times(&next.active));
+        item.insert("running".into(), times(&next.running));
+        item.insert("version".into(), n(next.version));
+        let run = retry(&self.backoff, "PutItem export dispatch", || {
+            let put = self.client.put_item().table_name(&self.name).set_item(Some(item.clone()));
+            if expected == 0 {
+                put.condition_expression("attribute_not_exists(pk)")
+            } else {
+                put.condition_expression("#ver = :v")
+                    .expression_attribute_names("#ver", "version")
+                    .expression_attribute_values(":v", n(expected))
+            }
+            .send()
+        })
+        .await;
+        match run.result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                // An ambiguous first attempt may have written it itself.
+                Ok(run.ambiguous)
+            }
+            Err(e) => Err(store_error(&e)),
         }
     }
 

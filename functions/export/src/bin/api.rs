@@ -10,6 +10,8 @@ async fn main() -> Result<(), runtime::Error> {
     let (config, aws) = runtime::start::<ApiConfig>().await?;
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
-    let exports = Exports::on(&table, &aws.queue(&config.export_queue_url), &aws.bucket(&config.export_bucket));
+    let queue = aws.queue(&config.export_queue_url);
+    let exports = Exports::on(&table, &queue, &aws.bucket(&config.export_bucket), config.cursor_key()?)
+        .with_limits(config.limits);
     run::http(app(Arc::new(ExportState { exports, verifier: config.auth.verifier()? })), &config.edge).await
 }

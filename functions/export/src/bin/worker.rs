@@ -11,6 +11,8 @@ async fn main() -> Result<(), runtime::Error> {
     let table = aws.table(&config.table);
     runtime::warm_up(&*table).await;
     let (archive, exports) = (aws.bucket(&config.archive_bucket), aws.bucket(&config.export_bucket));
-    let exporter = Exporter::on(&table, &archive, &exports, config.max_rows, config.hot_days);
+    let queue = aws.queue(&config.queue_url);
+    let exporter =
+        Exporter::on(&table, &archive, &exports, &queue, config.max_rows, config.hot_days).with_limits(config.limits);
     run::queue(|event| handle_queue(&exporter, &config.dead_letter_queue_url, &config.metrics, event)).await
 }

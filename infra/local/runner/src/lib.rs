@@ -6,6 +6,7 @@ use audit_aws::sqs::Queue;
 use audit_runtime::config::{self, ConfigError, FromEnv, Secret};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
+use std::sync::Arc;
 
 pub mod stream;
 
@@ -46,6 +47,40 @@ where
     Ok(received.len())
 }
 
+/// `AUDIT_EXPORT_WORKERS`, which must exceed the per-tenant running limit.
+fn export_workers() -> Result<usize, ConfigError> {
+    let workers = config::number(config::EXPORT_WORKERS, 4usize, 1)?;
+    let running = config::export_limits()?.running as usize;
+    if workers <= running {
+        return Err(ConfigError::Invalid(
+            config::EXPORT_WORKERS,
+            format!("must exceed {running}, the per-tenant running limit"),
+        ));
+    }
+    Ok(workers)
+}
+
+/// Runs `workers` export-queue consumers side by side, as Lambda runs up to the event
+/// source's `MaximumConcurrency` invocations of one message each.
+pub fn spawn_export_workers(
+    queue: &Arc<Queue>,
+    exporter: &audit::usecases::export::Exporter,
+    metrics: &audit_runtime::metrics::Metrics,
+    workers: usize,
+) {
+    for _ in 0..workers {
+        let (queue, exporter, metrics) = (queue.clone(), exporter.clone(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = poll(&queue, 1, 2, |event| export::handle_jobs(&exporter, &metrics, event)).await {
+                    tracing::error!(error = ?e, "export queue poll failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        });
+    }
+}
+
 /// The local table's stream, which provision.py prints.
 pub const STREAM_ARN: &str = "AUDIT_STREAM_ARN";
 
@@ -62,6 +97,9 @@ pub struct Config {
     pub archive: archive::Config,
     pub export_api: export::ApiConfig,
     pub export_worker: export::WorkerConfig,
+    /// `AUDIT_EXPORT_WORKERS` (4): export jobs run at once, as the deployed worker's
+    /// `ExportConcurrency`; more than a tenant's running limit, so the others' jobs pass.
+    pub export_workers: usize,
     pub port: u16,
 }
 
@@ -78,6 +116,7 @@ impl FromEnv for Config {
             archive: archive::Config::from_env()?,
             export_api: export::ApiConfig::from_env()?,
             export_worker: export::WorkerConfig::from_env()?,
+            export_workers: export_workers()?,
             port: config::number(config::PORT, 3000, 1)?,
         })
     }

@@ -49,19 +49,11 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let w = &config.export_worker;
-    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, w.max_rows, w.hot_days);
     let export_queue = aws.queue(&config.export_api.export_queue_url);
-    let worker = exporter.clone();
-    let metrics = w.metrics.clone();
+    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, &export_queue, w.max_rows, w.hot_days)
+        .with_limits(w.limits);
+    audit_local::spawn_export_workers(&export_queue, &exporter, &w.metrics, config.export_workers);
     let dead_metrics = w.metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = poll(&export_queue, 1, 2, |event| export::handle_jobs(&worker, &metrics, event)).await {
-                tracing::error!(error = ?e, "export queue poll failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    });
     // The worker's second event source: jobs whose every run died end `failed`.
     let dead_letters = aws.queue(&w.dead_letter_queue_url);
     tokio::spawn(async move {
@@ -140,7 +132,8 @@ async fn main() -> anyhow::Result<()> {
         query: Query::on(&table, &archive_bucket, config.query.cursor_key()?, config.query.hot_days),
         verifier: config.query.auth.verifier()?,
     };
-    let exports = Exports::on(&table, &aws.queue(&config.export_api.export_queue_url), &export_bucket);
+    let exports = Exports::on(&table, &export_queue, &export_bucket, config.export_api.cursor_key()?)
+        .with_limits(config.export_api.limits);
     let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
     let a = &config.alerts_api;
     let rules = Rules::on(

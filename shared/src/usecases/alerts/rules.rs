@@ -193,7 +193,7 @@ impl Rules {
         };
         let actor_id: String = actor.chars().take(256).collect();
         let mut event = json!({
-            "id": format!("alert:{}:{version}", rule.id),
+            "id": crate::domain::own::event_id(&format!("alert:{}:{version}", rule.id)),
             "action": format!("audit_log.alert_{verb}"),
             "actor": {"type": "member", "id": if actor_id.is_empty() { "unknown".to_owned() } else { actor_id }},
             "resource": {"type": "alert_rule", "id": rule.id, "name": rule.settings.name},
@@ -212,7 +212,7 @@ impl Rules {
             }
             event["metadata"]["secret_rotated"] = Value::Bool(*rotated);
         }
-        let results = self.ingest.ingest(&rule.tenant_id, vec![event]).await;
+        let results = self.ingest.record_own(&rule.tenant_id, vec![event]).await;
         let result = results.first();
         match result.map(|r| r.status) {
             Some(IngestStatus::Created | IngestStatus::Duplicate) => Ok(()),

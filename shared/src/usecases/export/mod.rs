@@ -18,12 +18,19 @@
 //! as it fills, so memory stays bounded whatever its size. [`requests`] is the API side:
 //! asking for an export and seeing how it went, and the dead letters of jobs that never
 //! finished.
+//!
+//! Tenants take the workers in turn ([`crate::domain::export_dispatch`]): a job runs only
+//! in one of its tenant's running slots; a job whose tenant has none free goes back on the
+//! queue for [`REQUEUE_SECONDS`] and the worker takes the next message, so one tenant's
+//! backlog never holds another tenant's export behind it.
 
 pub mod archived;
+pub mod dispatch;
 pub mod online;
 pub mod requests;
 
 use crate::domain::export::{INCOMPLETE, Job, Message, Produced};
+use crate::domain::export_dispatch::{Limits, REQUEUE_SECONDS};
 use crate::domain::export_request::stored_filter;
 use crate::domain::filter::Filter;
 use crate::domain::retention::online_start;
@@ -31,7 +38,10 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
-use crate::ports::{BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, StoreError, Tenants, Upload};
+use crate::ports::{
+    BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, MessageQueue, Outgoing, StoreError, Tenants,
+    Upload,
+};
 use crate::usecases::merge::{Ahead, Keyed, Sorted};
 use std::sync::Arc;
 
@@ -85,6 +95,9 @@ pub struct Exporter {
     pub events: Arc<dyn EventReader>,
     pub archive: Arc<dyn BlobStore>,
     pub exports: Arc<dyn BlobStore>,
+    /// The export queue, where a job waits again while its tenant's slots are taken.
+    pub queue: Arc<dyn MessageQueue>,
+    pub limits: Limits,
     /// `AUDIT_EXPORT_MAX_ROWS`: past it, the most recent rows are kept.
     pub max_rows: u64,
     /// `AUDIT_HOT_DAYS`, for tenants without their own window: which days an archive run
@@ -93,12 +106,21 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// The worker on one store that holds jobs, tenants, catalogs and events.
-    pub fn on<S, A, E>(store: &Arc<S>, archive: &Arc<A>, exports: &Arc<E>, max_rows: u64, default_hot_days: u32) -> Self
+    /// The worker on one store that holds jobs, tenants, catalogs and events, with the
+    /// default [`Limits`].
+    pub fn on<S, A, E, Q>(
+        store: &Arc<S>,
+        archive: &Arc<A>,
+        exports: &Arc<E>,
+        queue: &Arc<Q>,
+        max_rows: u64,
+        default_hot_days: u32,
+    ) -> Self
     where
         S: ExportJobs + Tenants + Catalogs + EventIndex + EventReader + 'static,
         A: BlobStore + 'static,
         E: BlobStore + 'static,
+        Q: MessageQueue + 'static,
     {
         Self {
             jobs: store.clone(),
@@ -108,9 +130,17 @@ impl Exporter {
             events: store.clone(),
             archive: archive.clone(),
             exports: exports.clone(),
+            queue: queue.clone(),
+            limits: Limits::default(),
             max_rows,
             default_hot_days,
         }
+    }
+
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Handles one export queue message; returns whether it is done with. A message that
@@ -155,6 +185,7 @@ impl Exporter {
         match self.jobs.fail(&tenant, &id, INCOMPLETE, why, Timestamp::now()).await {
             Ok(marked) => {
                 tracing::warn!(%tenant, id, marked, "export job dead-lettered");
+                dispatch::finish(&*self.jobs, &tenant, &id).await;
                 true
             }
             Err(e) => {
@@ -165,33 +196,59 @@ impl Exporter {
     }
 
     /// Runs one job to its end: `succeeded`, or `failed` with a reason. A job that is
-    /// finished, or running under another delivery, is left alone.
+    /// finished, or running under another delivery, is left alone; one whose tenant has
+    /// no running slot free goes back on the queue for [`REQUEUE_SECONDS`].
     ///
     /// # Errors
-    /// [`StoreError`] when the job's own record cannot be read or written; the queue
-    /// delivers the message again.
+    /// [`StoreError`] when the job's own record, or its tenant's dispatch record, cannot be
+    /// read or written, or it cannot be queued again; the queue delivers the message again.
     pub async fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<Produced>, StoreError> {
         let Some(job) = self.jobs.get(tenant, id).await? else {
             tracing::warn!(%tenant, id, "export job not found");
+            dispatch::finish(&*self.jobs, tenant, id).await;
             return Ok(None);
         };
-        if !self.jobs.claim(tenant, id, Timestamp::now()).await? {
+        let now = Timestamp::now();
+        if !job.claimable(now) {
             tracing::info!(%tenant, id, status = job.status.as_str(), "export job already taken");
             return Ok(None);
         }
+        let limits = self.limits;
+        if !dispatch::apply(&*self.jobs, tenant, |d| d.claim(id, now, limits)).await? {
+            self.requeue(tenant, id).await?;
+            return Ok(None);
+        }
+        if !self.jobs.claim(tenant, id, now).await? {
+            tracing::info!(%tenant, id, "export job taken meanwhile");
+            if let Err(e) = dispatch::apply(&*self.jobs, tenant, |d| d.release(id)).await {
+                tracing::warn!(%tenant, id, error = %e, "running slot not released; its lease ends it");
+            }
+            return Ok(None);
+        }
         let started = std::time::Instant::now();
-        match self.produce(&job).await {
+        let ran = match self.produce(&job).await {
             Ok(p) => {
                 tracing::info!(%tenant, id, rows = p.rows, bytes = p.bytes, seconds = started.elapsed().as_secs_f64(), "export done");
-                self.jobs.succeed(tenant, id, p, Timestamp::now()).await?;
-                Ok(Some(p))
+                self.jobs.succeed(tenant, id, p, Timestamp::now()).await.map(|_| Some(p))
             }
             Err(e) => {
                 tracing::error!(%tenant, id, error = %e, "export failed");
-                self.jobs.fail(tenant, id, e.code(), &e.to_string(), Timestamp::now()).await?;
-                Ok(None)
+                self.jobs.fail(tenant, id, e.code(), &e.to_string(), Timestamp::now()).await.map(|_| None)
             }
+        };
+        if ran.is_ok() {
+            dispatch::finish(&*self.jobs, tenant, id).await;
         }
+        ran
+    }
+
+    /// Puts a job back on the queue for a while: its tenant's running slots are taken.
+    async fn requeue(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
+        tracing::info!(%tenant, id, delay = REQUEUE_SECONDS, "tenant at its running limit; export job requeued");
+        let body = serde_json::to_string(&Message { tenant_id: tenant.to_string(), id: id.to_owned() })
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        let message = Outgoing { body, attributes: Vec::new(), delay_seconds: REQUEUE_SECONDS };
+        self.queue.send(message).await.map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     async fn produce(&self, job: &Job) -> Result<Produced, ExportError> {

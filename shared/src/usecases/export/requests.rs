@@ -1,14 +1,20 @@
-//! The exports API's side of a job (`/v1/exports`): asking for an export, which logs it
-//! and queues it, and seeing how it went, with a fresh download link while it lasts.
+//! The exports API's side of a job (`/v1/exports`): asking for an export, which takes a
+//! place among the tenant's queued and running exports ([`Limits::active`]), logs it and
+//! queues it; and seeing how it went, with a fresh download link while it lasts.
 
+use crate::domain::cursor::{CursorKey, ExportsPosition};
 use crate::domain::error::{Code, ErrorBody};
+use crate::domain::event::{Reason, Violation};
 use crate::domain::export::{Job, Message, Status};
+use crate::domain::export_dispatch::{Limits, RETRY_AFTER_SECONDS};
 use crate::domain::export_request::{ExportRequest, parse_request};
 use crate::domain::filter::query_pairs;
 use crate::domain::ingest::Status as IngestStatus;
+use crate::domain::own;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{BlobStore, Catalogs, EventWriter, ExportJobs, MessageQueue, Outgoing, TenantRegistry, Tenants};
+use crate::usecases::export::dispatch;
 use crate::usecases::ingest::Ingest;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -20,6 +26,17 @@ use std::time::Duration;
 pub const LINK_TTL: Duration = Duration::from_secs(3600);
 /// How far back the list of exports goes.
 const LIST_DAYS: i64 = 7;
+/// Jobs on a page of the list when the request does not say (`limit`, 1-100).
+pub const DEFAULT_PAGE: usize = 20;
+/// Most jobs on a page of the list.
+pub const MAX_PAGE: usize = 100;
+
+/// One page of the tenant's exports, as the API shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
 
 #[derive(Clone)]
 pub struct Exports {
@@ -30,45 +47,104 @@ pub struct Exports {
     pub queue: Arc<dyn MessageQueue>,
     /// The export bucket: links to finished files, and expired files deleted.
     pub files: Arc<dyn BlobStore>,
+    /// Signs the list's cursors.
+    pub cursors: CursorKey,
+    pub limits: Limits,
 }
 
 impl Exports {
     /// The exports API on one store (jobs, and the events that log them), `queue` and the
-    /// export bucket `files`.
-    pub fn on<S, Q, F>(store: &Arc<S>, queue: &Arc<Q>, files: &Arc<F>) -> Self
+    /// export bucket `files`, with the default [`Limits`].
+    pub fn on<S, Q, F>(store: &Arc<S>, queue: &Arc<Q>, files: &Arc<F>, cursors: CursorKey) -> Self
     where
         S: ExportJobs + EventWriter + Tenants + TenantRegistry + Catalogs + 'static,
         Q: MessageQueue + 'static,
         F: BlobStore + 'static,
     {
-        Self { jobs: store.clone(), ingest: Ingest::on(store), queue: queue.clone(), files: files.clone() }
+        Self {
+            jobs: store.clone(),
+            ingest: Ingest::on(store),
+            queue: queue.clone(),
+            files: files.clone(),
+            cursors,
+            limits: Limits::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Creates, logs and queues an export of `body` for `requested_by`; the job queued.
     ///
     /// # Errors
-    /// The contract's error: the body's violations, or storage or the queue unavailable.
+    /// The contract's error: the body's violations; `throttled` with a retry time when
+    /// the tenant has its limit of exports queued or running (nothing logged or queued);
+    /// storage or the queue unavailable.
     pub async fn request(&self, tenant: &TenantId, requested_by: &str, body: &[u8]) -> Result<Job, ErrorBody> {
         let now = Timestamp::now();
         let request = parse_request(body, now).map_err(|v| ErrorBody::invalid("invalid export request", &v))?;
         let job = Job::new(tenant.clone(), requested_by, request.format, request.query.clone(), now);
-        self.jobs.create(&job).await.map_err(|e| e.body())?;
+        self.admit(&job, now).await?;
+        if let Err(e) = self.jobs.create(&job).await {
+            dispatch::finish(&*self.jobs, tenant, &job.id).await;
+            return Err(e.body());
+        }
         // Logged before it is queued: no export ever runs unlogged.
         if let Err(e) = self.log(&job, &request).await {
-            let _ = self.jobs.fail(tenant, &job.id, "internal", "the export could not be logged", now).await;
+            self.abandon(&job, "internal", "the export could not be logged", now).await;
             return Err(e);
         }
         let message = Message { tenant_id: tenant.to_string(), id: job.id.clone() };
         let body = serde_json::to_string(&message).map_err(|e| ErrorBody::internal(&e))?;
         if let Err(e) = self.queue.send(Outgoing::text(body)).await {
             tracing::error!(error = %e, "export queue unavailable");
-            let _ = self.jobs.fail(tenant, &job.id, "storage_unavailable", "the export could not be queued", now).await;
+            self.abandon(&job, "storage_unavailable", "the export could not be queued", now).await;
             return Err(ErrorBody::new(Code::Throttled, "the export queue is unavailable; retry"));
         }
         Ok(job)
     }
 
-    /// Records `audit_log.export` in the caller's tenant, as any other event.
+    /// Takes a place for `job` among the tenant's queued and running exports. At the
+    /// limit, the places of jobs that ended without giving theirs back are freed first.
+    async fn admit(&self, job: &Job, now: Timestamp) -> Result<(), ErrorBody> {
+        let (jobs, tenant, limits) = (&*self.jobs, &job.tenant, self.limits);
+        if dispatch::apply(jobs, tenant, |d| d.admit(&job.id, now, limits)).await.map_err(|e| e.body())? {
+            return Ok(());
+        }
+        let mut ended = Vec::new();
+        for id in jobs.dispatch(tenant).await.map_err(|e| e.body())?.settled(now) {
+            let found = jobs.get(tenant, &id).await.map_err(|e| e.body())?;
+            if found.is_none_or(|j| !matches!(j.status, Status::Queued | Status::Running)) {
+                ended.push(id);
+            }
+        }
+        let admitted = !ended.is_empty()
+            && dispatch::apply(jobs, tenant, |d| {
+                let freed = ended.iter().fold(d.clone(), |d, id| d.finish(id).unwrap_or(d));
+                freed.admit(&job.id, now, limits)
+            })
+            .await
+            .map_err(|e| e.body())?;
+        if admitted {
+            return Ok(());
+        }
+        Err(ErrorBody::new(
+            Code::Throttled,
+            format!("a tenant has at most {} exports queued or running; retry when one has finished", limits.active),
+        )
+        .retry_after(RETRY_AFTER_SECONDS))
+    }
+
+    /// A job that could not be logged or queued: failed, and its place given back.
+    async fn abandon(&self, job: &Job, code: &str, message: &str, now: Timestamp) {
+        let _ = self.jobs.fail(&job.tenant, &job.id, code, message, now).await;
+        dispatch::finish(&*self.jobs, &job.tenant, &job.id).await;
+    }
+
+    /// Records `audit_log.export` in the caller's tenant, as the service's own event.
     async fn log(&self, job: &Job, request: &ExportRequest) -> Result<(), ErrorBody> {
         let filters: serde_json::Map<String, Value> =
             query_pairs(&request.query).into_iter().fold(serde_json::Map::new(), |mut m, (k, v)| {
@@ -83,14 +159,14 @@ impl Exports {
             });
         let actor_id: String = job.requested_by.chars().take(256).collect();
         let event = json!({
-            "id": format!("export:{}", job.id),
+            "id": own::event_id(&format!("export:{}", job.id)),
             "action": "audit_log.export",
             "actor": {"type": "member", "id": if actor_id.is_empty() { "unknown".to_owned() } else { actor_id }},
             "resource": {"type": "export", "id": job.id},
             "description": format!("Requested an export of audit log events as {}", request.format.as_str()),
             "metadata": {"format": request.format.as_str(), "filters": filters},
         });
-        let results = self.ingest.ingest(&job.tenant, vec![event]).await;
+        let results = self.ingest.record_own(&job.tenant, vec![event]).await;
         let result = results.first();
         match result.map(|r| r.status) {
             Some(IngestStatus::Created | IngestStatus::Duplicate) => Ok(()),
@@ -121,18 +197,60 @@ impl Exports {
         }
     }
 
-    /// The tenant's jobs of the last seven days, newest first, as the API shows them.
+    /// A page of the tenant's jobs of the last seven days, newest first, as the API
+    /// shows them. `query` may hold `limit` (1-100, default [`DEFAULT_PAGE`]) and the
+    /// `cursor` of the page before, each once.
     ///
     /// # Errors
-    /// As [`Exports::get`].
-    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<Value>, ErrorBody> {
+    /// `invalid_request` for any other parameter, a `limit` out of range or a cursor this
+    /// service did not sign for this tenant; as [`Exports::get`].
+    pub async fn list(&self, tenant: &TenantId, query: &str) -> Result<Page, ErrorBody> {
+        let (mut limit, mut cursor, mut v) = (DEFAULT_PAGE, None, Vec::new());
+        let mut seen = Vec::new();
+        for (k, value) in query_pairs(query) {
+            let bad = |reason, message: &str| Violation { field: k.clone(), reason, message: message.into() };
+            if seen.contains(&k) {
+                v.push(bad(Reason::InvalidValue, "given more than once"));
+                continue;
+            }
+            seen.push(k.clone());
+            match k.as_str() {
+                "limit" => match value.parse::<usize>() {
+                    Ok(n) if (1..=MAX_PAGE).contains(&n) => limit = n,
+                    _ => v.push(bad(Reason::InvalidValue, "1 to 100")),
+                },
+                "cursor" => cursor = Some(value),
+                _ => v.push(bad(Reason::UnknownField, "unknown parameter")),
+            }
+        }
+        if !v.is_empty() {
+            return Err(ErrorBody::invalid("invalid parameters", &v));
+        }
+        let after = match cursor.map(|c| self.cursors.decode_exports(&c, tenant.as_str())) {
+            None => None,
+            Some(Ok(pos)) => Some(pos.after),
+            Some(Err(_)) => {
+                return Err(ErrorBody::new(
+                    Code::InvalidRequest,
+                    "the cursor is invalid, or was issued to another tenant",
+                )
+                .with_details(&[json!({"field": "cursor", "reason": "invalid_cursor"})]));
+            }
+        };
         let now = Timestamp::now();
-        let jobs = self.jobs.list(tenant, now.plus_seconds(-LIST_DAYS * 86_400)).await.map_err(|e| e.body())?;
+        let since = now.plus_seconds(-LIST_DAYS * 86_400);
+        // One more than the page shows: whether there is a next page.
+        let mut jobs = self.jobs.list(tenant, since, after.as_deref(), limit + 1).await.map_err(|e| e.body())?;
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_cursor = jobs.last().filter(|_| more).map(|last| {
+            self.cursors.encode_exports(&ExportsPosition { tenant: tenant.to_string(), after: last.id.clone() })
+        });
         let mut items = Vec::with_capacity(jobs.len());
         for job in &jobs {
             items.push(self.view(job, now).await?);
         }
-        Ok(items)
+        Ok(Page { items, next_cursor })
     }
 
     /// The job as the API shows it: a fresh link while the file is downloadable; past its

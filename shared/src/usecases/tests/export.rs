@@ -4,6 +4,7 @@
 
 use super::archive::{Archive, day_events};
 use super::*;
+use crate::domain::cursor::CursorKey;
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{Format, INCOMPLETE, Status as JobStatus};
 use crate::domain::filter::Filter;
@@ -39,11 +40,11 @@ impl Exporting {
     }
 
     fn exporter(&self, max_rows: u64) -> Exporter {
-        Exporter::on(&self.archive.store, &self.archive.bucket, &self.files, max_rows, 90)
+        Exporter::on(&self.archive.store, &self.archive.bucket, &self.files, &self.queue, max_rows, 90)
     }
 
     fn exports(&self) -> Exports {
-        Exports::on(&self.archive.store, &self.queue, &self.files)
+        Exports::on(&self.archive.store, &self.queue, &self.files, CursorKey::derive("k"))
     }
 
     /// Requests an export, runs it as the worker would, and returns the job's view and file.
@@ -82,7 +83,9 @@ async fn an_export_merges_archive_and_online_newest_first_and_gives_an_event_in_
     assert_eq!(job["status"], "succeeded", "{job}");
     // Every stored event, plus the export's own audit event, newest first, each once.
     let mut expected = before;
-    expected.extend(online(&x.archive.store, &t, &format!("export:{}", job["id"].as_str().unwrap_or_default())).await);
+    expected.extend(
+        online(&x.archive.store, &t, &format!("audit_log:export:{}", job["id"].as_str().unwrap_or_default())).await,
+    );
     let expected = newest_first(expected);
     let lines: Vec<Value> =
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
@@ -134,14 +137,14 @@ async fn export_requests_are_validated_logged_queued_and_expire() {
     assert_eq!(down.err().map(|e| e.code), Some(Code::Throttled));
     let job = exports.request(&t, "tester", br#"{"format": "jsonl"}"#).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(job.status, JobStatus::Queued);
-    let logged = online(&x.archive.store, &t, &format!("export:{}", job.id)).await;
+    let logged = online(&x.archive.store, &t, &format!("audit_log:export:{}", job.id)).await;
     assert_eq!(logged.map(|e| (e.event.action, e.event.actor.id)), Some(("audit_log.export".into(), "tester".into())));
-    let listed = exports.list(&t).await.unwrap_or_default();
+    let listed = exports.list(&t, "").await.map(|p| p.items).unwrap_or_default();
     assert_eq!(
         listed.iter().map(|j| j["status"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
         vec!["queued", "failed"]
     );
-    assert!(exports.list(&tenant("other")).await.unwrap_or_default().is_empty());
+    assert!(exports.list(&tenant("other"), "").await.map(|p| p.items).unwrap_or_default().is_empty());
     assert!(exports.get(&tenant("other"), &job.id).await.ok().flatten().is_none());
     // Run twice: the second delivery does nothing more.
     let message = x.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
