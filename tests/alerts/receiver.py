@@ -121,15 +121,16 @@ class Receiver:
             self._changed.notify_all()
 
     def received(self, path=None):
+        """What reached `path` (its query aside), or anything."""
         with self._changed:
-            return [r for r in self._received if path is None or r.path == path]
+            return [r for r in self._received if path is None or r.path.split("?")[0] == path]
 
     def wait(self, n, path=None, timeout=20.0):
         """The requests to `path` once there are at least `n` (polled up to `timeout` s)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                got = [r for r in self._received if path is None or r.path == path]
+                got = [r for r in self._received if path is None or r.path.split("?")[0] == path]
                 left = deadline - time.monotonic()
                 if len(got) >= n or left <= 0:
                     break

@@ -29,6 +29,11 @@ def public(rule):
     return {k: v for k, v in rule.items() if k not in ("secret", "delivery")}
 
 
+def shown(rule):
+    """A rule as a notification's body shows it: public, and without its destination."""
+    return {k: v for k, v in public(rule).items() if k != "destination"}
+
+
 def verified(secret, delivery):
     """The payload, once the library accepts the delivery."""
     return Webhook(secret).verify(delivery.body, delivery.headers)
@@ -75,7 +80,7 @@ def test_each_matching_event_is_delivered_once_signed_with_the_rule_and_the_even
         payload = verified(secret, d)
         assert payload["type"] == "audit_log.alert"
         data = payload["data"]
-        assert data["rule"] == {k: v for k, v in public(rule).items() if k != "destination"}
+        assert data["rule"] == shown(rule)
         assert b"/hook" not in d.body, "the body never carries the destination"
         assert data["count"] == 1 and len(data["events"]) == 1 and data["folded"] == 0
         ev = data["events"][0]
@@ -411,7 +416,7 @@ def test_a_disabled_rule_stops_and_a_rotated_secret_signs_with_both(tenant, rece
     assert len(d.headers["webhook-signature"].split(" ")) == 2, "both secrets sign during the overlap"
     for secret in [rule["secret"], new]:
         assert verified(secret, d)["data"]["events"][0]["id"] == on
-    assert verified(new, d)["data"]["rule"] == public(r.body)
+    assert verified(new, d)["data"]["rule"] == shown(r.body)
     assert off not in [verified(rule["secret"], x)["data"]["events"][0]["id"] for x in got]
     # The witness rule was never rotated: one signature, its own secret.
     w = receiver.wait(3, "/witness")[-1]
@@ -486,7 +491,7 @@ def test_an_sns_rule_publishes_to_the_tenants_topic(tenant, other_tenant):
     assert envelope["Subject"] == "Audit log alert: Member deleted"
     payload = json.loads(envelope["Message"])
     assert payload["type"] == "audit_log.alert"
-    assert payload["data"]["rule"] == public(rule)
+    assert payload["data"]["rule"] == shown(rule)
     assert payload["data"]["events"] == [tenant.event(eid)]
     assert "webhook-id" in envelope.get("MessageAttributes", {}), envelope
     assert envelope["MessageAttributes"]["webhook-id"]["Value"].startswith("msg_")
@@ -558,15 +563,18 @@ def test_a_hostile_neighbour_never_holds_back_another_tenants_alert(tenant, othe
     other_tenant.create_rule(receiver.url("/b"), quiet_minutes=0)
     settle()
     tenant.post(*[event("flood.event") for _ in range(50)])
-    receiver.wait(1, "/a")
     posted = time.time()
     [bid] = other_tenant.post(event())
     [d] = receiver.wait(1, "/b", timeout=30)
     assert json.loads(d.body)["data"]["events"][0]["id"] == bid
     print(f"tenant B's alert {d.at - posted:.2f} s after its POST, beside A's flood")
-    # A's failing destination was paused after a few failures: A's flood is not 5,000
-    # requests (nor 40,000 with retries) but a handful, and probes.
-    assert len(receiver.received("/a")) <= 20, len(receiver.received("/a"))
+    # A's failing destination is paused after 5 failures in a row (a few more were in
+    # flight): A's flood is not 5,000 requests (nor 15,000 with retries) but a handful,
+    # then a probe each 30 s.
+    receiver.wait(5, "/a", timeout=60)
+    for _ in range(25):
+        assert len(receiver.received("/a")) <= 12, len(receiver.received("/a"))
+        time.sleep(0.2)
 
 
 def test_retries_end_when_their_rule_is_disabled_deleted_or_pointed_elsewhere(tenant, receiver):
@@ -578,24 +586,29 @@ def test_retries_end_when_their_rule_is_disabled_deleted_or_pointed_elsewhere(te
         ("/moved", {"destination": {"type": "webhook", "url": receiver.url("/new")}}, "the rule's destination changed"),
         ("/deleted", None, None),
     ]
+    made = {}
     for path, patch, why in changes:
         receiver.hold(path, 500)
-        rule = tenant.create_rule(receiver.url(path + "?token=s3cret"), quiet_minutes=0)
+        action = f"member{path.replace('/', '.')}"
+        rule = tenant.create_rule(receiver.url(path + "?token=s3cret"), match={"action": action}, quiet_minutes=0)
         settle()
-        tenant.post(event())
+        tenant.post(event(action))
         [first] = receiver.wait(1, path)
         # The first attempt is in the receiver's hands: change the rule, then let it fail.
         r = tenant.call("PATCH" if patch else "DELETE", f"/v1/alerts/{rule['id']}", body=patch)
         assert r.status in (200, 204), r
+        # Attempts made before the change was answered (one, or two when a slow change let
+        # the first time out and a retry start) are all there will be.
+        made[path] = len(receiver.received(path))
         receiver.release(path)
         assert b"s3cret" not in first.body and b"/disabled" not in first.body, "no URL in the body"
         if why:
             delivery = summary(tenant, rule["id"], lambda d: d["dead_letters"] >= 1)
             assert delivery["last_dead_letter"]["error"] == why, delivery
-            assert delivery["failed_attempts"] == 1, delivery
+            assert delivery["failed_attempts"] == made[path], delivery
     quiet(receiver)
     for path, _, _ in changes:
-        assert len(receiver.received(path)) == 1, (path, "no retry after the change")
+        assert len(receiver.received(path)) == made[path], (path, "no attempt after the change")
     assert receiver.received("/new") == [], "a delivery made for one destination never goes to another"
 
 
@@ -605,6 +618,7 @@ def test_a_burst_past_the_rule_rate_is_folded_and_the_counts_add_up(tenant, rece
     many events it stands for and names the first ten."""
     rule = tenant.create_rule(receiver.url("/burst"), quiet_minutes=0)
     settle()
+    started = time.monotonic()
     ids = tenant.post(*[event() for _ in range(100)])
     deadline = time.monotonic() + 30
     while True:
@@ -612,14 +626,18 @@ def test_a_burst_past_the_rule_rate_is_folded_and_the_counts_add_up(tenant, rece
         if sum(d["count"] for d in datas) >= 100 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    elapsed = time.monotonic() - started
     quiet(receiver)
     datas = [verified(rule["secret"], d)["data"] for d in receiver.received("/burst")]
     assert sum(d["count"] for d in datas) == 100, [d["count"] for d in datas]
     single = [d for d in datas if d["folded"] == 0]
     folded = [d for d in datas if d["folded"] > 0]
-    assert len(single) == 60 and all(d["count"] == 1 for d in single)
-    assert [d["count"] for d in folded] == [40] and folded[0]["events"] == []
-    named = folded[0]["event_ids"]
+    # A full minute's 60 at once, then one a second: as many more as seconds went by.
+    assert 60 <= len(datas) <= 60 + elapsed + 1, (len(datas), elapsed)
+    assert all(d["count"] == 1 for d in single) and folded, [d["count"] for d in datas]
     alone = {d["events"][0]["id"] for d in single}
-    assert len(named) == 10 and set(named) <= set(ids) - alone, "the first folded ones, by name"
-    assert len(alone) == 60
+    assert len(alone) == len(single), "each event in one notification"
+    for d in folded:
+        assert d["count"] == d["folded"] + len(d["events"])
+        named = d["event_ids"]
+        assert len(named) == min(10, d["count"]) and set(named) <= set(ids) - alone, "the first folded ones, by name"

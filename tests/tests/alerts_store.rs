@@ -307,7 +307,8 @@ async fn a_turn_is_noted_installed_taken_and_passed_under_its_conditions() {
     assert_eq!(store.install(KIND, &t, None, "t1", now).await.ok(), Some(true));
     assert_eq!(store.install(KIND, &t, None, "t2", now).await.ok(), Some(false), "t1 is there");
     assert_eq!(store.note(KIND, &t, now).await.ok(), Some(Noted::Live));
-    assert_eq!(store.take(KIND, &t, "t0", now, now.plus_seconds(60)).await.ok(), Some(Take::Stale));
+    let stale = store.take(KIND, &t, "t0", now, now.plus_seconds(60)).await.ok();
+    assert_eq!(stale, Some(Take::Stale { current: Some("t1".into()) }));
     let held = store.take(KIND, &t, "t1", now, now.plus_seconds(60)).await.unwrap_or_else(|e| panic!("{e}"));
     let Take::Held { version, state: None } = held else { panic!("{held:?}") };
     assert_eq!(store.take(KIND, &t, "t1", now, now.plus_seconds(60)).await.ok(), Some(Take::Busy));
@@ -334,7 +335,7 @@ async fn a_turn_is_noted_installed_taken_and_passed_under_its_conditions() {
     let other = new_tenant();
     assert_eq!(
         store.take(KIND, &other, "t4", now, now.plus_seconds(60)).await.ok(),
-        Some(Take::Stale),
+        Some(Take::Stale { current: None }),
         "another tenant's"
     );
 }

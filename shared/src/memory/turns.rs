@@ -16,6 +16,7 @@ struct Turn {
     held_until: Option<i64>,
     version: u64,
     state: Option<String>,
+    last: Option<String>,
 }
 
 /// Turns by kind and tenant.
@@ -87,9 +88,11 @@ impl TurnStore for MemoryTurns {
         until: Timestamp,
     ) -> Result<Take, StoreError> {
         let mut turns = self.lock("take", tenant)?;
-        let Some(turn) = turns.get_mut(&(kind.to_owned(), tenant.clone())) else { return Ok(Take::Stale) };
+        let Some(turn) = turns.get_mut(&(kind.to_owned(), tenant.clone())) else {
+            return Ok(Take::Stale { current: None });
+        };
         if turn.token.as_deref() != Some(token) {
-            return Ok(Take::Stale);
+            return Ok(Take::Stale { current: turn.token.clone().max(turn.last.clone()) });
         }
         if turn.due > now.micros() + DUE_SLACK_MICROS {
             return Ok(Take::NotYet(Timestamp::from_micros(turn.due).unwrap_or(now)));
@@ -118,6 +121,7 @@ impl TurnStore for MemoryTurns {
         if version.is_some_and(|v| v != turn.version) {
             return Ok(Passed::Moved);
         }
+        turn.last = turn.token.take();
         turn.token = next.map(|(t, _)| t.to_owned());
         turn.due = next.map_or(0, |(_, d)| d.micros());
         turn.held_until = None;

@@ -22,8 +22,9 @@ pub enum Noted {
 pub enum Take {
     /// Held: `version` counts the work noted so far; `state` is what the last slice kept.
     Held { version: u64, state: Option<String> },
-    /// Not the tenant's turn any more: drop the message.
-    Stale,
+    /// Not the tenant's turn: `current` is the newest of the tenant's turn and the last
+    /// one passed on (if any). A message whose token is newer may just not be recorded yet.
+    Stale { current: Option<String> },
     /// The turn sleeps until then: send the message on.
     NotYet(Timestamp),
     /// Another worker holds it: leave the message for later.

@@ -21,6 +21,22 @@ use std::time::{Duration, Instant};
 const MAX_RACES: usize = 5;
 /// How soon a tenant whose slice failed (storage unavailable) gets its next turn.
 const AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// How long a message that overtook its token's record waits for it, in steps.
+const RECORD_WAITS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(150), Duration::from_millis(400)];
+/// A token older than this that is not the tenant's is stale, never a record still to come.
+const YOUNG_MILLIS: u64 = 60_000;
+
+/// Whether `token` may be a turn whose record is still to be written: made in the last
+/// minute and newer than the tenant's turn (tokens are UUIDv7, ordered by creation).
+fn not_recorded_yet(token: &str, current: Option<&str>) -> bool {
+    let Some((seconds, nanos)) = uuid::Uuid::parse_str(token).ok().and_then(|u| u.get_timestamp()).map(|t| t.to_unix())
+    else {
+        return false;
+    };
+    let made = seconds.saturating_mul(1000).saturating_add(u64::from(nanos / 1_000_000));
+    let now = u64::try_from(Timestamp::now().micros() / 1000).unwrap_or(0);
+    now.saturating_sub(made) < YOUNG_MILLIS && current.is_none_or(|c| c < token)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
@@ -130,9 +146,27 @@ impl Turns {
     ) -> Result<Served, TurnError> {
         let now = Timestamp::now();
         let hold = i64::try_from(self.hold.as_micros()).unwrap_or(i64::MAX);
-        let (version, state) = match self.store.take(self.kind, tenant, token, now, now.plus_micros(hold)).await? {
+        let mut take = self.store.take(self.kind, tenant, token, now, now.plus_micros(hold)).await?;
+        // A message is sent before its token is recorded: one that overtook its record
+        // (a newer token than the tenant's, made moments ago) waits a little for it.
+        for wait in RECORD_WAITS {
+            match &take {
+                Take::Stale { current } if not_recorded_yet(token, current.as_deref()) => {
+                    tokio::time::sleep(wait).await;
+                    let now = Timestamp::now();
+                    take = self.store.take(self.kind, tenant, token, now, now.plus_micros(hold)).await?;
+                }
+                _ => break,
+            }
+        }
+        let (version, state) = match take {
             Take::Held { version, state } => (version, state),
-            Take::Stale => return Ok(Served::Done),
+            Take::Stale { current } if not_recorded_yet(token, current.as_deref()) => {
+                // Still not recorded: look again in a second, while the token is young.
+                self.send(tenant, token, 1).await?;
+                return Ok(Served::Done);
+            }
+            Take::Stale { .. } => return Ok(Served::Done),
             Take::Busy => return Ok(Served::Again),
             Take::NotYet(due) => {
                 // A hop of a long sleep: the same token, on.
@@ -328,6 +362,34 @@ mod tests {
         store.faults.add(Fault::after("pass", 0).unavailable().times(1));
         assert_eq!(turns.serve(&queue.receive()[0].body, &work, later()).await, Served::Again);
         assert!(store.token(ALERTS, &tenant).is_some(), "the turn is still there, its message comes back");
+    }
+
+    #[tokio::test]
+    async fn a_message_that_overtakes_its_turns_record_waits_for_it_and_an_old_one_is_dropped() {
+        let (turns, store, queue, tenant) = setup();
+        let work = Work { per_slice: 10, ..Work::default() };
+        // The message is sent; its token is recorded only a moment later.
+        let token = new_token();
+        turns.send(&tenant, &token, 0).await.unwrap_or_else(|e| panic!("{e}"));
+        let recording = {
+            let (store, tenant, token) = (store.clone(), tenant.clone(), token.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                store.install(ALERTS, &tenant, None, &token, Timestamp::now()).await
+            })
+        };
+        let m = queue.receive();
+        assert_eq!(turns.serve(&m[0].body, &work, later()).await, Served::Done);
+        assert!(matches!(recording.await, Ok(Ok(true))));
+        assert_eq!(work.slices.lock().map(|s| s.len()).unwrap_or_default(), 1, "served once recorded");
+        // A turn that ended: its message again is stale, however young.
+        assert_eq!(turns.serve(&m[0].body, &work, later()).await, Served::Done);
+        assert_eq!(queue.waiting(), 0);
+        // A token never recorded and older than a minute is dropped at once.
+        let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_600_000_000, 0)).to_string();
+        let body = serde_json::to_string(&TurnMessage::new(ALERTS, &tenant, &old)).unwrap_or_default();
+        assert_eq!(turns.serve(&body, &work, later()).await, Served::Done);
+        assert_eq!(queue.waiting(), 0);
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ mod attr {
     pub const HOLD: &str = "hold";
     pub const VERSION: &str = "v";
     pub const STATE: &str = "st";
+    /// The last token passed on: a message with it, or an older one, is stale.
+    pub const LAST: &str = "last";
 }
 
 /// How one conditional update ended.
@@ -36,10 +38,17 @@ fn turn_key(kind: &str, tenant: &TenantId) -> Item {
 }
 
 fn names() -> HashMap<String, String> {
-    [("#tok", attr::TOKEN), ("#due", attr::DUE), ("#hold", attr::HOLD), ("#v", attr::VERSION), ("#st", attr::STATE)]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    [
+        ("#tok", attr::TOKEN),
+        ("#due", attr::DUE),
+        ("#hold", attr::HOLD),
+        ("#v", attr::VERSION),
+        ("#st", attr::STATE),
+        ("#last", attr::LAST),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 impl Table {
@@ -173,8 +182,10 @@ impl TurnStore for Table {
                 })
             }
             Updated::Refused(old) => {
-                let Some(old) = old.filter(|o| token(Some(o)).as_deref() == Some(token_)) else {
-                    return Ok(Take::Stale);
+                let current = token(old.as_ref());
+                let last = old.as_ref().and_then(|o| get_s(o, attr::LAST)).cloned();
+                let Some(old) = old.filter(|_| current.as_deref() == Some(token_)) else {
+                    return Ok(Take::Stale { current: current.max(last) });
                 };
                 let due = get_n::<i64>(&old, attr::DUE).unwrap_or(0);
                 if due > now.micros() + DUE_SLACK_MICROS {
@@ -196,7 +207,7 @@ impl TurnStore for Table {
         state: Option<&str>,
         version: Option<u64>,
     ) -> Result<Passed, StoreError> {
-        let mut set = Vec::new();
+        let mut set = vec!["#last = :tok"];
         let mut remove = vec!["#hold"];
         match next {
             Some(_) => set.extend(["#tok = :new", "#due = :due"]),
@@ -206,11 +217,7 @@ impl TurnStore for Table {
             Some(_) => set.push("#st = :st"),
             None => remove.push("#st"),
         }
-        let mut update = String::new();
-        if !set.is_empty() {
-            update.push_str(&format!("SET {} ", set.join(", ")));
-        }
-        update.push_str(&format!("REMOVE {}", remove.join(", ")));
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         let condition = if version.is_some() { "#tok = :tok AND #v = :v" } else { "#tok = :tok" };
         let updated = self
             .turn_update(

@@ -7,7 +7,7 @@
 //! A slow receiver or a flood of matches lengthens the tenant's own slices and its own
 //! backlog; other tenants are served by other turns meanwhile.
 //!
-//! Rules are read afresh at each slice, so a change reaches the work at once: a match
+//! Rules are read afresh for each page of a slice, so a change reaches the work at once: a match
 //! for a rule since disabled, deleted or re-scoped is not applied, and an attempt for a
 //! rule since disabled or deleted, or now pointed elsewhere, ends the delivery as a dead
 //! letter saying so (a delivery made for one destination never goes to another).
@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Agenda entries read at a time.
-const PAGE: usize = 100;
+const PAGE: usize = 25;
 /// How often a change may meet a state that moved (another worker, after a hold
 /// lapsed) before the slice gives up for now.
 const MAX_CONFLICTS: usize = 8;
@@ -110,12 +110,13 @@ impl TenantWork for Worker {
             }
             None => TenantAlerts::default(),
         };
-        let rules = self.rules.list(tenant).await?.into_iter().map(|s| (s.rule.id.clone(), s.rule)).collect();
-        let mut slice = Slice { tenant, rules, states: HashMap::new(), tenant_state };
+        let mut slice = Slice { tenant, rules: HashMap::new(), states: HashMap::new(), tenant_state };
         let latest_start = deadline.checked_sub(self.attempt_time + RECORD_TIME).unwrap_or(deadline);
         let stop = latest_start.min(Instant::now() + self.budget);
         let mut seen: HashSet<String> = HashSet::new();
         'pages: while Instant::now() < stop {
+            // Rules as they are now, for each page: a change reaches the next attempt.
+            slice.rules = self.rules.list(tenant).await?.into_iter().map(|s| (s.rule.id.clone(), s.rule)).collect();
             let due = self.agenda.due(tenant, Timestamp::now(), PAGE).await?;
             let fresh: Vec<Due> = due.into_iter().filter(|d| seen.insert(entry_key(d))).collect();
             if fresh.is_empty() {
