@@ -1,14 +1,15 @@
 //! `auditlog`: the operator's command line (contract section 6).
 
 use anyhow::Context;
-use audit::domain::export::Format;
+use audit::formats::TextFormat;
+use audit::domain::signing::{PublicKey, keys_from_view, keys_view};
 use audit::domain::tenant::{MAX_SHARDS, TenantId, TenantSettings};
 use audit::domain::timestamp::Timestamp;
-use audit::ports::Tenants;
+use audit::ports::{KeyDirectory, Tenants};
 use audit::usecases::archive::{ArchiveStores, Archiver};
 use audit::usecases::{convert, verify};
 use audit_http::auth::issue_hs256;
-use audit_runtime::config::{self, FromEnv};
+use audit_runtime::config::{self, FromEnv, SigningKeys};
 use audit_runtime::{Aws, telemetry};
 use clap::{Parser, Subcommand};
 use std::time::Duration;
@@ -46,11 +47,19 @@ enum Command {
         #[arg(long = "for", value_parser = parse_ttl)]
         run_for: Option<Duration>,
     },
-    /// Check every archived part against its manifest, and the manifest chain.
+    /// Check every archived part against its manifest, the manifest chain, and the chain
+    /// against its signed checkpoints.
     Verify {
         #[arg(long)]
         tenant: Option<String>,
+        /// The trusted public keys: a saved `GET /v1/keys` answer (default: the keys
+        /// AUDIT_SIGNING_KEY and AUDIT_SIGNING_KEYS_RETIRED name, read from KMS).
+        #[arg(long)]
+        keys: Option<std::path::PathBuf>,
     },
+    /// Print the public keys that check export manifests and archive checkpoints, as
+    /// `GET /v1/keys` answers (from KMS: AUDIT_SIGNING_KEY, AUDIT_SIGNING_KEYS_RETIRED).
+    Keys,
     /// Convert JSON-lines events to archive Parquet, or archive Parquet to an export file
     /// (CSV or JSON lines, newest first); chosen by the file endings.
     Convert { input: std::path::PathBuf, output: std::path::PathBuf },
@@ -66,11 +75,18 @@ enum Command {
 }
 
 /// The archive's settings and stores, as the archive function has them.
-async fn archive_env() -> anyhow::Result<(archive::Config, ArchiveStores)> {
+async fn archive_env() -> anyhow::Result<(archive::Config, ArchiveStores, Aws)> {
     let config = archive::Config::from_env()?;
     let aws = Aws::load().await;
-    let stores = ArchiveStores::on(&aws.table(&config.table), &aws.bucket(&config.archive_bucket));
-    Ok((config, stores))
+    let signer = aws.keys(&config.signing.current, &config.signing.retired);
+    let stores = ArchiveStores::on(&aws.table(&config.table), &aws.bucket(&config.archive_bucket), &signer);
+    Ok((config, stores, aws))
+}
+
+/// The published keys, from KMS as configured.
+async fn published_keys(aws: &Aws) -> anyhow::Result<Vec<PublicKey>> {
+    let signing = SigningKeys::from_env()?;
+    Ok(aws.keys(&signing.current, &signing.retired).keys().await?)
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -100,10 +116,8 @@ async fn main() -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let done = match (ext(&input).as_str(), ext(&output).as_str()) {
                 ("jsonl" | "json" | "ndjson", "parquet") => convert::jsonl_to_parquet(&input, &output)?,
-                ("parquet", to @ ("csv" | "jsonl")) => {
-                    let format = Format::parse(to).map_err(|f| anyhow::anyhow!("unknown format {f}"))?;
-                    convert::parquet_to_export(&input, &output, format)?
-                }
+                ("parquet", "csv") => convert::parquet_to_export(&input, &output, TextFormat::Csv)?,
+                ("parquet", "jsonl") => convert::parquet_to_export(&input, &output, TextFormat::Jsonl)?,
                 (from, to) => {
                     anyhow::bail!(
                         "cannot convert .{from} to .{to}: use .jsonl to .parquet, or .parquet to .csv or .jsonl"
@@ -124,23 +138,34 @@ async fn main() -> anyhow::Result<()> {
                 None => Timestamp::now(),
             };
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
-            let (config, stores) = archive_env().await?;
+            let (config, stores, _) = archive_env().await?;
             let deadline = run_for.map(|d| std::time::Instant::now() + d);
             let report = Archiver::new(stores, config.options).run(now, tenant.as_ref(), deadline).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(report.failures.is_empty(), "{} tenant(s) failed", report.failures.len());
         }
-        Command::Verify { tenant } => {
+        Command::Verify { tenant, keys } => {
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
-            let (_, s) = archive_env().await?;
-            let checked = verify::verify(&*s.tenant_registry, &*s.registry, &*s.bucket, tenant.as_ref()).await?;
+            let (_, s, aws) = archive_env().await?;
+            let keys = match keys {
+                Some(path) => {
+                    let view: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
+                        .with_context(|| format!("{} is not a GET /v1/keys answer", path.display()))?;
+                    keys_from_view(&view)
+                }
+                None => published_keys(&aws).await?,
+            };
+            anyhow::ensure!(!keys.is_empty(), "no public key to check checkpoints with");
+            let checked =
+                verify::verify(&*s.tenant_registry, &*s.registry, &*s.bucket, &keys, tenant.as_ref()).await?;
             for f in &checked.findings {
                 println!("{} {}: {}", f.tenant, f.kind, f.detail);
             }
             eprintln!(
-                "{} tenant(s), {} manifest(s), {} part(s), {} row(s) checked; {} problem(s)",
+                "{} tenant(s), {} manifest(s), {} checkpoint(s), {} part(s), {} row(s) checked; {} problem(s)",
                 checked.tenants,
                 checked.manifests,
+                checked.checkpoints,
                 checked.parts,
                 checked.rows,
                 checked.findings.len()
@@ -148,6 +173,10 @@ async fn main() -> anyhow::Result<()> {
             if !checked.findings.is_empty() {
                 std::process::exit(1);
             }
+        }
+        Command::Keys => {
+            let keys = published_keys(&Aws::load().await).await?;
+            println!("{}", serde_json::to_string_pretty(&keys_view(&keys))?);
         }
         Command::Tenant { tenant, shards, hot_days } => {
             anyhow::ensure!((1..=MAX_SHARDS).contains(&shards), "shards must be 1 to {MAX_SHARDS}");

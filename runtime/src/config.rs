@@ -36,6 +36,11 @@ pub const EXPORT_ACTIVE_PER_TENANT: &str = "AUDIT_EXPORT_ACTIVE_PER_TENANT";
 pub const EXPORT_RUNNING_PER_TENANT: &str = "AUDIT_EXPORT_RUNNING_PER_TENANT";
 /// The local runner's export workers (deployed: the template's `ExportConcurrency`).
 pub const EXPORT_WORKERS: &str = "AUDIT_EXPORT_WORKERS";
+pub const EXPORT_PART_ROWS: &str = "AUDIT_EXPORT_PART_ROWS";
+/// The KMS key (id, ARN or alias) that signs export manifests and archive checkpoints.
+pub const SIGNING_KEY: &str = "AUDIT_SIGNING_KEY";
+/// Keys that signed before a rotation, comma-separated: still published and trusted.
+pub const SIGNING_KEYS_RETIRED: &str = "AUDIT_SIGNING_KEYS_RETIRED";
 
 /// A variable is missing or unparsable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +135,34 @@ pub fn export_limits() -> Result<audit::domain::export_dispatch::Limits, ConfigE
         return Err(ConfigError::Invalid(EXPORT_RUNNING_PER_TENANT, format!("must be at most {active}")));
     }
     Ok(audit::domain::export_dispatch::Limits { active, running })
+}
+
+/// The signing key and the retired ones (`AUDIT_SIGNING_KEY`, required;
+/// `AUDIT_SIGNING_KEYS_RETIRED`, comma-separated, optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeys {
+    pub current: String,
+    pub retired: Vec<String>,
+}
+
+impl FromEnv for SigningKeys {
+    fn from_env() -> Result<Self, ConfigError> {
+        let retired = optional(SIGNING_KEYS_RETIRED).unwrap_or_default();
+        Ok(Self {
+            current: required(SIGNING_KEY)?,
+            retired: retired.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+        })
+    }
+}
+
+/// The sizes of export parts and files: `AUDIT_EXPORT_PART_ROWS` (1,000,000 by default)
+/// rows planned per part; files as [`audit::domain::export_part::Sizes`] says.
+///
+/// # Errors
+/// [`ConfigError::Invalid`].
+pub fn export_sizes() -> Result<audit::domain::export_part::Sizes, ConfigError> {
+    let defaults = audit::domain::export_part::Sizes::default();
+    Ok(audit::domain::export_part::Sizes { part_rows: number(EXPORT_PART_ROWS, defaults.part_rows, 1)?, ..defaults })
 }
 
 /// A secret: its value (`X`, the local stack) or the ARN of the Secrets Manager secret

@@ -79,6 +79,24 @@ where
     .await
 }
 
+/// Serves `handle` as the Lambda function of an SQS event source whose work must stop in
+/// time: it gets the instant the invocation must be done by.
+///
+/// # Errors
+/// When the Lambda runtime fails.
+pub async fn queue_until<F, Fut>(handle: F) -> Result<(), Error>
+where
+    F: Fn(SqsEvent, Instant) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    let handle = &handle;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+        Ok::<_, Error>(handle(event.payload, Instant::now() + left).await)
+    }))
+    .await
+}
+
 /// Serves `handle` as a Lambda function with several event sources, which it tells
 /// apart by their payloads; it gets the instant the invocation must be done by.
 ///

@@ -1,12 +1,13 @@
 //! The AWS adapters of the ports in `audit::ports`: DynamoDB ([`dynamodb::Table`], with
 //! its key design, item mapping, expressions and retry loop inside), S3 ([`s3::Bucket`]),
-//! SQS ([`sqs::Queue`]), webhooks and SNS ([`notify::Outbound`]), the secrets read at
+//! SQS ([`sqs::Queue`]), KMS ([`kms::Keys`]), webhooks and SNS ([`notify::Outbound`]), the secrets read at
 //! start-up ([`secrets`]), and the SDK configuration they are built from ([`Aws`]).
 //!
 //! May depend on: `audit` (the domain and the ports) and the AWS SDK. Nothing here is a
 //! use case: a use case sees only the ports, never a client.
 
 pub mod dynamodb;
+pub mod kms;
 pub mod notify;
 pub mod retry;
 pub mod s3;
@@ -57,6 +58,12 @@ impl Aws {
         timeout: std::time::Duration,
     ) -> Result<Arc<notify::Outbound>, notify::BuildError> {
         Ok(Arc::new(notify::Outbound::new(sdk::sns(&self.sdk), egress, timeout)?))
+    }
+
+    /// The signing key `current` (id, ARN or alias) in KMS, publishing `retired` too.
+    #[must_use]
+    pub fn keys(&self, current: &str, retired: &[String]) -> Arc<kms::Keys> {
+        Arc::new(kms::Keys::new(sdk::kms(&self.sdk), current.to_owned(), retired.to_vec()))
     }
 
     /// The queue at `url`.

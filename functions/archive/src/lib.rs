@@ -8,7 +8,7 @@
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::usecases::archive::{ArchiveError, ArchiveStores, Archiver, Options, Report};
-use audit_runtime::config::{self, ConfigError, FromEnv};
+use audit_runtime::config::{self, ConfigError, FromEnv, SigningKeys};
 use audit_runtime::metrics::{Metrics, Unit, name};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub struct Config {
     pub table: String,
     pub archive_bucket: String,
     pub options: Options,
+    /// The key that signs each new chain head into a checkpoint.
+    pub signing: SigningKeys,
     pub metrics: Metrics,
 }
 
@@ -34,6 +36,7 @@ impl FromEnv for Config {
                 default_hot_days: config::hot_days()?,
                 part_max_rows: config::number(config::ARCHIVE_PART_ROWS, 1_000_000, 1)?,
             },
+            signing: SigningKeys::from_env()?,
             metrics: Metrics::from_env()?,
         })
     }

@@ -2,7 +2,7 @@
 //! how a run's failures reach the invocation.
 
 use super::*;
-use audit::memory::{Fault, MemoryBlobs, MemoryStore};
+use audit::memory::{Fault, MemoryBlobs, MemorySigner, MemoryStore};
 use audit::usecases::ingest::Ingest;
 use serde_json::json;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ async fn loaded() -> (Arc<MemoryStore>, Job) {
             .collect();
         Ingest::on(&store).ingest(&tenant, events).await;
     }
-    let stores = ArchiveStores::on(&store, &Arc::new(MemoryBlobs::default()));
+    let stores = ArchiveStores::on(&store, &Arc::new(MemoryBlobs::default()), &Arc::new(MemorySigner::default()));
     (store, Job { stores, options: Options { default_hot_days: 90, part_max_rows: 1_000 } })
 }
 

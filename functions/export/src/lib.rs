@@ -1,29 +1,33 @@
 //! The export function (contract section 2, `/v1/exports`, and section 5): the API
-//! (`export-api`) and the queue worker that writes the files (`export-worker`), which
-//! also reads the export dead-letter queue to end the jobs whose runs all died.
-//! Requests, jobs and files live in `audit::usecases::export`; this maps them to HTTP
-//! and SQS.
+//! (`export-api`, which also publishes the signing keys at `GET /v1/keys`) and the queue
+//! worker that writes the files (`export-worker`), which also reads the export
+//! dead-letter queue to end the jobs whose runs all died. Requests, jobs and files live
+//! in `audit::usecases::export`; this maps them to HTTP and SQS.
 
 use audit::domain::cursor::CursorKey;
 use audit::domain::error::Code;
 use audit::domain::export::{Job, Status as JobStatus};
 use audit::domain::export_dispatch::Limits;
+use audit::domain::export_part::Sizes;
 use audit::domain::ingest::Tally;
+use audit::domain::signing::keys_view;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_http::{ApiError, Scope, Verifier, caller};
-use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret};
+use audit::ports::KeyDirectory;
+use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret, SigningKeys};
 use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage, partial_batch};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What `export-api` reads from the environment.
 pub struct ApiConfig {
@@ -34,6 +38,8 @@ pub struct ApiConfig {
     /// Signs the cursors of `GET /v1/exports`.
     pub cursor_secret: Secret,
     pub limits: Limits,
+    /// The keys `GET /v1/keys` publishes.
+    pub signing: SigningKeys,
     pub edge: Edge,
 }
 
@@ -46,6 +52,7 @@ impl FromEnv for ApiConfig {
             export_queue_url: config::required(config::EXPORT_QUEUE_URL)?,
             cursor_secret: config::cursor_secret()?,
             limits: config::export_limits()?,
+            signing: SigningKeys::from_env()?,
             edge: Edge::from_env()?,
         })
     }
@@ -77,9 +84,12 @@ pub struct WorkerConfig {
     /// The export queue, where a job waits again while its tenant's slots are taken.
     pub queue_url: String,
     pub limits: Limits,
-    /// `AUDIT_EXPORT_MAX_ROWS` (contract: 1,000,000 by default).
+    pub sizes: Sizes,
+    /// `AUDIT_EXPORT_MAX_ROWS`, the operator's guard: 0 (the default) for none.
     pub max_rows: u64,
     pub hot_days: u32,
+    /// The key that signs each export's manifest.
+    pub signing: SigningKeys,
     pub metrics: Metrics,
 }
 
@@ -92,8 +102,10 @@ impl FromEnv for WorkerConfig {
             dead_letter_queue_url: config::required(config::EXPORT_DLQ_URL)?,
             queue_url: config::required(config::EXPORT_QUEUE_URL)?,
             limits: config::export_limits()?,
-            max_rows: config::number(config::EXPORT_MAX_ROWS, 1_000_000, 0)?,
+            sizes: config::export_sizes()?,
+            max_rows: config::number(config::EXPORT_MAX_ROWS, 0, 0)?,
             hot_days: config::hot_days()?,
+            signing: SigningKeys::from_env()?,
             metrics: Metrics::from_env()?,
         })
     }
@@ -102,11 +114,33 @@ impl FromEnv for WorkerConfig {
 pub struct ExportState {
     pub exports: Exports,
     pub verifier: Verifier,
+    /// The public keys that check manifests and checkpoints.
+    pub keys: Arc<dyn KeyDirectory>,
 }
 
-/// The exports API. The same router runs on Lambda and in the local runner.
+/// How long clients may keep the list of keys: a rotation reaches them within it.
+const KEYS_MAX_AGE: &str = "public, max-age=300";
+
+/// The exports API, and the signing keys. The same router runs on Lambda and in the
+/// local runner.
 pub fn app(state: Arc<ExportState>) -> Router {
-    Router::new().route("/v1/exports", post(create).get(list)).route("/v1/exports/{id}", get(one)).with_state(state)
+    Router::new()
+        .route("/v1/exports", post(create).get(list))
+        .route("/v1/exports/{id}", get(one))
+        .route("/v1/keys", get(keys))
+        .with_state(state)
+}
+
+/// `GET /v1/keys`, no token: the public keys, current and retired, that check every
+/// export manifest and archive checkpoint.
+async fn keys(State(s): State<Arc<ExportState>>) -> Result<Response, ApiError> {
+    let keys = s.keys.keys().await.map_err(|e| {
+        tracing::error!(error = %e, "signing keys unavailable");
+        ApiError::new(Code::Throttled, "the signing keys are unavailable; retry")
+    })?;
+    let mut response = Json(keys_view(&keys)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(KEYS_MAX_AGE));
+    Ok(response)
 }
 
 async fn create(
@@ -146,22 +180,29 @@ async fn list(
     Ok(Json(json!({ "items": page.items, "next_cursor": page.next_cursor })).into_response())
 }
 
-/// One delivery of the export queue (one job per message): each job run to its end, or
-/// reported for redelivery when its record is unavailable or the message is not a job's.
-pub async fn handle_jobs(exporter: &Exporter, metrics: &Metrics, event: SqsEvent) -> SqsBatchResponse {
-    partial_batch(event, |m| async move { run_job(exporter, metrics, m.body.as_deref().unwrap_or_default()).await })
-        .await
+/// One delivery of the export queue (one job or part per message), within an
+/// invocation that must end by `deadline`: each run to its end or paused before the
+/// deadline, or reported for redelivery when its record is unavailable or the message is
+/// not a job's.
+pub async fn handle_jobs(exporter: &Exporter, metrics: &Metrics, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+    partial_batch(event, |m| async move {
+        run_job(exporter, metrics, m.body.as_deref().unwrap_or_default(), deadline).await
+    })
+    .await
 }
 
 /// One job message run; a job taken over from a run cut short, and the job's end, go to
 /// the metrics.
-async fn run_job(exporter: &Exporter, metrics: &Metrics, body: &str) -> bool {
+async fn run_job(exporter: &Exporter, metrics: &Metrics, body: &str, deadline: Instant) -> bool {
     let before = job_before(exporter, body).await;
-    if let Some(j) = before.as_ref().filter(|j| j.status == JobStatus::Running && j.claimable(Timestamp::now())) {
+    let start = serde_json::from_str::<JobMessage>(body).is_ok_and(|m| m.part.is_none());
+    if let Some(j) = before.as_ref().filter(|j| {
+        start && j.plan.is_none() && j.status == JobStatus::Running && j.claimable(Timestamp::now())
+    }) {
         let props = [("tenant", json!(j.tenant.as_str())), ("id", json!(j.id))];
         metrics.emit(&[&["Stack"]], &[], &[(name::EXPORTS_RECLAIMED, Unit::Count, 1.0)], &props);
     }
-    let done = exporter.consume(body).await;
+    let done = exporter.consume(body, Some(deadline)).await;
     ended(exporter, metrics, before).await;
     done
 }
@@ -188,11 +229,13 @@ async fn ended(exporter: &Exporter, metrics: &Metrics, before: Option<Job>) {
     }
 }
 
-/// An export queue message: which job to run.
+/// An export queue message: which job to run, and which part.
 #[derive(serde::Deserialize)]
 struct JobMessage {
     tenant_id: String,
     id: String,
+    #[serde(default)]
+    part: Option<u32>,
 }
 
 /// A finished job's datapoints (docs/operations.md, "Metrics").
@@ -244,6 +287,7 @@ pub async fn handle_queue(
     dead_letter_queue_url: &str,
     metrics: &Metrics,
     event: SqsEvent,
+    deadline: Instant,
 ) -> SqsBatchResponse {
     let dead = |m: &SqsMessage| {
         let queue = m.event_source_arn.as_deref().and_then(|arn| arn.rsplit(':').next());
@@ -251,7 +295,11 @@ pub async fn handle_queue(
     };
     partial_batch(event, |m| async move {
         let body = m.body.as_deref().unwrap_or_default();
-        if dead(&m) { end_dead_letter(exporter, metrics, body).await } else { run_job(exporter, metrics, body).await }
+        if dead(&m) {
+            end_dead_letter(exporter, metrics, body).await
+        } else {
+            run_job(exporter, metrics, body, deadline).await
+        }
     })
     .await
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use audit::domain::tenant::TenantId;
-use audit::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
+use audit::memory::{Fault, MemoryBlobs, MemoryQueue, MemorySigner, MemoryStore};
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
 use audit_runtime::run::SqsMessage;
@@ -26,18 +26,31 @@ struct Service {
     store: Arc<MemoryStore>,
     queue: Arc<MemoryQueue>,
     files: Arc<MemoryBlobs>,
+    signer: Arc<MemorySigner>,
     router: Router,
 }
 
 fn service() -> Service {
     let (store, queue, files) =
         (Arc::new(MemoryStore::default()), Arc::new(MemoryQueue::default()), Arc::new(MemoryBlobs::default()));
+    let signer = Arc::new(MemorySigner::default());
     let state = ExportState {
         exports: Exports::on(&store, &queue, &files, CursorKey::derive(SECRET)),
         verifier: Verifier::new(Some(SECRET), None),
+        keys: signer.clone(),
     };
     let router = app(Arc::new(state));
-    Service { store, queue, files, router }
+    Service { store, queue, files, signer, router }
+}
+
+impl Service {
+    fn exporter(&self) -> Exporter {
+        Exporter::on(&self.store, &Arc::new(MemoryBlobs::default()), &self.files, &self.queue, &self.signer, 0, 90)
+    }
+}
+
+fn later() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(900)
 }
 
 async fn call(router: &Router, req: axum::http::request::Builder, body: &str) -> (u16, Value) {
@@ -98,16 +111,21 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     let message: Value = serde_json::from_str(&messages[0].body).unwrap_or_default();
     assert_eq!(message, json!({"tenant_id": "acme", "id": id}));
 
-    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, &s.queue, 100, 90);
+    let exporter = s.exporter();
     let response =
-        handle_queue(&exporter, DLQ_URL, &Default::default(), delivery(&[&messages[0].body, "not a job"])).await;
+        handle_queue(&exporter, DLQ_URL, &Default::default(), delivery(&[&messages[0].body, "not a job"]), later())
+            .await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m1"], "a message that is no job's goes back, to reach the dead-letter queue");
 
     let (status, job) = call(&s.router, get(&t, &format!("/v1/exports/{id}")), "").await;
     assert_eq!((status, job["status"].as_str(), job["rows"].as_u64()), (200, Some("succeeded"), Some(2)));
     assert!(job["download_url"].as_str().is_some_and(|u| u.contains(&id)));
-    let file = s.files.bytes(&format!("exports/acme/{id}.jsonl")).unwrap_or_default();
+    assert!(job["manifest_url"].as_str().is_some_and(|u| u.contains("manifest.json")));
+    assert_eq!(job["progress"], json!({"parts": 1, "parts_done": 1, "rows": 2}));
+    let name = format!("audit-export-{id}-00000-000.jsonl");
+    assert_eq!(job["files"][0]["name"].as_str(), Some(name.as_str()));
+    let file = s.files.bytes(&format!("exports/acme/{id}/a1/{name}")).unwrap_or_default();
     let lines: Vec<Value> =
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
     assert_eq!(
@@ -125,13 +143,14 @@ async fn the_worker_ends_the_jobs_its_dead_letter_queue_delivers() {
     let (_, dead) = call(&s.router, post(&t), "{}").await;
     let (_, live) = call(&s.router, post(&t), "{}").await;
     let bodies: Vec<String> = s.queue.messages().iter().map(|m| m.body.clone()).collect();
-    let exporter = Exporter::on(&s.store, &Arc::new(MemoryBlobs::default()), &s.files, &s.queue, 100, 90);
+    let exporter = s.exporter();
     // One delivery of the worker's two event sources: a job to run, a dead letter.
     let response = handle_queue(
         &exporter,
         DLQ_URL,
         &Default::default(),
         from([(DLQ_ARN, bodies[0].as_str()), (QUEUE_ARN, &bodies[1])]),
+        later(),
     )
     .await;
     assert!(response.batch_item_failures.is_empty());
@@ -167,4 +186,19 @@ async fn tenants_and_scopes_are_kept_apart() {
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
     let (status, _) = call(&s.router, Request::post("/v1/exports"), "{}").await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_signing_keys_are_published_without_a_token_and_rotated_keys_stay() {
+    let s = service();
+    let (status, body) = call(&s.router, Request::get("/v1/keys"), "").await;
+    assert_eq!(status, 200);
+    let keys = body["keys"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0]["status"].as_str(), keys[0]["algorithm"].as_str()), (Some("current"), Some("ECDSA_SHA_256")));
+    s.signer.rotate();
+    let (_, body) = call(&s.router, Request::get("/v1/keys"), "").await;
+    let statuses: Vec<&str> = body["keys"].as_array().into_iter().flatten().filter_map(|k| k["status"].as_str()).collect();
+    assert_eq!(statuses, vec!["current", "retired"]);
+    assert_eq!(body["keys"][1]["key_id"], keys[0]["key_id"], "the old key is still published");
 }

@@ -3,6 +3,7 @@
 //! time; every state change is conditional on the state it leaves (see [`Job::claimable`]
 //! and its siblings), so a redelivered message never runs a finished job again.
 
+use crate::domain::export_part::{FileEntry, Progress, Range};
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -26,29 +27,37 @@ pub fn keep_until(at: Timestamp) -> i64 {
     at.plus_seconds(KEEP_DAYS * 86_400).micros() / 1_000_000
 }
 
-/// A file format an export can have.
+/// A file format an export can have: CSV and JSON lines (contract section 5), or Parquet
+/// with the archive's schema (for ranges too large for a spreadsheet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
     Jsonl,
+    Parquet,
 }
 
 impl Format {
+    /// Every format, as requests name them.
+    pub const NAMES: &'static str = "csv, jsonl or parquet";
+
     /// # Errors
-    /// The name back, when it is not `csv` or `jsonl`.
+    /// The name back, when it is not `csv`, `jsonl` or `parquet`.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {
             "csv" => Ok(Self::Csv),
             "jsonl" => Ok(Self::Jsonl),
+            "parquet" => Ok(Self::Parquet),
             other => Err(other.to_owned()),
         }
     }
 
+    /// The name, which is also the files' extension.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Csv => "csv",
             Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
         }
     }
 
@@ -57,16 +66,20 @@ impl Format {
         match self {
             Self::Csv => "text/csv; charset=utf-8",
             Self::Jsonl => "application/x-ndjson; charset=utf-8",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
 
-/// The export queue's message body: which job to run.
+/// The export queue's message body: which job to run, and which of its parts (none: plan
+/// the job, and produce its first part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub tenant_id: String,
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
 }
 
 /// What a finished job wrote.
@@ -75,6 +88,20 @@ pub struct Produced {
     pub rows: u64,
     pub bytes: u64,
     pub truncated: bool,
+    /// Files, listed in the job's signed manifest.
+    pub files: u32,
+}
+
+/// What the API shows of a job besides its record: links while its files last, and how
+/// far it has come.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// The file of a job with one file (and of a job finished before exports had parts).
+    pub download_url: Option<String>,
+    pub manifest_url: Option<String>,
+    /// Every file, with its link.
+    pub files: Vec<(FileEntry, String)>,
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +157,11 @@ pub struct Job {
     pub truncated: Option<bool>,
     /// `(code, message)` of a failed job.
     pub error: Option<(String, String)>,
+    /// Its parts' ranges, newest first, once planned.
+    pub plan: Option<Vec<Range>>,
+    /// Files of a finished job (none for a job finished before exports had parts, whose
+    /// one file is at [`Job::object_key`]).
+    pub files: Option<u32>,
 }
 
 impl Job {
@@ -150,10 +182,13 @@ impl Job {
             bytes: None,
             truncated: None,
             error: None,
+            plan: None,
+            files: None,
         }
     }
 
-    /// The file's object key in the export bucket.
+    /// The file's object key in the export bucket, for a job finished before exports had
+    /// parts (its record has no [`Job::files`]).
     #[must_use]
     pub fn object_key(&self) -> String {
         format!("exports/{}/{}.{}", self.tenant, self.id, self.format.as_str())
@@ -195,8 +230,16 @@ impl Job {
 
     /// The contract's view of the job.
     #[must_use]
-    pub fn view(&self, now: Timestamp, download_url: Option<String>) -> Value {
+    pub fn view(&self, now: Timestamp, shown: Shown) -> Value {
         let t = |v: Option<Timestamp>| v.map(|t| t.to_string());
+        let files: Vec<Value> = shown
+            .files
+            .iter()
+            .map(|(f, url)| {
+                json!({"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256, "download_url": url})
+            })
+            .collect();
+        let p = shown.progress;
         json!({
             "id": self.id,
             "status": self.status_at(now).as_str(),
@@ -207,7 +250,10 @@ impl Job {
             "created_at": self.created_at.to_string(),
             "completed_at": t(self.completed_at),
             "expires_at": t(self.expires_at),
-            "download_url": download_url,
+            "download_url": shown.download_url,
+            "manifest_url": shown.manifest_url,
+            "files": (!files.is_empty()).then_some(files),
+            "progress": {"parts": p.parts, "parts_done": p.parts_done, "rows": p.rows},
             "error": self.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
         })
     }
@@ -234,7 +280,7 @@ mod tests {
         job.expires_at = Some(now.plus_seconds(10));
         assert_eq!(job.status_at(now), Status::Succeeded);
         assert_eq!(job.status_at(now.plus_seconds(10)), Status::Expired);
-        assert_eq!(job.view(now.plus_seconds(11), None)["status"], "expired");
+        assert_eq!(job.view(now.plus_seconds(11), Shown::default())["status"], "expired");
         assert!(job.object_key().starts_with("exports/acme/") && job.object_key().ends_with(".csv"));
     }
 

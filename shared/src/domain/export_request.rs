@@ -45,9 +45,9 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<ExportRequest, Vec<V
         match (key.as_str(), value) {
             ("format", Value::String(f)) => match Format::parse(f) {
                 Ok(f) => format = f,
-                Err(_) => v.push(violation("format", Reason::InvalidValue, "csv or jsonl")),
+                Err(_) => v.push(violation("format", Reason::InvalidValue, Format::NAMES)),
             },
-            ("format", _) => v.push(violation("format", Reason::InvalidType, "a string: csv or jsonl")),
+            ("format", _) => v.push(violation("format", Reason::InvalidType, "a string: csv, jsonl or parquet")),
             (_, Value::String(s)) => {
                 pairs.append_pair(key, s);
             }
@@ -88,6 +88,32 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<ExportRequest, Vec<V
             Ok(ExportRequest { query: fixed.finish(), filter: p.filter, format })
         }
     }
+}
+
+/// A stored query string as a JSON object: each parameter by name, a repeated one as an
+/// array of its values.
+#[must_use]
+pub fn query_json(query: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in crate::domain::filter::query_pairs(query) {
+        match m.get_mut(&k) {
+            Some(Value::Array(list)) => list.push(Value::String(v)),
+            Some(old) => *old = Value::Array(vec![old.clone(), Value::String(v)]),
+            None => {
+                m.insert(k, Value::String(v));
+            }
+        }
+    }
+    m
+}
+
+/// A stored query's range `(from, to)` and its other filters, as [`query_json`].
+#[must_use]
+pub fn filters_json(query: &str) -> ((Value, Value), serde_json::Map<String, Value>) {
+    let mut m = query_json(query);
+    let from = m.remove("from").unwrap_or(Value::Null);
+    let to = m.remove("to").unwrap_or(Value::Null);
+    ((from, to), m)
 }
 
 /// The filter a stored query string stands for.

@@ -85,11 +85,26 @@ pub fn revisions_prefix(tenant: &str) -> String {
     format!("manifests/tenant={tenant}/revisions/")
 }
 
-/// What an object under [`manifests_prefix`] is: a day's current manifest or a revision.
+/// The object key of the signed checkpoint of seq `seq` of a tenant's chain
+/// ([`crate::domain::checkpoint`]): zero-padded, so keys sort in chain order.
+#[must_use]
+pub fn checkpoint_key(tenant: &str, seq: u64) -> String {
+    format!("manifests/tenant={tenant}/checkpoints/{seq:010}.json")
+}
+
+/// The folder of a tenant's checkpoints.
+#[must_use]
+pub fn checkpoints_prefix(tenant: &str) -> String {
+    format!("manifests/tenant={tenant}/checkpoints/")
+}
+
+/// What an object under [`manifests_prefix`] is: a day's current manifest, a revision or
+/// a signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestObject {
     Day(String),
     Revision(u64),
+    Checkpoint(u64),
 }
 
 /// Reads a key under a tenant's [`manifests_prefix`]; `None` for anything the archive
@@ -97,9 +112,16 @@ pub enum ManifestObject {
 #[must_use]
 pub fn parse_key(tenant: &str, key: &str) -> Option<ManifestObject> {
     let rest = key.strip_prefix(&manifests_prefix(tenant))?;
+    let seq_of = |seq: &str| -> Option<u64> {
+        seq.parse().ok().filter(|_| seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()))
+    };
     if let Some(seq) = rest.strip_prefix("revisions/").and_then(|r| r.strip_suffix(".json")) {
-        let n: u64 = seq.parse().ok().filter(|_| seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()))?;
+        let n = seq_of(seq)?;
         return (revision_key(tenant, n) == key).then_some(ManifestObject::Revision(n));
+    }
+    if let Some(seq) = rest.strip_prefix("checkpoints/").and_then(|r| r.strip_suffix(".json")) {
+        let n = seq_of(seq)?;
+        return (checkpoint_key(tenant, n) == key).then_some(ManifestObject::Checkpoint(n));
     }
     let date = rest.strip_prefix("date=")?.strip_suffix(".json")?;
     let valid = crate::domain::timestamp::Timestamp::parse(&format!("{date}T00:00:00Z")).is_ok_and(|t| t.day() == date);
@@ -460,6 +482,7 @@ mod tests {
     fn keys_name_days_and_revisions() {
         assert_eq!(parse_key("t", &manifest_key("t", "2026-01-02")), Some(ManifestObject::Day("2026-01-02".into())));
         assert_eq!(parse_key("t", &revision_key("t", 42)), Some(ManifestObject::Revision(42)));
+        assert_eq!(parse_key("t", &checkpoint_key("t", 42)), Some(ManifestObject::Checkpoint(42)));
         for other in [
             "manifests/tenant=t/date=2026-13-01.json",
             "manifests/tenant=t/revisions/42.json",

@@ -1,10 +1,11 @@
-//! Export files (contract section 5): CSV per RFC 4180 with a formula guard, or JSON
-//! lines, written from [`Row`]s by the field table. One writer, used by the export
-//! function and by `auditlog convert`.
+//! Export files (contract section 5): CSV per RFC 4180 with a formula guard, JSON lines,
+//! or Parquet with the archive's schema, written from [`Row`]s by the field table. One
+//! writer ([`FileWriter`]), used by the export function and by `auditlog convert`.
 
 use crate::domain::export::Format;
 use crate::domain::fields::{self, FIELDS, Kind, index};
 use crate::domain::row::{Cell, Row, col};
+use crate::formats::parquet_write::PartWriter;
 
 /// The CSV columns, in order (contract section 5).
 pub const CSV_COLUMNS: [&str; 19] = [
@@ -40,18 +41,36 @@ const CSV_FIELDS: [usize; CSV_COLUMNS.len()] = {
     out
 };
 
-/// How an export format writes a file.
-pub trait ExportFile {
-    /// The start of a file: the CSV header row, or nothing.
-    fn header(self) -> Vec<u8>;
-    /// Appends one row.
-    fn write(self, row: &Row<'_>, out: &mut Vec<u8>);
-    /// The archive columns a file of this format needs (`None`: all of them).
-    fn columns(self) -> Option<&'static [&'static str]>;
+/// The export formats that are text, one row a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    Csv,
+    Jsonl,
 }
 
-impl ExportFile for Format {
-    fn header(self) -> Vec<u8> {
+impl TextFormat {
+    /// The text format `format` is, if it is one.
+    #[must_use]
+    pub fn of(format: Format) -> Option<Self> {
+        match format {
+            Format::Csv => Some(Self::Csv),
+            Format::Jsonl => Some(Self::Jsonl),
+            Format::Parquet => None,
+        }
+    }
+
+    /// The export format this is.
+    #[must_use]
+    pub fn format(self) -> Format {
+        match self {
+            Self::Csv => Format::Csv,
+            Self::Jsonl => Format::Jsonl,
+        }
+    }
+
+    /// The start of a file: the CSV header row, or nothing.
+    #[must_use]
+    pub fn header(self) -> Vec<u8> {
         match self {
             Self::Csv => {
                 let mut out = CSV_COLUMNS.join(",").into_bytes();
@@ -62,17 +81,74 @@ impl ExportFile for Format {
         }
     }
 
-    fn write(self, row: &Row<'_>, out: &mut Vec<u8>) {
+    /// Appends one row.
+    pub fn write(self, row: &Row<'_>, out: &mut Vec<u8>) {
         match self {
             Self::Csv => write_csv(row, out),
             Self::Jsonl => write_jsonl(row, out),
         }
     }
+}
 
-    fn columns(self) -> Option<&'static [&'static str]> {
+/// The archive columns a file of `format` needs (`None`: all of them).
+#[must_use]
+pub fn columns(format: Format) -> Option<&'static [&'static str]> {
+    match format {
+        Format::Csv => Some(&CSV_COLUMNS),
+        Format::Jsonl | Format::Parquet => None,
+    }
+}
+
+/// One export file written as it is produced: rows go in, and the bytes ready to send
+/// come out of [`FileWriter::ready`], so memory holds a bounded buffer whatever the
+/// file's size (a Parquet file: one row group's encoded pages, as the archive's writer).
+pub enum FileWriter {
+    Text(TextFormat, Vec<u8>),
+    Parquet(Box<PartWriter<Vec<u8>>>),
+}
+
+impl FileWriter {
+    /// A new file of `format`, its header written.
+    ///
+    /// # Errors
+    /// When the Parquet header cannot be written.
+    pub fn new(format: Format) -> Result<Self, parquet::errors::ParquetError> {
+        Ok(match TextFormat::of(format) {
+            Some(text) => Self::Text(text, text.header()),
+            None => Self::Parquet(Box::new(PartWriter::new(Vec::new())?)),
+        })
+    }
+
+    /// Appends one row.
+    ///
+    /// # Errors
+    /// When a Parquet batch cannot be encoded.
+    pub fn push(&mut self, row: &Row<'_>) -> Result<(), parquet::errors::ParquetError> {
         match self {
-            Self::Csv => Some(&CSV_COLUMNS),
-            Self::Jsonl => None,
+            Self::Text(format, buf) => {
+                format.write(row, buf);
+                Ok(())
+            }
+            Self::Parquet(w) => w.push_row(row),
+        }
+    }
+
+    /// The bytes written so far and not yet taken: the caller takes (drains) them.
+    pub fn ready(&mut self) -> &mut Vec<u8> {
+        match self {
+            Self::Text(_, buf) => buf,
+            Self::Parquet(w) => w.sink_mut(),
+        }
+    }
+
+    /// Ends the file: the bytes not yet taken, the footer included.
+    ///
+    /// # Errors
+    /// When the last Parquet rows or the footer cannot be written.
+    pub fn finish(self) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+        match self {
+            Self::Text(_, buf) => Ok(buf),
+            Self::Parquet(w) => w.finish(),
         }
     }
 }
@@ -163,7 +239,7 @@ mod tests {
         fn a_jsonl_line_is_the_event_as_the_api_returns_it(event in arb_event()) {
             let stored = event.stamp(Timestamp::now());
             let mut out = Vec::new();
-            Format::Jsonl.write(&Row::from_stored(&stored), &mut out);
+            TextFormat::Jsonl.write(&Row::from_stored(&stored), &mut out);
             prop_assert_eq!(out.last(), Some(&b'\n'));
             let text = String::from_utf8(out.clone()).unwrap_or_default();
             prop_assert_eq!(text.matches('\n').count(), 1);
@@ -177,7 +253,7 @@ mod tests {
         fn a_csv_row_has_every_column(event in arb_event()) {
             let stored = event.stamp(Timestamp::now());
             let mut out = Vec::new();
-            Format::Csv.write(&Row::from_stored(&stored), &mut out);
+            TextFormat::Csv.write(&Row::from_stored(&stored), &mut out);
             prop_assert!(out.ends_with(b"\r\n"));
             let text = String::from_utf8(out).unwrap_or_default();
             let id_cell = csv_cell(&stored.event.id) + ",";

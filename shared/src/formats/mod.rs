@@ -6,8 +6,9 @@
 pub mod export_file;
 pub mod parquet_read;
 pub mod parquet_write;
+pub mod signature;
 
-pub use export_file::ExportFile;
+pub use export_file::{FileWriter, TextFormat};
 
 #[cfg(test)]
 mod numbers_tests;
@@ -15,11 +16,10 @@ mod numbers_tests;
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::domain::event::{Event, StoredEvent};
-    use crate::domain::export::Format;
     use crate::domain::fixtures::{arb_event, arb_full_event};
     use crate::domain::row::Row;
     use crate::domain::timestamp::Timestamp;
-    use crate::formats::ExportFile;
+    use crate::formats::TextFormat;
     use crate::formats::parquet_read::Part;
     use crate::formats::parquet_write::PartWriter;
     use proptest::prelude::*;
@@ -61,7 +61,7 @@ pub(crate) mod tests {
         let row = batches[0].row(0);
         prop_assert_eq!(&row, &Row::from_stored(stored));
         let mut line = Vec::new();
-        Format::Jsonl.write(&row, &mut line);
+        TextFormat::Jsonl.write(&row, &mut line);
         let (event, r, h) = from_json(serde_json::from_slice(&line).unwrap_or_default());
         prop_assert_eq!(event.as_ref(), Ok(&stored.event));
         prop_assert_eq!((r, h), stamp);

@@ -11,7 +11,7 @@ use crate::domain::fixtures::arb_event_text;
 use crate::domain::incoming::Incoming;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
-use crate::formats::ExportFile;
+use crate::formats::TextFormat;
 use crate::formats::parquet_read::Part;
 use crate::formats::tests::part_of;
 use proptest::prelude::*;
@@ -79,15 +79,15 @@ fn accepted_event_survives_every_form(
     let batches = part.read(bytes.clone(), 0, None).map_err(fail)?;
     let row = batches[0].row(0);
     let mut line = Vec::new();
-    Format::Jsonl.write(&row, &mut line);
+    TextFormat::Jsonl.write(&row, &mut line);
     let mut exported: Value = serde_json::from_slice(&line).map_err(fail)?;
     let stamp = exported.as_object_mut().map(|m| (m.remove("received_at"), m.remove("hash")));
     prop_assert_eq!(stamp.and_then(|s| s.1), Some(Value::String(stored.hash.clone())));
     let recomputed = serde_jcs::to_string(&exported).map_err(fail)?;
     prop_assert_eq!(sha256_hex(&recomputed), stored.hash.clone());
     // Exported as CSV: the same metadata and changes.
-    let mut csv = Format::Csv.header();
-    Format::Csv.write(&row, &mut csv);
+    let mut csv = TextFormat::Csv.header();
+    TextFormat::Csv.write(&row, &mut csv);
     let rows = csv_rows(&String::from_utf8(csv).map_err(fail)?);
     let (header, cells) = (&rows[0], &rows[1]);
     for column in ["metadata", "changes"] {

@@ -3,9 +3,15 @@
 //! one archived event's row, for a read by id.
 //!
 //! Parts are sorted oldest first and exports run newest first, so a part is read one row
-//! group at a time from its last group to its first, and each group's rows in reverse:
-//! memory holds one decoded row group, never a whole part. Row groups whose `occurred_at`
-//! statistics miss the range asked for are never fetched or decoded.
+//! group at a time from its last group to its first, and each group in slices from its
+//! end ([`Part::slices`]), each slice's rows in reverse. A reader holds one row group's
+//! compressed bytes (the writer bounds a group to [`ROW_GROUP_BYTES`] of rows) and at most
+//! [`READ_SLICE_BYTES`] of decoded rows, decoded in batches of at most
+//! [`READ_BATCH_BYTES`], whatever the size of the events: never a whole part, never a
+//! whole large row group decoded. Row groups whose `occurred_at` statistics miss the range
+//! asked for are never fetched or decoded.
+//!
+//! [`ROW_GROUP_BYTES`]: crate::formats::parquet_write::ROW_GROUP_BYTES
 
 use crate::domain::fields::TEXT_FIELDS;
 use crate::domain::plan::EventKey;
@@ -26,8 +32,13 @@ use parquet::file::statistics::Statistics;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Rows decoded per batch.
+/// Most rows decoded per batch.
 const BATCH_ROWS: usize = 8_192;
+/// Most decoded row data one slice of a row group holds (estimated from the footer's
+/// uncompressed column sizes, pro rata per row); a single larger row is a slice alone.
+pub const READ_SLICE_BYTES: u64 = 16 << 20;
+/// Most decoded row data per batch within a slice.
+pub const READ_BATCH_BYTES: u64 = 4 << 20;
 
 /// An open part: its footer, read once.
 pub struct Part {
@@ -95,7 +106,8 @@ impl Part {
         (start, end - start)
     }
 
-    /// Decodes one row group, only the named columns if `columns` is given.
+    /// Decodes one whole row group, only the named columns if `columns` is given (for
+    /// small groups and tests: readers of any part use [`Part::slices`]).
     ///
     /// # Errors
     /// When the data cannot be read or decoded.
@@ -105,14 +117,65 @@ impl Part {
         row_group: usize,
         columns: Option<&[&str]>,
     ) -> Result<Vec<Batch>, ParquetError> {
+        self.batches(input, row_group, columns, None)?.collect()
+    }
+
+    /// Decoded bytes of one row of a row group, on average, counting only `columns`.
+    fn row_bytes(&self, row_group: usize, columns: Option<&[&str]>) -> u64 {
+        let rg = self.meta.metadata().row_group(row_group);
+        let wanted = |name: &str| columns.is_none_or(|c| c.contains(&name));
+        let bytes: i64 = rg.columns().iter().filter(|c| wanted(c.column_path().string().as_str())).map(|c| c.uncompressed_size()).sum();
+        let rows = rg.num_rows().max(1);
+        u64::try_from(bytes.div_euclid(rows) + 1).unwrap_or(1)
+    }
+
+    /// A row group as consecutive slices `(first row, rows)`, in order, each holding at
+    /// most [`READ_SLICE_BYTES`] of decoded `columns` (at least one row).
+    #[must_use]
+    pub fn slices(&self, row_group: usize, columns: Option<&[&str]>) -> Vec<(usize, usize)> {
+        let rows = usize::try_from(self.meta.metadata().row_group(row_group).num_rows()).unwrap_or(0);
+        let per = usize::try_from((READ_SLICE_BYTES / self.row_bytes(row_group, columns)).max(1)).unwrap_or(1);
+        (0..rows).step_by(per).map(|first| (first, per.min(rows - first))).collect()
+    }
+
+    /// Decodes `rows` rows of a row group from row `first` (a slice of [`Part::slices`]).
+    ///
+    /// # Errors
+    /// When the data cannot be read or decoded.
+    pub fn read_slice<T: ChunkReader + 'static>(
+        &self,
+        input: T,
+        row_group: usize,
+        columns: Option<&[&str]>,
+        (first, rows): (usize, usize),
+    ) -> Result<Vec<Batch>, ParquetError> {
+        self.batches(input, row_group, columns, Some((first, rows)))?.collect()
+    }
+
+    /// The batches of a row group (of one slice of it, if given), decoded one at a time
+    /// as they are taken, each at most [`READ_BATCH_BYTES`] of rows.
+    ///
+    /// # Errors
+    /// When the reader cannot be built.
+    pub fn batches<T: ChunkReader + 'static>(
+        &self,
+        input: T,
+        row_group: usize,
+        columns: Option<&[&str]>,
+        slice: Option<(usize, usize)>,
+    ) -> Result<impl Iterator<Item = Result<Batch, ParquetError>> + use<T>, ParquetError> {
+        let per_batch = usize::try_from(READ_BATCH_BYTES / self.row_bytes(row_group, columns)).unwrap_or(1);
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
             .with_row_groups(vec![row_group])
-            .with_batch_size(BATCH_ROWS);
+            .with_batch_size(per_batch.clamp(1, BATCH_ROWS));
         if let Some(names) = columns {
             let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
             builder = builder.with_projection(mask);
         }
-        builder.build()?.map(|b| Batch::new(&b?)).collect()
+        if let Some((first, rows)) = slice {
+            builder = builder.with_row_selection(RowSelection::from(vec![RowSelector::skip(first), RowSelector::select(rows)]));
+        }
+        Ok(builder.build()?.map(|b| Batch::new(&b?)))
     }
 }
 

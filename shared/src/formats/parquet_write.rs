@@ -2,8 +2,11 @@
 //! and by `auditlog convert`, so both produce the same columns, types and layout.
 //!
 //! Rows are appended in order (the caller sorts by `occurred_at`, then `id`) and written
-//! in row groups of [`ROW_GROUP_ROWS`], zstd-compressed with dictionaries and statistics so
-//! Athena and DuckDB can prune by time, tenant and action.
+//! in row groups of at most [`ROW_GROUP_ROWS`] rows and [`ROW_GROUP_BYTES`] of row data,
+//! zstd-compressed with dictionaries and statistics so Athena and DuckDB can prune by time,
+//! tenant and action. Every buffer is bounded by bytes as well as rows, so events of the
+//! largest size (64 KiB) cost no more memory than small ones: the writer holds at most
+//! [`BATCH_BYTES`] of rows not yet encoded and one row group's encoded pages.
 
 use crate::domain::event::StoredEvent;
 use crate::domain::fields::{FIELDS, Kind, TEXT_FIELDS};
@@ -18,12 +21,26 @@ use parquet::schema::types::ColumnPath;
 use std::io::Write;
 use std::sync::Arc;
 
-/// Rows per row group: large enough for efficient scans (about 8 MB compressed), small
-/// enough that an export, which decodes one whole group to read it newest first, stays
-/// well inside a 256 MB function.
+/// Most rows per row group: large enough for efficient scans.
 pub const ROW_GROUP_ROWS: usize = 65_536;
-/// Rows per Arrow batch handed to the Parquet writer.
+/// Most row data per row group (the rows' text, as [`raw_size`] counts it): a reader holds
+/// a row group's compressed bytes, which this bounds too, and decodes it in slices of
+/// [`crate::formats::parquet_read::READ_SLICE_BYTES`]. About 32,000 rows of a typical
+/// 500-byte event; 260 rows of the largest.
+pub const ROW_GROUP_BYTES: usize = 16 << 20;
+/// Most rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 8_192;
+/// Most row data per Arrow batch: builders of 8,192 rows of 64 KiB would hold 512 MiB.
+pub const BATCH_BYTES: usize = 4 << 20;
+/// Values encoded between two checks of a page's size: with the largest values, a page
+/// grows at most this many past its 1 MiB limit.
+const WRITE_BATCH: usize = 64;
+
+/// What a row weighs in the bounds above: its text, and the two times.
+#[must_use]
+pub fn raw_size(row: &Row<'_>) -> usize {
+    16 + row.s.iter().flatten().map(|v| v.len()).sum::<usize>()
+}
 
 /// The Arrow schema of an archive part: the fields in order, times as UTC microsecond
 /// timestamps, the rest UTF-8.
@@ -50,7 +67,9 @@ const UNIQUE_COLUMNS: &[&str] =
 fn properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Row groups are cut by the writer itself, by rows and by bytes.
+        .set_max_row_group_row_count(None)
+        .set_write_batch_size(WRITE_BATCH)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true)
         .set_created_by(format!("audit-log {}", env!("CARGO_PKG_VERSION")));
@@ -105,6 +124,9 @@ pub struct PartWriter<W: Write + Send> {
     schema: SchemaRef,
     columns: Columns,
     pending: usize,
+    pending_bytes: usize,
+    group_rows: usize,
+    group_bytes: usize,
     rows: u64,
 }
 
@@ -114,7 +136,16 @@ impl<W: Write + Send> PartWriter<W> {
     pub fn new(out: W) -> Result<Self, parquet::errors::ParquetError> {
         let schema = schema();
         let writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(properties()))?;
-        Ok(Self { writer, schema, columns: Columns::new(), pending: 0, rows: 0 })
+        Ok(Self {
+            writer,
+            schema,
+            columns: Columns::new(),
+            pending: 0,
+            pending_bytes: 0,
+            group_rows: 0,
+            group_bytes: 0,
+            rows: 0,
+        })
     }
 
     /// Appends one event; events must come sorted by `occurred_at`, then `id`.
@@ -130,10 +161,18 @@ impl<W: Write + Send> PartWriter<W> {
     /// # Errors
     /// When a full batch cannot be encoded or written.
     pub fn push_row(&mut self, row: &Row<'_>) -> Result<(), parquet::errors::ParquetError> {
+        let size = raw_size(row);
         self.columns.push(row);
         self.pending += 1;
+        self.pending_bytes += size;
+        self.group_rows += 1;
+        self.group_bytes += size;
         self.rows += 1;
-        if self.pending == BATCH_ROWS {
+        if self.group_rows >= ROW_GROUP_ROWS || self.group_bytes >= ROW_GROUP_BYTES {
+            self.flush_batch()?;
+            self.writer.flush()?;
+            (self.group_rows, self.group_bytes) = (0, 0);
+        } else if self.pending == BATCH_ROWS || self.pending_bytes >= BATCH_BYTES {
             self.flush_batch()?;
         }
         Ok(())
@@ -143,9 +182,15 @@ impl<W: Write + Send> PartWriter<W> {
         if self.pending > 0 {
             let batch = self.columns.finish(&self.schema)?;
             self.writer.write(&batch)?;
-            self.pending = 0;
+            (self.pending, self.pending_bytes) = (0, 0);
         }
         Ok(())
+    }
+
+    /// The sink, holding what has been written so far (a file written as it is produced
+    /// hands it on from here).
+    pub fn sink_mut(&mut self) -> &mut W {
+        self.writer.inner_mut()
     }
 
     /// Rows written so far.

@@ -11,12 +11,14 @@
 mod alerts;
 mod blobs;
 mod queue;
+mod signer;
 mod store;
 mod turns;
 
 pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
 pub use queue::MemoryQueue;
+pub use signer::MemorySigner;
 pub use store::MemoryStore;
 pub use turns::MemoryTurns;
 

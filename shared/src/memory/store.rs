@@ -5,6 +5,7 @@ use crate::domain::catalog::{ActionCount, ActorEntry, CatalogUpdate, Known};
 use crate::domain::event::StoredEvent;
 use crate::domain::export::{DOWNLOAD_HOURS, Job, Produced, Status, id_lower_bound};
 use crate::domain::export_dispatch::Dispatch;
+use crate::domain::export_part::{Part, PartStatus, Range};
 use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{ArchiveState, ChainHead, Pending, Phase};
 use crate::domain::plan::{EventKey, Partition, Path};
@@ -53,6 +54,7 @@ struct Tables {
     emails: BTreeSet<(TenantId, String, String)>,
     archive: HashMap<TenantId, (ArchiveState, Lease)>,
     jobs: BTreeMap<(TenantId, String), Job>,
+    parts: BTreeMap<(TenantId, String, u32), Part>,
     dispatch: HashMap<TenantId, Dispatch>,
 }
 
@@ -626,6 +628,7 @@ impl ExportJobs for MemoryStore {
             j.rows = Some(produced.rows);
             j.bytes = Some(produced.bytes);
             j.truncated = Some(produced.truncated);
+            j.files = Some(produced.files);
             j.completed_at = Some(now);
             j.expires_at = Some(now.plus_seconds(DOWNLOAD_HOURS * 3600));
         })
@@ -648,5 +651,52 @@ impl ExportJobs for MemoryStore {
 
     async fn expire(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         self.job_change("jobs.expire", tenant, id, Job::can_expire, |j| j.status = Status::Expired)
+    }
+
+    async fn set_plan(&self, tenant: &TenantId, id: &str, parts: &[Range]) -> Result<bool, StoreError> {
+        self.job_change(
+            "jobs.set_plan",
+            tenant,
+            id,
+            |j| j.status == Status::Running && j.plan.is_none(),
+            |j| j.plan = Some(parts.to_vec()),
+        )
+    }
+
+    async fn parts(&self, tenant: &TenantId, id: &str) -> Result<Vec<Part>, StoreError> {
+        let t = self.open("jobs.parts", id)?;
+        Ok(t.parts.iter().filter(|((tn, j, _), _)| tn == tenant && j == id).map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn claim_part(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        index: u32,
+        range: Range,
+        now: Timestamp,
+    ) -> Result<Option<Part>, StoreError> {
+        let mut t = self.open("jobs.claim_part", &format!("{id}/{index}"))?;
+        let part = t.parts.entry((tenant.clone(), id.to_owned(), index)).or_insert_with(|| Part::new(index, range));
+        if !part.claimable(now) {
+            return Ok(None);
+        }
+        part.status = PartStatus::Running;
+        part.attempt += 1;
+        part.started_at = Some(now);
+        part.writing = 0;
+        Ok(Some(part.clone()))
+    }
+
+    async fn save_part(&self, tenant: &TenantId, id: &str, part: &Part) -> Result<bool, StoreError> {
+        let mut t = self.open("jobs.save_part", &format!("{id}/{}", part.index))?;
+        match t.parts.get_mut(&(tenant.clone(), id.to_owned(), part.index)) {
+            Some(p) if p.attempt == part.attempt && p.status == PartStatus::Running => {
+                let (attempt, started_at) = (p.attempt, p.started_at);
+                *p = Part { attempt, started_at, ..part.clone() };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

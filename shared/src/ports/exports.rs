@@ -4,6 +4,7 @@
 
 use crate::domain::export::{Job, Produced};
 use crate::domain::export_dispatch::Dispatch;
+use crate::domain::export_part::{Part, Range};
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::StoreError;
@@ -76,6 +77,42 @@ pub trait ExportJobs: Send + Sync {
         message: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// Records the plan of a running job, its parts' ranges in order; `false` when it has
+    /// one already (an earlier run planned it) or is not running.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn set_plan(&self, tenant: &TenantId, id: &str, parts: &[Range]) -> Result<bool, StoreError>;
+
+    /// The job's parts that were ever claimed, by index (a part not yet claimed has no
+    /// record: its range is in the job's plan).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn parts(&self, tenant: &TenantId, id: &str) -> Result<Vec<Part>, StoreError>;
+
+    /// Claims part `index` (of range `range`) at `now` when [`Part::claimable`] (or never
+    /// claimed): running, with the next attempt number. The part as claimed; `None` when
+    /// another run holds it or it is done.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn claim_part(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        index: u32,
+        range: Range,
+        now: Timestamp,
+    ) -> Result<Option<Part>, StoreError>;
+
+    /// Records a part's status, files, cursor and progress, only while its claim
+    /// `part.attempt` still holds it (running); `false` when another claim took it over.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn save_part(&self, tenant: &TenantId, id: &str, part: &Part) -> Result<bool, StoreError>;
 
     /// Records that a finished file's time is up and its object is gone.
     ///

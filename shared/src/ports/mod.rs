@@ -13,6 +13,7 @@ pub mod events;
 pub mod exports;
 pub mod queue;
 pub mod registry;
+pub mod signing;
 pub mod tenants;
 pub mod turns;
 
@@ -25,5 +26,6 @@ pub use events::{IndexEntry, IndexPage, IndexQuery, Lookup, Moved, PutOutcome, S
 pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};
 pub use registry::{ArchiveRegistry, RegistryError};
+pub use signing::{KeyDirectory, SignError, Signer};
 pub use tenants::{TenantRegistry, Tenants};
 pub use turns::{Noted, Passed, Take, TurnStore};

@@ -13,8 +13,14 @@
 //! progress however large the day. A run that stops anywhere leaves its step recorded
 //! with everything needed to rebuild the revision, and the next run finishes it from the
 //! part in S3, or, when the part never reached S3, drops it; nothing is uploaded twice.
+//!
+//! Each time the chain's head moves, the new head is signed into a checkpoint
+//! ([`crate::domain::checkpoint`]), so the chain can be checked against a signature that
+//! no one with only bucket and table access can forge; a run also signs a head that a
+//! crash (or an archive older than checkpoints) left without one.
 
 use crate::domain::budget::Reserve;
+use crate::domain::checkpoint::Checkpoint;
 use crate::domain::event::StoredEvent;
 use crate::domain::filter::{Filter, Order};
 use crate::domain::manifest::{self, ChainHead, Manifest, PartEntry, Pending, Phase};
@@ -25,7 +31,7 @@ use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, FooterError};
 use crate::formats::parquet_write::PartWriter;
 use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventArchiver, EventIndex, EventReader};
-use crate::ports::{Moved, RegistryError, StoreError, TenantRegistry, Tenants};
+use crate::ports::{Moved, RegistryError, SignError, Signer, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
 use crate::usecases::merge::{Events, Fetch, IndexRead};
 use serde::Serialize;
@@ -69,6 +75,9 @@ pub enum ArchiveError {
     /// What S3 holds is not what was written or recorded: nothing is tombstoned.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// The head could not be signed; the next run signs it.
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 /// How the job runs.
@@ -139,14 +148,18 @@ pub struct ArchiveStores {
     pub events: Arc<dyn EventReader>,
     pub archiver: Arc<dyn EventArchiver>,
     pub bucket: Arc<dyn BlobStore>,
+    /// Signs each new head into a checkpoint.
+    pub signer: Arc<dyn Signer>,
 }
 
 impl ArchiveStores {
-    /// The archive of one store that holds events, tenants and the registry, into `bucket`.
-    pub fn on<S, B>(store: &Arc<S>, bucket: &Arc<B>) -> Self
+    /// The archive of one store that holds events, tenants and the registry, into
+    /// `bucket`, its checkpoints signed by `signer`.
+    pub fn on<S, B, K>(store: &Arc<S>, bucket: &Arc<B>, signer: &Arc<K>) -> Self
     where
         S: Tenants + TenantRegistry + ArchiveRegistry + EventIndex + EventReader + EventArchiver + 'static,
         B: BlobStore + 'static,
+        K: Signer + 'static,
     {
         Self {
             tenants: store.clone(),
@@ -156,6 +169,7 @@ impl ArchiveStores {
             events: store.clone(),
             archiver: store.clone(),
             bucket: bucket.clone(),
+            signer: signer.clone(),
         }
     }
 }
@@ -287,6 +301,9 @@ impl Archiver {
                 report.committed.push(done);
             }
             report.resumed += 1;
+        }
+        if let Some(h) = &head {
+            self.ensure_checkpoint(tenant, h).await?;
         }
         // Days done in this run are not visited again: an index can still list items this
         // run tombstoned a moment ago. Later late events wait for the next run.
@@ -571,6 +588,7 @@ impl Archiver {
         }
         let etag = self.check_manifest(&manifest_key, &step.manifest).await?;
         self.stores.registry.advance(tenant, &self.owner, step).await?;
+        self.checkpoint(tenant, &ChainHead { seq: step.seq, sha256: step.manifest.clone() }).await?;
         let scratch = Scratch::new(".parquet");
         let local = match file {
             Some(path) => path,
@@ -674,6 +692,7 @@ impl Archiver {
                     "{part_key} differs from its manifest; nothing tombstoned"
                 )));
             }
+            self.ensure_checkpoint(tenant, &ChainHead { seq: p.seq, sha256: p.manifest.clone() }).await?;
             self.tombstone_ids_of(tenant, p, scratch.path()).await?;
             self.stores.registry.finish(tenant, &self.owner, p, None).await?;
             return Ok(Some(Committed {
@@ -685,6 +704,28 @@ impl Archiver {
             }));
         }
         Ok(self.commit(tenant, p, revision, written, None).await?.map(|(done, _)| done))
+    }
+
+    /// Signs `head` into its checkpoint (one that exists already is kept).
+    async fn checkpoint(&self, tenant: &TenantId, head: &ChainHead) -> Result<(), ArchiveError> {
+        let mut checkpoint = Checkpoint::new(tenant.as_str(), head, Timestamp::now().to_string());
+        checkpoint.signature = Some(self.stores.signer.sign(&checkpoint.message()).await?);
+        let key = manifest::checkpoint_key(tenant.as_str(), head.seq);
+        match self.stores.bucket.put_bytes(&key, checkpoint.to_bytes(), "application/json", Condition::Absent).await {
+            Ok(()) | Err(BlobError::Precondition(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs `head` unless it has a checkpoint: one a crash between the head's move and
+    /// its checkpoint left unsigned, or the head of an archive older than checkpoints.
+    async fn ensure_checkpoint(&self, tenant: &TenantId, head: &ChainHead) -> Result<(), ArchiveError> {
+        let key = manifest::checkpoint_key(tenant.as_str(), head.seq);
+        if self.stores.bucket.get_bytes(&key).await?.is_none() {
+            tracing::info!(%tenant, seq = head.seq, "signing a head that has no checkpoint");
+            self.checkpoint(tenant, head).await?;
+        }
+        Ok(())
     }
 
     /// Tombstones online exactly the events a verified part holds, read from its id column.

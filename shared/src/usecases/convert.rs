@@ -8,11 +8,11 @@
 
 use crate::domain::canonical::sha256_hex;
 use crate::domain::event::{Event, StoredEvent};
-use crate::domain::export::Format;
 use crate::domain::incoming::Incoming;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
-use crate::formats::ExportFile;
+use crate::formats::TextFormat;
+use crate::formats::export_file::columns;
 use crate::formats::parquet_read::Part;
 use crate::formats::parquet_write::PartWriter;
 use serde::Deserialize;
@@ -248,7 +248,7 @@ const OUT_CHUNK: usize = 1 << 20;
 /// # Errors
 /// When the input is not archive Parquet sorted by `occurred_at`, then `id` (every part
 /// the archive writes is), or on I/O failure.
-pub fn parquet_to_export(input: &Path, output: &Path, format: Format) -> Result<Converted, ConvertError> {
+pub fn parquet_to_export(input: &Path, output: &Path, format: TextFormat) -> Result<Converted, ConvertError> {
     let file = File::open(input).map_err(file_error(input))?;
     let part = Part::open(&file)
         .map_err(|e| ConvertError::Input(format!("{} is not archive Parquet: {e}", input.display())))?;
@@ -258,8 +258,10 @@ pub fn parquet_to_export(input: &Path, output: &Path, format: Format) -> Result<
     let mut rows = 0u64;
     // The last row written: each next one must not sort after it.
     let mut last: Option<(i64, String)> = None;
-    for rg in (0..part.row_groups()).rev() {
-        let batches = part.read(file.try_clone()?, rg, format.columns())?;
+    let wanted = columns(format.format());
+    let slices = (0..part.row_groups()).rev().flat_map(|rg| part.slices(rg, wanted).into_iter().rev().map(move |s| (rg, s)));
+    for (rg, slice) in slices {
+        let batches = part.read_slice(file.try_clone()?, rg, wanted, slice)?;
         for batch in batches.iter().rev() {
             for i in (0..batch.len()).rev() {
                 let row = batch.row(i);

@@ -1,11 +1,20 @@
 //! `auditlog verify`: walks each tenant's chain of manifest revisions from seq 1 to the
-//! head the registry records, checks each day's current manifest is its latest revision,
-//! and re-reads every part of every day's latest revision: its bytes against the
-//! manifest, and every row's hash recomputed from its columns.
+//! head the registry records, checks the chain against its signed checkpoints (each
+//! signature with the published keys, each signed head against the revision it names,
+//! the registry's head signed), checks each day's current manifest is its latest
+//! revision, and re-reads every part of every day's latest revision: its bytes against
+//! the manifest, and every row's hash recomputed from its columns.
+//!
+//! The checkpoints are what catches a rewrite of the bucket and the table together: the
+//! chain and the registry's head can be made consistent again by whoever writes both,
+//! but a checkpoint's signature cannot be made without the signing key.
 
-use crate::domain::manifest::{self, Manifest, ManifestObject, PartEntry, Revision};
+use crate::domain::checkpoint::Checkpoint;
+use crate::domain::manifest::{self, ChainHead, Manifest, ManifestObject, PartEntry, Pending, Phase, Revision};
+use crate::domain::signing::PublicKey;
 use crate::domain::tenant::TenantId;
 use crate::formats::parquet_read::Part;
+use crate::formats::signature;
 use crate::ports::{ArchiveRegistry, BlobStore, TenantRegistry};
 use crate::usecases::archive::ArchiveError;
 use crate::usecases::files::{Scratch, hash_file};
@@ -20,7 +29,7 @@ const ROWS_NAMED: usize = 3;
 pub struct Finding {
     pub tenant: String,
     /// A stable kind: `changed_part`, `changed_row`, `missing_part`, `extra_part`,
-    /// `row_count`, `bad_manifest`, `chain`.
+    /// `row_count`, `bad_manifest`, `chain`, `checkpoint`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -31,13 +40,16 @@ pub struct Checked {
     pub tenants: u32,
     /// Revisions read (the whole chain).
     pub manifests: u32,
+    /// Checkpoints whose signature held.
+    pub checkpoints: u32,
     pub parts: u32,
     /// Rows whose hash was recomputed and matched.
     pub rows: u64,
     pub findings: Vec<Finding>,
 }
 
-/// Checks every tenant in the registry, or only `only`.
+/// Checks every tenant in the registry, or only `only`; checkpoints with `keys`, the
+/// published public keys (from KMS, or a saved `GET /v1/keys`).
 ///
 /// # Errors
 /// [`ArchiveError`] when storage cannot be read at all (a problem found is a finding).
@@ -45,6 +57,7 @@ pub async fn verify(
     tenants: &dyn TenantRegistry,
     registry: &dyn ArchiveRegistry,
     bucket: &dyn BlobStore,
+    keys: &[PublicKey],
     only: Option<&TenantId>,
 ) -> Result<Checked, ArchiveError> {
     let tenants = match only {
@@ -54,7 +67,7 @@ pub async fn verify(
     let mut checked = Checked::default();
     for tenant in tenants {
         checked.tenants += 1;
-        Tenant { bucket, tenant: &tenant, checked: &mut checked }.verify(registry).await?;
+        Tenant { bucket, keys, tenant: &tenant, checked: &mut checked }.verify(registry).await?;
     }
     Ok(checked)
 }
@@ -62,6 +75,7 @@ pub async fn verify(
 /// One tenant's verification, recording into `checked`.
 struct Tenant<'a> {
     bucket: &'a dyn BlobStore,
+    keys: &'a [PublicKey],
     tenant: &'a TenantId,
     checked: &'a mut Checked,
 }
@@ -74,10 +88,11 @@ impl Tenant<'_> {
     async fn verify(&mut self, registry: &dyn ArchiveRegistry) -> Result<(), ArchiveError> {
         let t = self.tenant.as_str();
         let state = registry.state(self.tenant).await?;
-        let (revisions, day_objects) = self.read_manifests().await?;
+        let (revisions, day_objects, checkpoints) = self.read_manifests().await?;
         for problem in manifest::check_chain(&revisions, state.head.as_ref(), state.pending.as_ref()) {
             self.finding("chain", problem.to_string());
         }
+        self.check_checkpoints(&revisions, &checkpoints, state.head.as_ref(), state.pending.as_ref()).await;
         // Each day's current manifest must be its latest revision.
         let expected = manifest::current_by_day(&revisions, state.head.as_ref(), state.pending.as_ref());
         let mut parts_of: BTreeMap<String, Vec<PartEntry>> = BTreeMap::new();
@@ -122,16 +137,21 @@ impl Tenant<'_> {
         Ok(())
     }
 
-    /// Every revision (by the seq its key names) and the days that have a current
-    /// manifest object.
-    async fn read_manifests(&mut self) -> Result<(BTreeMap<u64, Revision>, Vec<String>), ArchiveError> {
+    /// Every revision (by the seq its key names), the days that have a current manifest
+    /// object, and the seqs that have a checkpoint object.
+    async fn read_manifests(&mut self) -> Result<(BTreeMap<u64, Revision>, Vec<String>, Vec<u64>), ArchiveError> {
         let t = self.tenant.as_str();
         let mut revisions = BTreeMap::new();
         let mut days = Vec::new();
+        let mut checkpoints = Vec::new();
         for listed in self.bucket.list(&manifest::manifests_prefix(t)).await? {
             let seq = match manifest::parse_key(t, &listed.key) {
                 Some(ManifestObject::Day(date)) => {
                     days.push(date);
+                    continue;
+                }
+                Some(ManifestObject::Checkpoint(seq)) => {
+                    checkpoints.push(seq);
                     continue;
                 }
                 Some(ManifestObject::Revision(seq)) => seq,
@@ -157,7 +177,66 @@ impl Tenant<'_> {
                 Err(e) => self.finding("bad_manifest", format!("{} is not a manifest: {e}", listed.key)),
             }
         }
-        Ok((revisions, days))
+        Ok((revisions, days, checkpoints))
+    }
+
+    /// Each checkpoint's signature with the published keys and its head against the
+    /// revision it names; and the registry's head signed (unless the step in flight has
+    /// just moved it).
+    async fn check_checkpoints(
+        &mut self,
+        revisions: &BTreeMap<u64, Revision>,
+        seqs: &[u64],
+        head: Option<&ChainHead>,
+        pending: Option<&Pending>,
+    ) {
+        let t = self.tenant.as_str();
+        let mut signed_to = 0;
+        for &seq in seqs {
+            let key = manifest::checkpoint_key(t, seq);
+            let checkpoint = match self.bucket.get_bytes(&key).await {
+                Ok(Some((bytes, _))) => serde_json::from_slice::<Checkpoint>(&bytes).map_err(|e| e.to_string()),
+                Ok(None) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let checkpoint = match checkpoint {
+                Ok(c) if c.tenant_id == t && c.seq == seq => c,
+                Ok(_) => {
+                    self.finding("checkpoint", format!("{key} names another tenant or seq"));
+                    continue;
+                }
+                Err(e) => {
+                    self.finding("checkpoint", format!("{key} is not a checkpoint: {e}"));
+                    continue;
+                }
+            };
+            if let Err(why) = signature::verify(self.keys, &checkpoint.message(), checkpoint.signature.as_ref()) {
+                self.finding("checkpoint", format!("{key}: {why}"));
+                continue;
+            }
+            self.checked.checkpoints += 1;
+            match revisions.get(&seq) {
+                Some(r) if r.sha256 == checkpoint.head => signed_to = signed_to.max(seq),
+                Some(r) => self.finding(
+                    "checkpoint",
+                    format!("{key} signs revision {seq} as {}, but it hashes to {}", checkpoint.head, r.sha256),
+                ),
+                None => self.finding("checkpoint", format!("{key} signs revision {seq}, which is missing")),
+            }
+        }
+        let head_seq = head.map_or(0, |h| h.seq);
+        let moving = pending.is_some_and(|p| p.phase == Phase::Tombstone && p.seq == head_seq);
+        if head_seq > signed_to && !moving {
+            self.finding(
+                "checkpoint",
+                format!("the head (seq {head_seq}) is past the last validly signed checkpoint (seq {signed_to})"),
+            );
+        }
+        if let Some(&newest) = seqs.iter().max()
+            && newest > head_seq
+        {
+            self.finding("checkpoint", format!("a checkpoint signs seq {newest}, past the registry's head (seq {head_seq})"));
+        }
     }
 
     /// Reads one part whole: its size and SHA-256 against the manifest, its footer's row
@@ -204,14 +283,22 @@ impl Tenant<'_> {
         let mut bad_count = 0usize;
         let mut row_no = 0usize;
         for rg in 0..opened.row_groups() {
-            let batches = match opened.read(file.try_clone()?, rg, None) {
+            // One bounded batch at a time: a row group of large events is never decoded whole.
+            let batches = match opened.batches(file.try_clone()?, rg, None, None) {
                 Ok(b) => b,
                 Err(e) => {
                     self.finding("changed_part", format!("{key}: row group {rg} cannot be decoded: {e}"));
                     return Ok(());
                 }
             };
-            for batch in &batches {
+            for batch in batches {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.finding("changed_part", format!("{key}: row group {rg} cannot be decoded: {e}"));
+                        return Ok(());
+                    }
+                };
                 for i in 0..batch.len() {
                     let row = batch.row(i);
                     let problem = match row.to_stored() {

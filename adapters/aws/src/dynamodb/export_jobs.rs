@@ -15,6 +15,7 @@ use crate::retry::retry;
 use async_trait::async_trait;
 use audit::domain::export::{DOWNLOAD_HOURS, Format, Job, Produced, STALE_SECONDS, Status, id_lower_bound, keep_until};
 use audit::domain::export_dispatch::Dispatch;
+use audit::domain::export_part::{Part, Range};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{ExportJobs, StoreError};
@@ -76,7 +77,23 @@ fn from_item(tenant: &TenantId, item: &Item) -> Option<Job> {
         bytes: num("bytes"),
         truncated: item.get("truncated").and_then(|v| v.as_bool().ok()).copied(),
         error: st("error_code").map(|c| (c.clone(), st("error_message").cloned().unwrap_or_default())),
+        plan: st("plan").and_then(|p| plan_from(p)),
+        files: num("files").and_then(|f| u32::try_from(f).ok()),
     })
+}
+
+/// A job's plan as stored: JSON `[[from, to], ...]`.
+fn plan_text(parts: &[Range]) -> String {
+    let pairs: Vec<[String; 2]> = parts.iter().map(|r| [r.from.to_string(), r.to.to_string()]).collect();
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+fn plan_from(text: &str) -> Option<Vec<Range>> {
+    let pairs: Vec<[String; 2]> = serde_json::from_str(text).ok()?;
+    pairs
+        .iter()
+        .map(|[f, t]| Some(Range { from: Timestamp::parse(f).ok()?, to: Timestamp::parse(t).ok()? }))
+        .collect()
 }
 
 #[async_trait]
@@ -211,7 +228,7 @@ impl ExportJobs for Table {
         self.job_update(
             tenant,
             id,
-            "SET #st = :done, #rows = :rows, #bytes = :bytes, truncated = :tr, completed_at = :now, expires_at = :exp, #ttl = :ttl",
+            "SET #st = :done, #rows = :rows, #bytes = :bytes, truncated = :tr, files = :files, completed_at = :now, expires_at = :exp, #ttl = :ttl",
             "#st = :running",
             &[
                 (":done", s(Status::Succeeded.as_str())),
@@ -219,6 +236,7 @@ impl ExportJobs for Table {
                 (":rows", n(p.rows)),
                 (":bytes", n(p.bytes)),
                 (":tr", AttributeValue::Bool(p.truncated)),
+                (":files", n(p.files)),
                 (":now", s(&now.to_string())),
                 (":exp", s(&now.plus_seconds(DOWNLOAD_HOURS * 3600).to_string())),
                 (":ttl", n(keep_until(now))),
@@ -253,6 +271,36 @@ impl ExportJobs for Table {
         .await
     }
 
+    async fn set_plan(&self, tenant: &TenantId, id: &str, parts: &[Range]) -> Result<bool, StoreError> {
+        self.job_update(
+            tenant,
+            id,
+            "SET #plan = :plan",
+            "#st = :running AND attribute_not_exists(#plan)",
+            &[(":plan", s(&plan_text(parts))), (":running", s(Status::Running.as_str()))],
+        )
+        .await
+    }
+
+    async fn parts(&self, tenant: &TenantId, id: &str) -> Result<Vec<Part>, StoreError> {
+        self.job_parts(tenant, id).await
+    }
+
+    async fn claim_part(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        index: u32,
+        range: Range,
+        now: Timestamp,
+    ) -> Result<Option<Part>, StoreError> {
+        self.claim_job_part(tenant, id, index, range, now).await
+    }
+
+    async fn save_part(&self, tenant: &TenantId, id: &str, part: &Part) -> Result<bool, StoreError> {
+        self.save_job_part(tenant, id, part).await
+    }
+
     async fn expire(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         self.job_update(
             tenant,
@@ -282,6 +330,9 @@ impl Table {
         }
         if set.contains("#ttl") {
             names.insert("#ttl".into(), TTL.into());
+        }
+        if set.contains("#plan") {
+            names.insert("#plan".into(), "plan".into());
         }
         let values: HashMap<String, AttributeValue> =
             values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();

@@ -138,6 +138,13 @@ pub fn export_jobs_pk(tenant: &TenantId) -> String {
     format!("EXPORTS#{tenant}")
 }
 
+/// Partition of one export job's parts (sort key = the part's index, zero-padded): apart
+/// from the jobs, so listing jobs never meets a part.
+#[must_use]
+pub fn export_parts_pk(tenant: &TenantId, job: &str) -> String {
+    format!("EXPORTS#{tenant}#{job}")
+}
+
 /// Partition of a tenant's alert rules (`R#{rule id}`), their count (`N`) and their
 /// threshold states (`S#{rule id}`): one Query lists the rules, and the count sits
 /// beside them so a creation changes both in one transaction.

@@ -16,6 +16,7 @@ pub mod deliveries;
 pub mod doc;
 pub mod events;
 pub mod export_jobs;
+pub mod export_parts;
 pub mod expr;
 pub mod item;
 pub mod keys;

@@ -13,5 +13,6 @@ async fn main() -> Result<(), runtime::Error> {
     let queue = aws.queue(&config.export_queue_url);
     let exports = Exports::on(&table, &queue, &aws.bucket(&config.export_bucket), config.cursor_key()?)
         .with_limits(config.limits);
-    run::http(app(Arc::new(ExportState { exports, verifier: config.auth.verifier()? })), &config.edge).await
+    let keys = aws.keys(&config.signing.current, &config.signing.retired);
+    run::http(app(Arc::new(ExportState { exports, verifier: config.auth.verifier()?, keys })), &config.edge).await
 }

@@ -60,8 +60,12 @@ fn export_workers() -> Result<usize, ConfigError> {
     Ok(workers)
 }
 
+/// How long one export invocation may take: the deployed worker's timeout.
+const EXPORT_INVOCATION: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// Runs `workers` export-queue consumers side by side, as Lambda runs up to the event
-/// source's `MaximumConcurrency` invocations of one message each.
+/// source's `MaximumConcurrency` invocations of one message each, each with the
+/// deployed function's time limit.
 pub fn spawn_export_workers(
     queue: &Arc<Queue>,
     exporter: &audit::usecases::export::Exporter,
@@ -72,7 +76,10 @@ pub fn spawn_export_workers(
         let (queue, exporter, metrics) = (queue.clone(), exporter.clone(), metrics.clone());
         tokio::spawn(async move {
             loop {
-                if let Err(e) = poll(&queue, 1, 2, |event| export::handle_jobs(&exporter, &metrics, event)).await {
+                let deadline = std::time::Instant::now() + EXPORT_INVOCATION;
+                if let Err(e) =
+                    poll(&queue, 1, 2, |event| export::handle_jobs(&exporter, &metrics, event, deadline)).await
+                {
                     tracing::error!(error = ?e, "export queue poll failed");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }

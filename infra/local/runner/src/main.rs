@@ -50,8 +50,11 @@ async fn main() -> anyhow::Result<()> {
 
     let w = &config.export_worker;
     let export_queue = aws.queue(&config.export_api.export_queue_url);
-    let exporter = Exporter::on(&table, &archive_bucket, &export_bucket, &export_queue, w.max_rows, w.hot_days)
-        .with_limits(w.limits);
+    let signer = aws.keys(&w.signing.current, &w.signing.retired);
+    let exporter =
+        Exporter::on(&table, &archive_bucket, &export_bucket, &export_queue, &signer, w.max_rows, w.hot_days)
+            .with_limits(w.limits)
+            .with_sizes(w.sizes);
     audit_local::spawn_export_workers(&export_queue, &exporter, &w.metrics, config.export_workers);
     let dead_metrics = w.metrics.clone();
     // The worker's second event source: jobs whose every run died end `failed`.
@@ -113,8 +116,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The archive schedule: once at start-up, then hourly.
-    let job =
-        archive::Job { stores: ArchiveStores::on(&table, &archive_bucket), options: config.archive.options.clone() };
+    let stores = ArchiveStores::on(&table, &archive_bucket, &signer);
+    let job = archive::Job { stores, options: config.archive.options.clone() };
     let archive_metrics = config.archive.metrics.clone();
     tokio::spawn(async move {
         loop {
@@ -134,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let exports = Exports::on(&table, &export_queue, &export_bucket, config.export_api.cursor_key()?)
         .with_limits(config.export_api.limits);
-    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()? };
+    let keys = aws.keys(&config.export_api.signing.current, &config.export_api.signing.retired);
+    let export_state = export::ExportState { exports, verifier: config.export_api.auth.verifier()?, keys };
     let a = &config.alerts_api;
     let rules = Rules::on(
         &table,

@@ -25,8 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 /// An export's position: the last key it wrote, `(occurred_at micros, id)`.
 pub type Position = (i64, String);
 
-/// One archived part, read newest first, one row group at a time, from the export's
-/// position down.
+/// One archived part, read newest first, one row group at a time and each group in
+/// slices from its end, from the export's position down: it holds one row group's
+/// compressed bytes and one decoded slice ([`parquet_read::READ_SLICE_BYTES`]).
 pub struct PartRows<'a> {
     bucket: &'a dyn BlobStore,
     columns: Option<&'static [&'static str]>,
@@ -35,6 +36,8 @@ pub struct PartRows<'a> {
     part: Part,
     /// Row groups still to read, oldest first (read from the end).
     row_groups: Vec<usize>,
+    /// The row group being read: its bytes, and its slices still to decode, oldest first.
+    group: Option<(usize, Span, Vec<(usize, usize)>)>,
     batches: Vec<Batch>,
     /// Rows left in the last batch.
     left: usize,
@@ -64,7 +67,18 @@ impl<'a> PartRows<'a> {
         let row_groups = (0..part.row_groups())
             .filter(|&rg| part.time_range(rg).is_none_or(|(lo, hi)| hi >= from && lo < to))
             .collect();
-        Ok(Self { bucket, columns, key, size: entry.bytes, part, row_groups, batches: Vec::new(), left: 0, below })
+        Ok(Self {
+            bucket,
+            columns,
+            key,
+            size: entry.bytes,
+            part,
+            row_groups,
+            group: None,
+            batches: Vec::new(),
+            left: 0,
+            below,
+        })
     }
 }
 
@@ -89,14 +103,29 @@ impl Pull for PartRows<'_> {
                 self.left = self.batches.last().map_or(0, Batch::len);
                 continue;
             }
+            if let Some((rg, span, slices)) = &mut self.group {
+                if let Some(slice) = slices.pop() {
+                    self.batches = self.part.read_slice(span.clone(), *rg, self.columns, slice)?;
+                    self.left = self.batches.last().map_or(0, Batch::len);
+                    continue;
+                }
+                self.group = None;
+            }
             let Some(rg) = self.row_groups.pop() else { return Ok(None) };
             let (start, len) = self.part.byte_range(rg);
             let data = self.bucket.read_range(&self.key, start, start + len).await?;
             let span = Span { offset: start, data: bytes::Bytes::from(data), file_len: self.size };
-            self.batches = self.part.read(span, rg, self.columns)?;
-            self.left = self.batches.last().map_or(0, Batch::len);
+            self.group = Some((rg, span, self.part.slices(rg, self.columns)));
         }
     }
+}
+
+/// An open part and the newest time it may still hold: a part is read only once the
+/// export may need its rows, so parts of a day that do not overlap hold no bytes at once.
+struct Stream<'a> {
+    rows: Ahead<PartRows<'a>>,
+    /// No row left in the part is later than this (microseconds).
+    upper: i64,
 }
 
 /// A day whose manifest the export has read, and what it opened of it.
@@ -115,7 +144,7 @@ pub struct ArchiveSide<'a> {
     /// Days in range that had a manifest when last listed.
     listed: BTreeSet<String>,
     opened: BTreeMap<String, OpenDay>,
-    streams: Vec<Ahead<PartRows<'a>>>,
+    streams: Vec<Stream<'a>>,
     /// Reads of the bucket for manifests (lists and gets), for the tests.
     pub manifest_reads: u32,
 }
@@ -200,7 +229,9 @@ impl<'a> ArchiveSide<'a> {
         for entry in new {
             let part_key = format!("{}{}", manifest::day_prefix(self.tenant.as_str(), date), entry.name);
             let part = PartRows::open(self.bucket, self.columns, part_key, &entry, self.filter, below.cloned()).await?;
-            self.streams.push(Ahead::new(part));
+            let last = Timestamp::parse(&entry.last).map_or(i64::MAX, Timestamp::micros);
+            let upper = below.map_or(last, |(t, _)| last.min(*t));
+            self.streams.push(Stream { rows: Ahead::new(part), upper });
         }
         Ok(())
     }
@@ -246,36 +277,50 @@ impl<'a> ArchiveSide<'a> {
         }
     }
 
-    /// Fills every open part that has nothing at hand, and drops the finished ones.
+    /// Reads, of the open parts, those that may hold the newest row (each part with
+    /// nothing at hand whose remaining rows may be as new as the newest row at hand), and
+    /// drops the finished ones: a part is read only when its turn may have come.
     ///
     /// # Errors
     /// [`ExportError`] when a part cannot be read.
     pub async fn fill(&mut self) -> Result<(), ExportError> {
-        for s in &mut self.streams {
-            while s.head().is_none() && !s.exhausted() {
-                s.fill().await?;
+        loop {
+            let newest = self.streams.iter().filter_map(|s| s.rows.head().map(|r| r.key().0)).max();
+            let due = self
+                .streams
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.rows.head().is_none() && !s.rows.exhausted())
+                .filter(|(_, s)| newest.is_none_or(|t| s.upper >= t))
+                .max_by_key(|(_, s)| s.upper)
+                .map(|(i, _)| i);
+            let Some(i) = due else { break };
+            let s = &mut self.streams[i];
+            s.rows.fill().await?;
+            if let Some(t) = s.rows.head().map(|r| r.key().0) {
+                s.upper = t;
             }
         }
-        self.streams.retain(|s| s.head().is_some());
+        self.streams.retain(|s| s.rows.head().is_some() || !s.rows.exhausted());
         Ok(())
     }
 
     /// The newest row at hand.
     #[must_use]
     pub fn head(&self) -> Option<&Row<'static>> {
-        self.best().and_then(|i| self.streams[i].head())
+        self.best().and_then(|i| self.streams[i].rows.head())
     }
 
     /// Takes the newest row at hand.
     pub fn pop(&mut self) -> Option<Row<'static>> {
         let i = self.best()?;
-        self.streams[i].pop()
+        self.streams[i].rows.pop()
     }
 
     fn best(&self) -> Option<usize> {
         let mut best: Option<(usize, (i64, &str))> = None;
         for (i, s) in self.streams.iter().enumerate() {
-            if let Some(key) = s.head().map(Keyed::key)
+            if let Some(key) = s.rows.head().map(Keyed::key)
                 && best.is_none_or(|(_, b)| key > b)
             {
                 best = Some((i, key));

@@ -1,53 +1,60 @@
 //! Export jobs (contract sections 2 and 5): every event matching a job's filters, newest
-//! first, from the online store and the archive together, streamed into one file.
+//! first, from the online store and the archive together, in files of any total size,
+//! with a signed manifest.
 //!
-//! Two sources are merged in `(occurred_at, id)` order, newest first:
+//! A job runs in parts ([`crate::domain::export_part`]). The job's first message plans it
+//! ([`plan`]: its range cut by time into parts as the archive's manifests count them),
+//! sends one message per further part to the export queue, and produces the first part
+//! itself; a small export is one part and one file, written in that one invocation. Each
+//! part runs in one of its tenant's running slots (`{job}/{part}`), so one tenant's large
+//! export takes at most its running limit of the shared workers, and another tenant's
+//! export still starts. A part writes one or more files ([`part`]), each recorded once it
+//! is in S3 with where the next one carries on; before its invocation's deadline a part
+//! stops after its current file and queues itself again. The part that finds every part
+//! done writes the signed manifest and ends the job ([`finish`]).
+//!
+//! Within a part, two sources are merged in `(occurred_at, id)` order, newest first:
 //! - online: the query API's own plan (path, partitions, filters), one stream per
 //!   partition ([`online`]);
 //! - archived: the days with a manifest in the range, opened as the export reaches
 //!   them; per day, the parts whose first/last times overlap it, and per part only the
 //!   row groups whose statistics do, each fetched with one ranged read and read from its
-//!   end ([`archived`]).
+//!   end in bounded slices ([`archived`]).
 //!
 //! An archive run may move days while the export runs. After every online read that
 //! could have missed events the archive just tombstoned (in a day the archive may be
 //! moving), the archived side lists the days again and re-reads the open days'
 //! manifests before anything below is written, so an event is found in one place or the
 //! other. While an archive run is between a manifest and its tombstones an event is in
-//! both; equal keys meet in the merge and the second is dropped. The file is uploaded
-//! as it fills, so memory stays bounded whatever its size. [`requests`] is the API side:
-//! asking for an export and seeing how it went, and the dead letters of jobs that never
-//! finished.
-//!
-//! Tenants take the workers in turn ([`crate::domain::export_dispatch`]): a job runs only
-//! in one of its tenant's running slots; a job whose tenant has none free goes back on the
-//! queue for [`REQUEUE_SECONDS`] and the worker takes the next message, so one tenant's
-//! backlog never holds another tenant's export behind it.
+//! both; equal keys meet in the merge and the second is dropped. Parts cover disjoint
+//! ranges, so what holds for one holds for all. [`requests`] is the API side: asking for
+//! an export and seeing how it went, and the dead letters of jobs that never finished.
 
 pub mod archived;
 pub mod dispatch;
+mod finish;
 pub mod online;
+mod part;
+mod plan;
 pub mod requests;
 
-use crate::domain::export::{INCOMPLETE, Job, Message, Produced};
+use crate::domain::export::{INCOMPLETE, Job, Message, Produced, Status};
 use crate::domain::export_dispatch::{Limits, REQUEUE_SECONDS};
-use crate::domain::export_request::stored_filter;
-use crate::domain::filter::Filter;
-use crate::domain::retention::online_start;
+use crate::domain::export_part::Sizes;
 use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
-use crate::formats::ExportFile;
 use crate::formats::parquet_read::FooterError;
 use crate::ports::{
-    BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, MessageQueue, Outgoing, StoreError, Tenants,
-    Upload,
+    ArchiveRegistry, BlobError, BlobStore, Catalogs, EventIndex, EventReader, ExportJobs, MessageQueue, Outgoing,
+    SignError, Signer, StoreError, Tenants,
 };
-use crate::usecases::merge::{Ahead, Keyed, Sorted};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Days this close to the online window's start may be moving when the export runs (an
-/// archive run's clock and the tenant's settings may differ a little from the export's).
-const MOVING_MARGIN_DAYS: i64 = 2;
+/// Time kept back from an invocation's deadline: a part stops writing this long before
+/// it, ends its file (the last upload part, the completion, the record) and queues itself
+/// again.
+pub const PAUSE_MARGIN: Duration = Duration::from_secs(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -55,13 +62,15 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] BlobError),
-    #[error("reading archived parquet: {0}")]
+    #[error("reading or writing parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     /// The archive is not as its manifests say; `auditlog verify` tells more.
     #[error("the archive is inconsistent: {0}")]
     Archive(String),
     #[error("the job's stored filters are invalid: {0}")]
     BadJob(String),
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 impl From<FooterError> for ExportError {
@@ -78,9 +87,9 @@ impl ExportError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Store(StoreError::Corrupt(_)) | Self::Archive(_) | Self::Parquet(_) => "data_integrity",
-            Self::Store(_) | Self::Blob(_) => "storage_unavailable",
-            Self::BadJob(_) => "internal",
+            Self::Store(StoreError::Corrupt(_)) | Self::Archive(_) => "data_integrity",
+            Self::Store(_) | Self::Blob(_) | Self::Sign(_) => "storage_unavailable",
+            Self::Parquet(_) | Self::BadJob(_) => "internal",
         }
     }
 }
@@ -93,12 +102,20 @@ pub struct Exporter {
     pub catalogs: Arc<dyn Catalogs>,
     pub index: Arc<dyn EventIndex>,
     pub events: Arc<dyn EventReader>,
+    /// The archive's chain head, which a manifest names.
+    pub registry: Arc<dyn ArchiveRegistry>,
     pub archive: Arc<dyn BlobStore>,
     pub exports: Arc<dyn BlobStore>,
-    /// The export queue, where a job waits again while its tenant's slots are taken.
+    /// The export queue: a job's parts, and a job waiting again while its tenant's slots
+    /// are taken.
     pub queue: Arc<dyn MessageQueue>,
+    /// Signs each job's manifest.
+    pub signer: Arc<dyn Signer>,
     pub limits: Limits,
-    /// `AUDIT_EXPORT_MAX_ROWS`: past it, the most recent rows are kept.
+    pub sizes: Sizes,
+    /// `AUDIT_EXPORT_MAX_ROWS`, the operator's guard (0: none). With it, a job's parts
+    /// run one after another, newest first, and past it the export keeps the most recent
+    /// rows and says `truncated`.
     pub max_rows: u64,
     /// `AUDIT_HOT_DAYS`, for tenants without their own window: which days an archive run
     /// may be moving while an export reads them.
@@ -106,21 +123,24 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// The worker on one store that holds jobs, tenants, catalogs and events, with the
-    /// default [`Limits`].
-    pub fn on<S, A, E, Q>(
+    /// The worker on one store that holds jobs, tenants, catalogs, events and the archive
+    /// registry, with the default [`Limits`] and [`Sizes`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn on<S, A, E, Q, K>(
         store: &Arc<S>,
         archive: &Arc<A>,
         exports: &Arc<E>,
         queue: &Arc<Q>,
+        signer: &Arc<K>,
         max_rows: u64,
         default_hot_days: u32,
     ) -> Self
     where
-        S: ExportJobs + Tenants + Catalogs + EventIndex + EventReader + 'static,
+        S: ExportJobs + Tenants + Catalogs + EventIndex + EventReader + ArchiveRegistry + 'static,
         A: BlobStore + 'static,
         E: BlobStore + 'static,
         Q: MessageQueue + 'static,
+        K: Signer + 'static,
     {
         Self {
             jobs: store.clone(),
@@ -128,10 +148,13 @@ impl Exporter {
             catalogs: store.clone(),
             index: store.clone(),
             events: store.clone(),
+            registry: store.clone(),
             archive: archive.clone(),
             exports: exports.clone(),
             queue: queue.clone(),
+            signer: signer.clone(),
             limits: Limits::default(),
+            sizes: Sizes::default(),
             max_rows,
             default_hot_days,
         }
@@ -143,18 +166,22 @@ impl Exporter {
         self
     }
 
-    /// Handles one export queue message; returns whether it is done with. A message that
-    /// is not a job's is not done, so the queue's redrive policy moves it to the
-    /// dead-letter queue rather than dropping it.
-    pub async fn consume(&self, body: &str) -> bool {
-        let message = serde_json::from_str::<Message>(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| TenantId::parse(&m.tenant_id).map(|t| (t, m.id)).map_err(|e| e.to_string()));
-        match message {
-            Ok((tenant, id)) => match self.run(&tenant, &id).await {
+    #[must_use]
+    pub fn with_sizes(mut self, sizes: Sizes) -> Self {
+        self.sizes = sizes;
+        self
+    }
+
+    /// Handles one export queue message within an invocation that must end by
+    /// `deadline`; returns whether it is done with. A message that is not a job's is not
+    /// done, so the queue's redrive policy moves it to the dead-letter queue rather than
+    /// dropping it.
+    pub async fn consume(&self, body: &str, deadline: Option<Instant>) -> bool {
+        match parse(body) {
+            Ok((tenant, id, part)) => match self.run(&tenant, &id, part, deadline).await {
                 Ok(_) => true,
                 Err(e) => {
-                    tracing::warn!(%tenant, id, error = %e, "export job record unavailable; retrying");
+                    tracing::warn!(%tenant, id, part, error = %e, "export job record unavailable; retrying");
                     false
                 }
             },
@@ -166,16 +193,14 @@ impl Exporter {
     }
 
     /// Handles one message of the export dead-letter queue: a job whose every delivery
-    /// ended without finishing it (the worker timed out or crashed each time) is marked
-    /// `failed` with code `incomplete`, so it ends. Returns whether it is done with: not
-    /// when the job's record cannot be written (the message comes back). A body that is
-    /// no job's names nothing to mark; it is logged and dropped.
+    /// (of the job, or of one of its parts) ended without finishing it (the worker timed
+    /// out or crashed each time) is marked `failed` with code `incomplete`, so it ends.
+    /// Returns whether it is done with: not when the job's record cannot be written (the
+    /// message comes back). A body that is no job's names nothing to mark; it is logged
+    /// and dropped.
     pub async fn dead_letter(&self, body: &str) -> bool {
-        let message = serde_json::from_str::<Message>(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| TenantId::parse(&m.tenant_id).map(|t| (t, m.id)).map_err(|e| e.to_string()));
-        let (tenant, id) = match message {
-            Ok(m) => m,
+        let (tenant, id) = match parse(body) {
+            Ok((t, id, _)) => (t, id),
             Err(e) => {
                 tracing::error!(body, error = %e, "dead letter that is not an export job message; dropped");
                 return true;
@@ -195,132 +220,83 @@ impl Exporter {
         }
     }
 
-    /// Runs one job to its end: `succeeded`, or `failed` with a reason. A job that is
-    /// finished, or running under another delivery, is left alone; one whose tenant has
-    /// no running slot free goes back on the queue for [`REQUEUE_SECONDS`].
+    /// Runs what one message names: a job's start (`part` none: plan it, queue its other
+    /// parts, produce its first), or one of its parts; returns what the job produced
+    /// when this run ended it. A job that is finished, or a part another run holds, is
+    /// left alone; a unit whose tenant has no running slot free goes back on the queue
+    /// for [`REQUEUE_SECONDS`].
     ///
     /// # Errors
-    /// [`StoreError`] when the job's own record, or its tenant's dispatch record, cannot be
-    /// read or written, or it cannot be queued again; the queue delivers the message again.
-    pub async fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<Produced>, StoreError> {
+    /// [`StoreError`] when the job's own records, or its tenant's dispatch record, cannot
+    /// be read or written, or a message cannot be sent; the queue delivers the message
+    /// again.
+    pub async fn run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        part: Option<u32>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Produced>, StoreError> {
         let Some(job) = self.jobs.get(tenant, id).await? else {
             tracing::warn!(%tenant, id, "export job not found");
             dispatch::finish(&*self.jobs, tenant, id).await;
             return Ok(None);
         };
-        let now = Timestamp::now();
-        if !job.claimable(now) {
-            tracing::info!(%tenant, id, status = job.status.as_str(), "export job already taken");
-            return Ok(None);
-        }
-        let limits = self.limits;
-        if !dispatch::apply(&*self.jobs, tenant, |d| d.claim(id, now, limits)).await? {
-            self.requeue(tenant, id).await?;
-            return Ok(None);
-        }
-        if !self.jobs.claim(tenant, id, now).await? {
-            tracing::info!(%tenant, id, "export job taken meanwhile");
-            if let Err(e) = dispatch::apply(&*self.jobs, tenant, |d| d.release(id)).await {
-                tracing::warn!(%tenant, id, error = %e, "running slot not released; its lease ends it");
+        match part {
+            None => self.start(job, deadline).await,
+            Some(index) if job.status == Status::Running && job.plan.as_ref().is_some_and(|p| (index as usize) < p.len()) => {
+                let holder = format!("{id}/{index}");
+                if !self.claim_slot(&job, &holder, Some(index)).await? {
+                    return Ok(None);
+                }
+                self.run_part(&job, index, &holder, deadline).await
             }
-            return Ok(None);
-        }
-        let started = std::time::Instant::now();
-        let ran = match self.produce(&job).await {
-            Ok(p) => {
-                tracing::info!(%tenant, id, rows = p.rows, bytes = p.bytes, seconds = started.elapsed().as_secs_f64(), "export done");
-                self.jobs.succeed(tenant, id, p, Timestamp::now()).await.map(|_| Some(p))
+            Some(index) => {
+                tracing::info!(%tenant, id, index, status = job.status.as_str(), "export part not runnable; dropped");
+                Ok(None)
             }
-            Err(e) => {
-                tracing::error!(%tenant, id, error = %e, "export failed");
-                self.jobs.fail(tenant, id, e.code(), &e.to_string(), Timestamp::now()).await.map(|_| None)
-            }
-        };
-        if ran.is_ok() {
-            dispatch::finish(&*self.jobs, tenant, id).await;
         }
-        ran
     }
 
-    /// Puts a job back on the queue for a while: its tenant's running slots are taken.
-    async fn requeue(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
-        tracing::info!(%tenant, id, delay = REQUEUE_SECONDS, "tenant at its running limit; export job requeued");
-        let body = serde_json::to_string(&Message { tenant_id: tenant.to_string(), id: id.to_owned() })
+    /// A running slot for `holder`; when the tenant has none free, the message goes back
+    /// on the queue for a while and `false`.
+    async fn claim_slot(&self, job: &Job, holder: &str, part: Option<u32>) -> Result<bool, StoreError> {
+        let (now, limits) = (Timestamp::now(), self.limits);
+        if dispatch::apply(&*self.jobs, &job.tenant, |d| d.claim(holder, now, limits)).await? {
+            return Ok(true);
+        }
+        tracing::info!(tenant = %job.tenant, id = job.id, part, delay = REQUEUE_SECONDS, "tenant at its running limit; export requeued");
+        self.send(&job.tenant, &job.id, part, REQUEUE_SECONDS).await?;
+        Ok(false)
+    }
+
+    /// Gives a running slot back; a failure is only logged (its lease ends it).
+    async fn release_slot(&self, job: &Job, holder: &str) {
+        if let Err(e) = dispatch::apply(&*self.jobs, &job.tenant, |d| d.release(holder)).await {
+            tracing::warn!(tenant = %job.tenant, id = job.id, holder, error = %e, "running slot not released; its lease ends it");
+        }
+    }
+
+    /// Queues a message for the job (one of its parts, if `part`), after `delay` seconds.
+    async fn send(&self, tenant: &TenantId, id: &str, part: Option<u32>, delay: u32) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&Message { tenant_id: tenant.to_string(), id: id.to_owned(), part })
             .map_err(|e| StoreError::Refused(e.to_string()))?;
-        let message = Outgoing { body, attributes: Vec::new(), delay_seconds: REQUEUE_SECONDS };
+        let message = Outgoing { body, attributes: Vec::new(), delay_seconds: delay };
         self.queue.send(message).await.map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
-    async fn produce(&self, job: &Job) -> Result<Produced, ExportError> {
-        let filter = stored_filter(&job.query).map_err(|v| ExportError::BadJob(format!("{v:?}")))?;
-        let filename = format!("audit-export-{}.{}", job.id, job.format.as_str());
-        let mut upload = self.exports.upload(&job.object_key(), job.format.content_type(), Some(&filename));
-        let result = self.write(job, &filter, &mut *upload).await;
-        if result.is_err() {
-            upload.abort().await;
-        }
-        result
+    /// Ends a job as failed with the error's code, and gives its places back.
+    async fn fail(&self, job: &Job, e: &ExportError) -> Result<Option<Produced>, StoreError> {
+        tracing::error!(tenant = %job.tenant, id = job.id, error = %e, "export failed");
+        self.jobs.fail(&job.tenant, &job.id, e.code(), &e.to_string(), Timestamp::now()).await?;
+        dispatch::finish(&*self.jobs, &job.tenant, &job.id).await;
+        Ok(None)
     }
+}
 
-    async fn write(&self, job: &Job, filter: &Filter, upload: &mut dyn Upload) -> Result<Produced, ExportError> {
-        let settings = self.tenants.settings(&job.tenant).await?;
-        // Whether the range reaches days an archive run may be moving while the export
-        // reads them; if not, no online read can miss what the archive moved.
-        let moving = filter.from
-            < online_start(Timestamp::now(), settings.hot_days.unwrap_or(self.default_hot_days))
-                .plus_seconds(MOVING_MARGIN_DAYS * 86_400);
-        let (catalogs, index, events) = (&*self.catalogs, &*self.index, &*self.events);
-        let online = online::OnlineRows::open(catalogs, index, events, &job.tenant, settings, filter).await?;
-        let mut online = Ahead::new(online);
-        let mut archived =
-            archived::ArchiveSide::open(&*self.archive, &job.tenant, filter, job.format.columns()).await?;
-        let mut synced = 0;
-        let mut last: Option<archived::Position> = None;
-        let mut buf = job.format.header();
-        let mut rows = 0u64;
-        let mut truncated = false;
-        loop {
-            while online.head().is_none() && !online.exhausted() {
-                online.fill().await?;
-            }
-            let reads = online.inner().reads();
-            if reads != synced && moving {
-                archived.sync(last.as_ref()).await?;
-            }
-            synced = reads;
-            archived.fill().await?;
-            let frontier = match (online.head().map(|r| r.key().0), archived.head().map(|r| r.key().0)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if archived.open_due(frontier, last.as_ref()).await? {
-                continue;
-            }
-            // On equal keys the online copy is taken; the archived one is dropped below.
-            let from_online = match (online.head().map(Keyed::key), archived.head().map(Keyed::key)) {
-                (Some(a), Some(b)) => a >= b,
-                (a, _) => a.is_some(),
-            };
-            let row = if from_online { online.pop() } else { archived.pop() };
-            let Some(row) = row else { break };
-            let (t, id) = row.key();
-            if last.as_ref().is_some_and(|(lt, lid)| *lt == t && lid == id) {
-                continue;
-            }
-            last = Some((t, id.to_owned()));
-            // The online side is filtered already; this is the definition it follows.
-            if !from_online && !filter.matches(&row) {
-                continue;
-            }
-            if rows == self.max_rows {
-                truncated = true;
-                break;
-            }
-            job.format.write(&row, &mut buf);
-            rows += 1;
-            upload.offer(&mut buf).await?;
-        }
-        let bytes = upload.finish(buf).await?;
-        Ok(Produced { rows, bytes, truncated })
-    }
+/// A message's tenant, job and part.
+fn parse(body: &str) -> Result<(TenantId, String, Option<u32>), String> {
+    let m = serde_json::from_str::<Message>(body).map_err(|e| e.to_string())?;
+    let tenant = TenantId::parse(&m.tenant_id).map_err(|e| e.to_string())?;
+    Ok((tenant, m.id, m.part))
 }

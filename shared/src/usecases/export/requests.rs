@@ -5,9 +5,10 @@
 use crate::domain::cursor::{CursorKey, ExportsPosition};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Reason, Violation};
-use crate::domain::export::{Job, Message, Status};
+use crate::domain::export::{Job, Message, Shown, Status};
+use crate::domain::export_part::{self, Progress};
 use crate::domain::export_dispatch::{Limits, RETRY_AFTER_SECONDS};
-use crate::domain::export_request::{ExportRequest, parse_request};
+use crate::domain::export_request::{ExportRequest, parse_request, query_json};
 use crate::domain::filter::query_pairs;
 use crate::domain::ingest::Status as IngestStatus;
 use crate::domain::own;
@@ -97,7 +98,7 @@ impl Exports {
             self.abandon(&job, "internal", "the export could not be logged", now).await;
             return Err(e);
         }
-        let message = Message { tenant_id: tenant.to_string(), id: job.id.clone() };
+        let message = Message { tenant_id: tenant.to_string(), id: job.id.clone(), part: None };
         let body = serde_json::to_string(&message).map_err(|e| ErrorBody::internal(&e))?;
         if let Err(e) = self.queue.send(Outgoing::text(body)).await {
             tracing::error!(error = %e, "export queue unavailable");
@@ -146,17 +147,7 @@ impl Exports {
 
     /// Records `audit_log.export` in the caller's tenant, as the service's own event.
     async fn log(&self, job: &Job, request: &ExportRequest) -> Result<(), ErrorBody> {
-        let filters: serde_json::Map<String, Value> =
-            query_pairs(&request.query).into_iter().fold(serde_json::Map::new(), |mut m, (k, v)| {
-                match m.get_mut(&k) {
-                    Some(Value::Array(list)) => list.push(Value::String(v)),
-                    Some(old) => *old = json!([old.clone(), v]),
-                    None => {
-                        m.insert(k, Value::String(v));
-                    }
-                }
-                m
-            });
+        let filters = query_json(&request.query);
         let actor_id: String = job.requested_by.chars().take(256).collect();
         let event = json!({
             "id": own::event_id(&format!("export:{}", job.id)),
@@ -253,27 +244,62 @@ impl Exports {
         Ok(Page { items, next_cursor })
     }
 
-    /// The job as the API shows it: a fresh link while the file is downloadable; past its
-    /// time, `expired` and the file deleted.
+    /// The job as the API shows it: how far it has come; fresh links while its files are
+    /// downloadable (each file, the manifest, and the file of a one-file export); past its
+    /// time, `expired` and the files deleted.
     async fn view(&self, job: &Job, now: Timestamp) -> Result<Value, ErrorBody> {
-        let url = match (job.status_at(now), job.expires_at) {
+        let parts = match job.plan {
+            Some(_) => self.jobs.parts(&job.tenant, &job.id).await.map_err(|e| e.body())?,
+            None => Vec::new(),
+        };
+        let total = job.plan.as_ref().and_then(|p| u32::try_from(p.len()).ok());
+        let mut shown = Shown { progress: Progress::of(total, &parts), ..Shown::default() };
+        match (job.status_at(now), job.expires_at) {
             (Status::Succeeded, Some(expires_at)) => {
                 let left = Duration::from_micros(u64::try_from(expires_at.micros() - now.micros()).unwrap_or(0));
                 let ttl = left.min(LINK_TTL).max(Duration::from_secs(1));
-                Some(self.files.presign_get(&job.object_key(), ttl).await.map_err(|e| ErrorBody::internal(&e))?)
+                let sign = |key: String| async move {
+                    self.files.presign_get(&key, ttl).await.map_err(|e| ErrorBody::internal(&e))
+                };
+                if job.files.is_none() {
+                    shown.download_url = Some(sign(job.object_key()).await?);
+                } else {
+                    let mut parts = parts;
+                    parts.sort_by_key(|p| p.index);
+                    let end = parts.iter().position(|p| p.truncated).map_or(parts.len(), |i| i + 1);
+                    for file in parts.into_iter().take(end).flat_map(|p| p.files) {
+                        let url = sign(file.key.clone()).await?;
+                        shown.files.push((file, url));
+                    }
+                    if let [(_, url)] = shown.files.as_slice() {
+                        shown.download_url = Some(url.clone());
+                    }
+                    let manifest = export_part::manifest_key(job.tenant.as_str(), &job.id);
+                    shown.manifest_url = Some(sign(manifest).await?);
+                }
             }
             (Status::Expired, _) if job.status == Status::Succeeded => {
-                // The bucket's lifecycle rule is the backstop; the file goes as soon as
-                // anyone sees it has expired.
-                if let Err(e) = self.files.delete(&job.object_key()).await {
+                // The bucket's lifecycle rule is the backstop; the files go as soon as
+                // anyone sees they have expired.
+                if let Err(e) = self.delete_files(job, &parts).await {
                     tracing::warn!(error = %e, "could not delete an expired export");
                 } else if let Err(e) = self.jobs.expire(&job.tenant, &job.id).await {
                     tracing::warn!(error = %e, "could not mark an export expired");
                 }
-                None
             }
-            _ => None,
-        };
-        Ok(job.view(now, url))
+            _ => {}
+        }
+        Ok(job.view(now, shown))
+    }
+
+    /// Deletes an expired job's files and manifest.
+    async fn delete_files(&self, job: &Job, parts: &[export_part::Part]) -> Result<(), crate::ports::BlobError> {
+        if job.files.is_none() {
+            return self.files.delete(&job.object_key()).await;
+        }
+        for file in parts.iter().flat_map(|p| &p.files) {
+            self.files.delete(&file.key).await?;
+        }
+        self.files.delete(&export_part::manifest_key(job.tenant.as_str(), &job.id)).await
     }
 }
