@@ -7,7 +7,10 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The runtime's clock: the same instants as std's in production, and one a test can pause
+// and advance, so a deadline is tested without racing the machine's load.
+use tokio::time::Instant;
 
 /// How hard to retry.
 #[derive(Debug, Clone, Copy)]
@@ -165,40 +168,52 @@ where
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    /// An always-throttled call, counting its attempts and when each started.
+    async fn throttled(
+        starts: &std::sync::Mutex<Vec<Instant>>,
+    ) -> Result<(), SdkError<GetItemError, aws_smithy_runtime_api::http::Response>> {
+        starts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
+        let err = GetItemError::ProvisionedThroughputExceededException(
+            aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .build(),
+        );
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap_or_else(|_| unreachable!()),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        Err(SdkError::service_error(err, raw))
+    }
+
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    // The runtime's clock is paused: it moves only when every task waits, straight to the
+    // next timer, so what the deadline allows is decided by the code, not by the machine.
+    #[tokio::test(start_paused = true)]
     async fn retries_stop_at_the_request_deadline() {
         // Given: a call that is always throttled, and a generous backoff
         let backoff = Backoff { attempts: 100, base: Duration::from_millis(50), cap: Duration::from_millis(50) };
-        let throttled = || async {
-            let err = aws_sdk_dynamodb::operation::get_item::GetItemError::ProvisionedThroughputExceededException(
-                aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
-                    .message("slow down")
-                    .build(),
-            );
-            let raw = aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap_or_else(|_| unreachable!()),
-                aws_smithy_types::body::SdkBody::empty(),
-            );
-            Err::<(), _>(SdkError::service_error(err, raw))
-        };
+        let starts = std::sync::Mutex::new(Vec::new());
         // When: it runs within a deadline 300 ms away
         let started = Instant::now();
-        let out = within(started + Duration::from_millis(300), retry(&backoff, "test", throttled)).await;
-        // Then: it gives up before the deadline, not after 100 attempts
+        let deadline = started + Duration::from_millis(300);
+        let out = within(deadline, retry(&backoff, "test", || throttled(&starts))).await;
+        // Then: it gives up by the deadline, not after 100 attempts, and no attempt
+        // started past it
         assert!(out.result.is_err());
-        assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+        assert!(Instant::now() <= deadline, "{:?}", started.elapsed());
+        let starts = starts.into_inner().unwrap_or_default();
+        assert!(starts.len() >= 2 && starts.len() < 100, "{} attempts", starts.len());
+        assert!(starts.iter().all(|s| *s <= deadline));
         // And a call still running at the deadline is cut off there, as an ambiguous failure.
         let hangs = || async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok::<
-                (),
-                SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError, aws_smithy_runtime_api::http::Response>,
-            >(())
+            Ok::<(), SdkError<GetItemError, aws_smithy_runtime_api::http::Response>>(())
         };
         let started = Instant::now();
         let out = within(started + Duration::from_millis(200), retry(&backoff, "test", hangs)).await;
         assert!(out.result.is_err() && out.ambiguous);
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
     }
 
     #[test]

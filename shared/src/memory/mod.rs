@@ -10,11 +10,13 @@
 
 mod alerts;
 mod blobs;
+mod clock;
 mod queue;
 mod store;
 
 pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
+pub use clock::{ManualClock, SlowPages};
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
 
