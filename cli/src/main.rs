@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use audit::domain::export::Format;
-use audit::domain::tenant::{MAX_SHARDS, TenantId, TenantSettings};
+use audit::domain::tenant::{MAX_SHARDS, RAISE_DELAY_SECONDS, TenantId, TenantSettings};
 use audit::domain::timestamp::Timestamp;
 use audit::ports::Tenants;
 use audit::usecases::archive::{ArchiveStores, Archiver};
@@ -156,10 +156,13 @@ async fn main() -> anyhow::Result<()> {
             Aws::load()
                 .await
                 .table(&table)
-                .set_settings(&tenant, TenantSettings { shards, hot_days })
+                .set_settings(&tenant, TenantSettings::new(shards, hot_days))
                 .await
                 .context("shards can only be raised")?;
-            println!("tenant {tenant}: {shards} shard(s), online window {} days", hot_days.unwrap_or(default_hot_days));
+            println!(
+                "tenant {tenant}: {shards} shard(s) (a raise reaches writes in {RAISE_DELAY_SECONDS} s), online window {} days",
+                hot_days.unwrap_or(default_hot_days)
+            );
         }
     }
     Ok(())

@@ -156,3 +156,12 @@ reference_design() {
     REFERENCE_BIN=$ROOT/target/cost-reference/$dir/audit-local
   fi
 }
+
+# bench_profile: the build benchmarks use, PROFILE (release, the default; dev for the
+# suite's smoke runs, tests/bench/smoke.sh), and BIN, where its binaries land.
+bench_profile() {
+  PROFILE=${PROFILE:-release}
+  BIN=target/release
+  [ "$PROFILE" = dev ] && BIN=target/debug
+  return 0
+}

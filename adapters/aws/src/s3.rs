@@ -5,6 +5,7 @@
 //! here is idempotent); a body that breaks while streaming is read again from the start.
 
 use async_trait::async_trait;
+use audit::domain::timestamp::Timestamp;
 use audit::ports::{BlobError, BlobStore, Condition, Listed, Upload};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -13,6 +14,16 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
+
+/// When a link signed at `now` starts and how long it lives, so that it ends no later than
+/// `until`: SigV4 states both in whole seconds, so the start is `now`'s second and the life
+/// the whole seconds from there to `until`. `None` when that is under a second.
+fn link_life(now: std::time::SystemTime, until: Timestamp) -> Option<(std::time::SystemTime, Duration)> {
+    let start = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let end = u64::try_from(until.micros().div_euclid(1_000_000)).ok()?;
+    let life = end.checked_sub(start).filter(|s| *s >= 1)?;
+    Some((std::time::UNIX_EPOCH + Duration::from_secs(start), Duration::from_secs(life)))
+}
 
 /// Objects up to this size go up in one PUT; larger ones in parts of this size (S3's
 /// minimum is 5 MiB; 10,000 parts of this size allow 80 GiB).
@@ -302,8 +313,12 @@ impl BlobStore for Bucket {
     ///
     /// # Errors
     /// [`BlobError`] when the URL cannot be signed.
-    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, BlobError> {
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+    async fn presign_get(&self, key: &str, until: Timestamp) -> Result<Option<String>, BlobError> {
+        let Some((start, expires_in)) = link_life(std::time::SystemTime::now(), until) else { return Ok(None) };
+        let config = aws_sdk_s3::presigning::PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
             .map_err(|e| BlobError::Failed { op: "presign", key: key.into(), message: e.to_string() })?;
         let req = self
             .client
@@ -313,7 +328,7 @@ impl BlobStore for Bucket {
             .presigned(config)
             .await
             .map_err(|e| failed("presign GetObject", key, &e))?;
-        Ok(req.uri().to_owned())
+        Ok(Some(req.uri().to_owned()))
     }
 
     fn upload<'a>(&'a self, key: &str, content_type: &str, filename: Option<&str>) -> Box<dyn Upload + 'a> {
@@ -461,5 +476,60 @@ impl Upload for S3Upload<'_> {
                 .send()
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// When a link's URL says it stops: its signing second plus its life.
+    fn end_of(url: &str) -> i64 {
+        let param = |name: &str| url.split(&format!("{name}=")).nth(1).and_then(|v| v.split('&').next());
+        let date = param("X-Amz-Date").unwrap_or_default();
+        let iso = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &date[0..4],
+            &date[4..6],
+            &date[6..8],
+            &date[9..11],
+            &date[11..13],
+            &date[13..15]
+        );
+        let signed = Timestamp::parse(&iso).map_or(i64::MAX, |t| t.micros() / 1_000_000);
+        signed + param("X-Amz-Expires").and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MAX / 2)
+    }
+
+    #[tokio::test]
+    async fn a_link_never_outlives_its_until_by_any_fraction_of_a_second() {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("AKID", "SECRET", None, None, "test"))
+            .build();
+        let bucket = Bucket::new(Client::from_conf(config), "exports");
+        let now = Timestamp::now();
+        // Every fraction of a second, and the whole seconds either side of one.
+        for micros in (0..40).map(|i| 1_000_000 + i * 97_003).chain([999_999, 2_000_000, 3_600_000_000]) {
+            let until = Timestamp::from_micros(now.micros() + micros).unwrap_or(now);
+            let url = bucket.presign_get("a/b.csv", until).await.unwrap_or_else(|e| panic!("{e}"));
+            let Some(url) = url else {
+                assert!(micros < 2_000_000, "no link {micros} µs ahead");
+                continue;
+            };
+            let end = end_of(&url);
+            assert!(end * 1_000_000 <= until.micros(), "{micros} µs ahead: the link ends at {end}, past {until}");
+            assert!(end * 1_000_000 > until.micros() - 2_000_000, "{micros} µs ahead: a needlessly short link");
+        }
+        // The arithmetic alone, at a second's very end: what the old 1 s floor got wrong.
+        let at = UNIX_EPOCH + Duration::from_micros(1_800_000_000_999_999);
+        let until = Timestamp::from_micros(1_800_000_001_500_000).unwrap_or(Timestamp::MIN);
+        assert_eq!(
+            link_life(at, until),
+            Some((UNIX_EPOCH + Duration::from_secs(1_800_000_000), Duration::from_secs(1)))
+        );
+        assert_eq!(link_life(at, Timestamp::from_micros(1_800_000_000_999_999).unwrap_or(Timestamp::MIN)), None);
+        assert!(link_life(SystemTime::now(), Timestamp::MIN).is_none());
     }
 }

@@ -223,6 +223,12 @@ fn job_metrics(metrics: &Metrics, job: &Job) {
                 &[(name::EXPORT_FAILURES, Unit::Count, 1.0)],
                 &props,
             );
+            if code == "data_integrity" {
+                // The job's message names the event or the archived object that failed.
+                let why = job.error.as_ref().map(|(_, m)| m.as_str());
+                let props = [("tenant", json!(job.tenant.as_str())), ("export", json!(job.id)), ("error", json!(why))];
+                metrics.emit(&[&["Stack"]], &[], &[(name::DATA_INTEGRITY_ERRORS, Unit::Count, 1.0)], &props);
+            }
         }
         _ => {}
     }

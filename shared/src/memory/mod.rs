@@ -10,12 +10,14 @@
 
 mod alerts;
 mod blobs;
+mod clock;
 mod queue;
 mod store;
 mod turns;
 
 pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
+pub use clock::{ManualClock, SlowPages};
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
 pub use turns::MemoryTurns;

@@ -11,7 +11,6 @@ use crate::domain::filter::{CatalogQuery, Extra, Order, parse_query};
 use crate::domain::ingest::Status;
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
-use crate::ports::Tenants;
 use crate::usecases::export::Exporter;
 use crate::usecases::export::requests::Exports;
 use crate::usecases::ingest::Ingest;
@@ -36,7 +35,7 @@ fn event(i: usize, actor: &str) -> Value {
 async fn seeded(n: usize, shards: u16) -> (Arc<MemoryStore>, TenantId, Vec<Event>) {
     let store = Arc::new(MemoryStore::default());
     let t = tenant("acme");
-    store.set_settings(&t, TenantSettings { shards, hot_days: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    store.configure(&t, TenantSettings::new(shards, None));
     let raw: Vec<Value> = (0..n).map(|i| event(i, &format!("u{}", i % 5))).collect();
     for chunk in raw.chunks(500) {
         let results = Ingest::on(&store).ingest(&t, chunk.to_vec()).await;
@@ -161,7 +160,7 @@ async fn catalog_walk<T: Clone>(
 async fn catalogs_page_in_key_order_within_their_budget() {
     let store = Arc::new(MemoryStore::default());
     let t = tenant("acme");
-    store.set_settings(&t, TenantSettings { shards: 3, hot_days: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    store.configure(&t, TenantSettings::new(3, None));
     let raw: Vec<Value> = (0..250)
         .map(|i| {
             let mut e = event(i, &format!("actor-{i:03}"));

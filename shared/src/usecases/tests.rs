@@ -17,7 +17,7 @@ use crate::domain::ingest::{ItemResult, Status};
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
 use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
-use crate::ports::{TenantRegistry, Tenants};
+use crate::ports::TenantRegistry;
 use crate::usecases::consume::{Consumer, ERROR_ATTRIBUTE};
 use crate::usecases::ingest::Ingest;
 use crate::usecases::query::{Count, Query, ReadError};
@@ -67,7 +67,7 @@ async fn load(store: &Arc<MemoryStore>, t: &TenantId, events: &[Value]) {
 }
 
 async fn set_shards(store: &Arc<MemoryStore>, t: &TenantId, shards: u16, hot_days: Option<u32>) {
-    store.set_settings(t, TenantSettings { shards, hot_days }).await.unwrap_or_else(|e| panic!("{e}"));
+    store.configure(t, TenantSettings::new(shards, hot_days));
 }
 
 // ---------------------------------------------------------------- ingest
@@ -198,14 +198,12 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
 
 // ---------------------------------------------------------------- query
 
+/// What the contract says `q` returns from `events` in `order`, decided by the reference
+/// filter (crate::reference), never by the service's own parser and `Filter`.
 pub(super) fn oracle(events: &[Event], q: &str, order: Order) -> Vec<String> {
-    let filter = parse_query(q, Extra::List, now()).map(|p| p.filter).unwrap_or_else(|v| panic!("{v:?}"));
-    let mut hits: Vec<&Event> = events.iter().filter(|e| filter.matches(*e)).collect();
-    hits.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
-    if order == Order::Desc {
-        hits.reverse();
-    }
-    hits.into_iter().map(|e| e.id.clone()).collect()
+    let events: Vec<Value> = events.iter().map(Event::to_json).collect();
+    let order = if order == Order::Asc { "asc" } else { "desc" };
+    crate::reference::ids(&events, &format!("{q}&order={order}"), &now().to_string())
 }
 
 async fn walk(q: &Query, t: &TenantId, query: &str, limit: usize, order: Order) -> Result<Vec<String>, ReadError> {

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod faults;
 pub mod proxy;
+pub mod turns;
 
 use audit::domain::cursor::CursorKey;
 use audit::domain::tenant::TenantId;
@@ -160,4 +161,30 @@ pub fn event(id: &str, action: &str) -> serde_json::Value {
         "description": "created a channel, \"general\"",
         "metadata": {"n": 1.5, "nested": {"k": [1, 2]}}
     })
+}
+
+/// The SHA-256 of `doc` in RFC 8785 form, by a JCS implementation no one here wrote: the
+/// `hash` an auditor recomputes (contract section 1).
+pub fn jcs_sha256(doc: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let text = serde_jcs::to_string(doc).unwrap_or_else(|e| panic!("{e}"));
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Sets a tenant's settings as if their raise of shards were long past, so writes use
+/// every shard at once (docs/design.md, "Capacity": a raise reaches writes only after every
+/// reader's cached settings have it).
+pub async fn set_settings_now(store: &Table, tenant: &TenantId, settings: audit::domain::tenant::TenantSettings) {
+    use audit::ports::Tenants;
+    store.set_settings(tenant, settings).await.unwrap_or_else(|e| panic!("{e}"));
+    dynamodb(None)
+        .await
+        .update_item()
+        .table_name(env("AUDIT_TABLE"))
+        .key("pk", AttributeValue::S(keys::TENANTS_PK.into()))
+        .key("sk", AttributeValue::S(tenant.to_string()))
+        .update_expression("REMOVE shards_from, shards_raised_at")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
 }

@@ -33,6 +33,17 @@ fn event_key(tenant: &TenantId, id: &str) -> Item {
     key(&keys::event_pk(tenant, id), keys::EVENT_SK)
 }
 
+/// An event item that failed its check, named by its tenant and id (from its key).
+fn altered(tenant: &TenantId, it: &Item, e: &item::ItemError) -> StoreError {
+    let pk = item::string(it, keys::PK).map(String::as_str).unwrap_or_default();
+    let prefix = keys::event_pk(tenant, "");
+    StoreError::Altered {
+        tenant: tenant.to_string(),
+        event: pk.strip_prefix(prefix.as_str()).unwrap_or(pk).to_owned(),
+        why: e.to_string(),
+    }
+}
+
 impl Table {
     /// A Query of one index partition over the filter's time range, with its expression.
     fn index_query(
@@ -128,6 +139,7 @@ impl Table {
     /// unprocessed; returns the keys of items it did not find. A tombstone is not found.
     async fn batch_get(
         &self,
+        tenant: &TenantId,
         keys_left: Vec<Item>,
         consistent: bool,
         found: &mut HashMap<String, StoredEvent>,
@@ -155,7 +167,7 @@ impl Table {
             for it in out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten() {
                 let Ok(pk) = item::string(it, keys::PK) else { continue };
                 if item::holds_event(it) {
-                    let event = item::from_item(it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let event = item::from_item(it).map_err(|e| altered(tenant, it, &e))?;
                     found.insert(pk.clone(), event);
                 }
             }
@@ -221,7 +233,7 @@ impl EventReader for Table {
         .await;
         let out = run.result.map_err(|e| store_error(&e))?;
         let Some(found) = out.item() else { return Ok(Lookup::Absent) };
-        let corrupt = |e: item::ItemError| StoreError::Corrupt(e.to_string());
+        let corrupt = |e: item::ItemError| altered(tenant, found, &e);
         match item::archived_at(found).map_err(corrupt)? {
             Some(at) => Ok(Lookup::Archived(at)),
             None => item::from_item(found).map(|e| Lookup::Online(Box::new(e))).map_err(corrupt),
@@ -235,10 +247,10 @@ impl EventReader for Table {
         let mut found: HashMap<String, StoredEvent> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(GET_BATCH) {
             let keys: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
-            let missing = self.batch_get(keys, false, &mut found).await?;
+            let missing = self.batch_get(tenant, keys, false, &mut found).await?;
             if !missing.is_empty() {
                 // What is still missing is archived, or was never stored.
-                self.batch_get(missing, true, &mut found).await?;
+                self.batch_get(tenant, missing, true, &mut found).await?;
             }
         }
         Ok(ids.iter().map(|id| found.remove(&keys::event_pk(tenant, id))).collect())
@@ -314,9 +326,8 @@ impl EventIndex for Table {
             .items
             .unwrap_or_default()
             .iter()
-            .map(|i| item::entry(i, whole))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map(|i| item::entry(i, whole).map_err(|e| altered(q.tenant, i, &e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(IndexPage { entries, last_evaluated, read })
     }
 

@@ -78,7 +78,9 @@ impl ExportError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Store(StoreError::Corrupt(_)) | Self::Archive(_) | Self::Parquet(_) => "data_integrity",
+            Self::Store(StoreError::Corrupt(_) | StoreError::Altered { .. }) | Self::Archive(_) | Self::Parquet(_) => {
+                "data_integrity"
+            }
             Self::Store(_) | Self::Blob(_) => "storage_unavailable",
             Self::BadJob(_) => "internal",
         }

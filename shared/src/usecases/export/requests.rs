@@ -258,9 +258,9 @@ impl Exports {
     async fn view(&self, job: &Job, now: Timestamp) -> Result<Value, ErrorBody> {
         let url = match (job.status_at(now), job.expires_at) {
             (Status::Succeeded, Some(expires_at)) => {
-                let left = Duration::from_micros(u64::try_from(expires_at.micros() - now.micros()).unwrap_or(0));
-                let ttl = left.min(LINK_TTL).max(Duration::from_secs(1));
-                Some(self.files.presign_get(&job.object_key(), ttl).await.map_err(|e| ErrorBody::internal(&e))?)
+                // Never a moment past expires_at: in its last second there is no link.
+                let until = expires_at.min(now.plus_seconds(i64::try_from(LINK_TTL.as_secs()).unwrap_or(i64::MAX)));
+                self.files.presign_get(&job.object_key(), until).await.map_err(|e| ErrorBody::internal(&e))?
             }
             (Status::Expired, _) if job.status == Status::Succeeded => {
                 // The bucket's lifecycle rule is the backstop; the file goes as soon as

@@ -91,7 +91,7 @@ async fn an_export_merges_archive_and_online_newest_first_and_gives_an_event_in_
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
     assert_eq!(job["rows"], json!(expected.len()));
     assert_eq!(lines, expected.iter().map(StoredEvent::to_json).collect::<Vec<_>>());
-    assert!(job["download_url"].as_str().is_some_and(|u| u.contains("expires=")));
+    assert!(job["download_url"].as_str().is_some_and(|u| u.contains("until=")));
 
     // Capped: the most recent rows, and truncated.
     let (capped, file) = x.export(&t, json!({"from": from}), 7).await;
@@ -156,6 +156,19 @@ async fn export_requests_are_validated_logged_queued_and_expire() {
         ExportJobs::get(&*x.archive.store, &t, &job.id).await.ok().flatten().unwrap_or_else(|| panic!("no job"));
     assert_eq!(stored.format, Format::Jsonl);
     assert!(x.files.bytes(&stored.object_key()).is_some());
+    // A link never outlives expires_at: in its last hour the link ends exactly there (to
+    // the microsecond), in its last second there is none.
+    for left in [3_599_000_000, 1_500_001, 1_000_000, 999_999, 1] {
+        let at = Timestamp::from_micros(now().micros() + left).unwrap_or(Timestamp::MIN);
+        stored.expires_at = Some(at);
+        x.archive.store.put_job(stored.clone());
+        let view = exports.get(&t, &job.id).await.ok().flatten().unwrap_or_default();
+        let until = view["download_url"].as_str().and_then(|u| u.split("until=").nth(1)).map(str::to_owned);
+        match until {
+            Some(until) => assert_eq!(until, at.to_string(), "{left} µs left"),
+            None => assert!(left < 1_000_000 + 50_000, "no link {left} µs before expires_at"),
+        }
+    }
     stored.expires_at = Some(now().plus_seconds(-1));
     x.archive.store.put_job(stored.clone());
     let view = exports.get(&t, &job.id).await.ok().flatten().unwrap_or_default();
