@@ -12,6 +12,7 @@ pub mod convert;
 pub mod export;
 pub mod files;
 pub mod ingest;
+pub mod intake;
 pub mod merge;
 pub mod query;
 pub mod turns;
