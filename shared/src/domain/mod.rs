@@ -27,7 +27,6 @@ pub mod filter;
 pub mod fixtures;
 pub mod incoming;
 pub mod ingest;
-pub mod log_stream;
 pub mod manifest;
 pub mod number;
 pub mod own;

@@ -29,8 +29,6 @@ pub const DUE_SLACK_MICROS: i64 = 1_000_000;
 
 /// The alerts' turns: evaluating matched events and attempting deliveries.
 pub const ALERTS: &str = "alerts";
-/// The log streams' turns: numbering and delivering each stream's batches.
-pub const STREAMS: &str = "streams";
 
 /// A turn's message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

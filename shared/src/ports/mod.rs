@@ -14,7 +14,6 @@ pub mod events;
 pub mod exports;
 pub mod queue;
 pub mod registry;
-pub mod streams;
 pub mod tenants;
 pub mod turns;
 
@@ -28,8 +27,5 @@ pub use events::{IndexEntry, IndexPage, IndexQuery, Lookup, Moved, PutOutcome, S
 pub use exports::ExportJobs;
 pub use queue::{MessageQueue, Outgoing, QueueError};
 pub use registry::{ArchiveRegistry, RegistryError};
-pub use streams::{
-    Queued, SealError, Sealer, StreamBuffer, StreamConfigs, StreamProgress, StreamSender, StreamWriteError,
-};
 pub use tenants::{TenantRegistry, Tenants};
 pub use turns::{Noted, Passed, Take, TurnStore};
