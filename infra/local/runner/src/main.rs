@@ -78,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
     let retry_queue = aws.queue(&config.alerts.retry_queue_url);
     let deliverer = Deliverer::on(&table, &notifier, &retry_queue, config.alerts.schedule.clone(), out.timeout);
     let evaluator = Evaluator::on(&table, deliverer.clone(), config.alerts.rules_ttl);
-    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn: config.stream_arn.clone() };
+    // Positioned before the API listens: whatever is written once it answers is alerted on.
+    let stream = Stream::open(aws_sdk_dynamodbstreams::Client::new(&aws.sdk), config.stream_arn.clone()).await?;
     tokio::spawn(async move {
         follow(stream, |event| {
             let evaluator = &evaluator;
