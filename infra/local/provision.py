@@ -76,7 +76,8 @@ def main():
     queues.sort(key=lambda q: "RedrivePolicy" in q[1].get("Properties", {}))
     for lid, res in queues:
         p = res.get("Properties", {})
-        attrs = {k: str(p[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in p}
+        attrs = {k: str(p[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize")
+                 if k in p}
         if "RedrivePolicy" in p:
             rp = p["RedrivePolicy"]
             target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0]

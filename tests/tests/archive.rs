@@ -224,6 +224,25 @@ async fn each_tenant_keeps_its_own_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_day_before_the_window_is_archived_and_the_run_ends_cleanly() {
+    // Given: a tenant with events on the last day that left its window (every active
+    // tenant, every day)
+    let store = common::store(None).await;
+    let bucket = bucket(None).await;
+    let tenant = new_tenant();
+    common::set_settings_now(&store, &tenant, TenantSettings::new(2, Some(30))).await;
+    let (last, first_online) = (day_ago(31), day_ago(30));
+    load(&store, &tenant, &day_events("edge", &last, 5)).await;
+    load(&store, &tenant, &day_events("edge", &first_online, 5)).await;
+    // When: the archive runs
+    let report = archive(&store, &bucket, &tenant, options()).await;
+    // Then: that day moved, the next stayed, and nothing failed looking past the last day
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.rows_by_day(), vec![(last, 5)]);
+    assert_eq!(online_ids(&store, &tenant, 2).await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_event_becomes_a_new_part_and_revision() {
     let store = common::store(None).await;
     let bucket = bucket(None).await;

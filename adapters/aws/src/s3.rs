@@ -10,7 +10,8 @@ use audit::ports::{BlobError, BlobStore, Condition, Listed, Upload};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +31,15 @@ fn link_life(now: std::time::SystemTime, until: Timestamp) -> Option<(std::time:
 pub const MULTIPART_CHUNK: u64 = 8 * 1024 * 1024;
 /// Whole-object reads retried after a broken stream.
 const READ_ATTEMPTS: u32 = 3;
+
+/// The checksum every write carries (base64 SHA-256), computed here: a bucket with Object
+/// Lock default retention (the archive's) refuses a write without one. The SDK's own (a
+/// CRC32) is off under `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`, and naming an
+/// algorithm does not turn it back on (aws-sdk-s3 then sends the algorithm's name and no
+/// value); a value given is sent as it is, whatever the setting.
+fn checksum(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
 
 fn failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     op: &'static str,
@@ -195,7 +205,11 @@ impl BlobStore for Bucket {
     ) -> Result<(), BlobError> {
         let mut req = self.client.put_object().bucket(&self.name).key(key).content_type(content_type);
         let (if_none_match, if_match) = condition.headers();
-        req = req.set_if_none_match(if_none_match).set_if_match(if_match);
+        req = req
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum(&bytes));
         req.body(ByteStream::from(bytes)).send().await.map_err(|e| failed("PutObject", key, &e))?;
         Ok(())
     }
@@ -328,12 +342,42 @@ impl BlobStore for Bucket {
             .presigned(config)
             .await
             .map_err(|e| failed("presign GetObject", key, &e))?;
+        let headers: Vec<&str> = req.headers().map(|(name, _)| name).collect();
+        browser_safe(req.uri(), &headers).map_err(|message| BlobError::Failed {
+            op: "presign",
+            key: key.into(),
+            message,
+        })?;
         Ok(Some(req.uri().to_owned()))
     }
 
     fn upload<'a>(&'a self, key: &str, content_type: &str, filename: Option<&str>) -> Box<dyn Upload + 'a> {
         Box::new(S3Upload::new(self, key, content_type, filename))
     }
+}
+
+/// Whether a presigned request (its URI, and the headers it must be sent with) works as a
+/// bare link: a browser sends none of the headers
+/// the SDK may have signed into it (an SDK once signed `x-amz-checksum-mode`, and links
+/// worked against a local server that checks less, then failed deployed).
+///
+/// # Errors
+/// What the link would need besides its URI.
+fn browser_safe(uri: &str, headers: &[&str]) -> Result<(), String> {
+    match signed_headers(uri) {
+        Some(signed) if signed == "host" && headers.is_empty() => Ok(()),
+        signed => Err(format!(
+            "the link would need headers a browser does not send: signed {}, to send {headers:?}",
+            signed.as_deref().unwrap_or("(none)")
+        )),
+    }
+}
+
+/// `X-Amz-SignedHeaders` of a presigned URI, decoded (`host;x-amz-...`).
+fn signed_headers(uri: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    let value = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))?;
+    Some(value.replace("%3B", ";").replace("%3b", ";"))
 }
 
 /// A file written to S3 as it is produced: parts of at least [`MULTIPART_CHUNK`] go up as
@@ -379,6 +423,8 @@ impl<'a> S3Upload<'a> {
                     .key(&self.key)
                     .content_type(&self.content_type)
                     .set_content_disposition(self.disposition.clone())
+                    // Each part then carries its SHA-256, and the completion lists them.
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
                     .send()
                     .await
                     .map_err(|e| failed("CreateMultipartUpload", &self.key, &e))?;
@@ -389,6 +435,7 @@ impl<'a> S3Upload<'a> {
         };
         let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
         self.bytes += body.len() as u64;
+        let sum = checksum(&body);
         let out = self
             .bucket
             .client
@@ -397,11 +444,14 @@ impl<'a> S3Upload<'a> {
             .key(&self.key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sum.clone())
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(|e| failed("UploadPart", &self.key, &e))?;
-        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+        let part = CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).checksum_sha256(sum);
+        self.parts.push(part.part_number(number).build());
         Ok(())
     }
 }
@@ -436,6 +486,8 @@ impl Upload for S3Upload<'_> {
                 .set_content_disposition(self.disposition.clone())
                 .set_if_none_match(if_none_match)
                 .set_if_match(if_match)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(checksum(&rest))
                 .body(ByteStream::from(rest))
                 .send()
                 .await
@@ -531,5 +583,25 @@ mod link_tests {
         );
         assert_eq!(link_life(at, Timestamp::from_micros(1_800_000_000_999_999).unwrap_or(Timestamp::MIN)), None);
         assert!(link_life(SystemTime::now(), Timestamp::MIN).is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINK: &str = "https://b.s3.amazonaws.com/exports/t/x.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261207T120000Z&X-Amz-Expires=3600";
+
+    #[test]
+    fn a_link_that_signed_any_header_but_host_is_refused() {
+        assert_eq!(browser_safe(&format!("{LINK}&X-Amz-SignedHeaders=host&X-Amz-Signature=ab"), &[]), Ok(()));
+        for signed in ["host%3Bx-amz-checksum-mode", "host%3bx-amz-content-sha256", "x-amz-date"] {
+            let uri = format!("{LINK}&X-Amz-SignedHeaders={signed}&X-Amz-Signature=ab");
+            assert!(browser_safe(&uri, &[]).is_err(), "{signed}");
+        }
+        assert!(browser_safe(LINK, &[]).is_err(), "no SignedHeaders at all");
+        let uri = format!("{LINK}&X-Amz-SignedHeaders=host&X-Amz-Signature=ab");
+        let refused = browser_safe(&uri, &["x-amz-checksum-mode"]).err().unwrap_or_default();
+        assert!(refused.contains("x-amz-checksum-mode"), "{refused}");
     }
 }

@@ -301,6 +301,12 @@ impl EventIndex for Table {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Option<EventKey>, StoreError> {
+        // An empty range holds nothing, and DynamoDB refuses the BETWEEN it would make (its
+        // upper bound below its lower): the archive asks about the days after the last one
+        // it moved, up to its cutoff, and there are none once it has reached the cutoff.
+        if from >= to {
+            return Ok(None);
+        }
         let filter = Filter::range(from, to);
         let run = retry(&self.backoff, "Query earliest", || {
             self.index_query(tenant, path, partition, &filter, &Expr::default())

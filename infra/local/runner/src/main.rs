@@ -75,7 +75,8 @@ async fn main() -> anyhow::Result<()> {
     let turns = config.alerts.turns(&table, &work_queue);
     let intake = Intake::new(table.clone(), table.clone(), turns.clone(), config.alerts.rules_ttl);
     let worker = Arc::new(config.alerts.worker(&table, &notifier));
-    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn: config.stream_arn.clone() };
+    // Positioned before the API listens: whatever is written once it answers is alerted on.
+    let stream = Stream::open(aws_sdk_dynamodbstreams::Client::new(&aws.sdk), config.stream_arn.clone()).await?;
     tokio::spawn(async move {
         follow(stream, |event| {
             let intake = &intake;
