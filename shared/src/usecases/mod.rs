@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod archive;
 pub mod consume;
 pub mod convert;
+pub mod counts;
 pub mod export;
 pub mod files;
 pub mod ingest;

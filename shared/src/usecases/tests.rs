@@ -19,6 +19,7 @@ use crate::domain::timestamp::Timestamp;
 use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
 use crate::ports::TenantRegistry;
 use crate::usecases::consume::{Consumer, ERROR_ATTRIBUTE};
+use crate::usecases::counts::ActionCounts;
 use crate::usecases::ingest::Ingest;
 use crate::usecases::query::{Count, Query, ReadError};
 use serde_json::{Value, json};
@@ -160,7 +161,7 @@ async fn the_queue_consumer_stores_dead_letters_and_retries() {
 }
 
 #[tokio::test]
-async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
+async fn catalogs_list_counted_actions_and_keep_each_actors_latest_sighting() {
     let store = Arc::new(MemoryStore::default());
     let t = tenant("acme");
     set_shards(&store, &t, 3, None).await;
@@ -180,6 +181,10 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
     for chunk in events.chunks(7) {
         load(&store, &t, chunk).await;
     }
+    // As the table's stream's consumer counts them.
+    let stored = store.events(&t);
+    let counter = ActionCounts::new(store.clone());
+    counter.add(stored.iter().map(|e| (&t, e.event.action.as_str()))).await.unwrap_or_else(|(_, e)| panic!("{e}"));
     let q = query(&store);
     let search = |q: Option<&str>| CatalogQuery { q: q.map(str::to_owned), limit: 100, cursor: None };
     let actions = q.actions(&t, &search(None)).await.unwrap_or_else(|e| panic!("{e}")).items;
