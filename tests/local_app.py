@@ -38,14 +38,14 @@ def free_port():
 
 
 @contextlib.contextmanager
-def audit_local(log_name):
+def audit_local(log_name, **settings):
     """The local runner (`audit-local`, dev build) on a free port, as `./infra/local/run`
-    starts it, with this process's environment; yields its base URL. Its output goes to
-    `target/{log_name}`."""
+    starts it, with this process's environment and `settings` (variables); yields its base
+    URL. Its output goes to `target/{log_name}`."""
     binary = ROOT / "target" / "debug" / "audit-local"
     assert binary.exists(), "build it first: cargo build -p audit-local"
     port = free_port()
-    env = {**os.environ, "AUDIT_PORT": str(port), "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    env = {**os.environ, "AUDIT_PORT": str(port), "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **settings}
     with open(ROOT / "target" / log_name, "wb") as log:
         proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

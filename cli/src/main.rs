@@ -1,10 +1,10 @@
 //! `auditlog`: the operator's command line (contract section 6).
 
 use anyhow::Context;
-use audit::formats::TextFormat;
 use audit::domain::signing::{PublicKey, keys_from_view, keys_view};
-use audit::domain::tenant::{MAX_SHARDS, TenantId, TenantSettings};
+use audit::domain::tenant::{MAX_SHARDS, RAISE_DELAY_SECONDS, TenantId, TenantSettings};
 use audit::domain::timestamp::Timestamp;
+use audit::formats::TextFormat;
 use audit::ports::{KeyDirectory, Tenants};
 use audit::usecases::archive::{ArchiveStores, Archiver};
 use audit::usecases::{convert, verify};
@@ -156,8 +156,7 @@ async fn main() -> anyhow::Result<()> {
                 None => published_keys(&aws).await?,
             };
             anyhow::ensure!(!keys.is_empty(), "no public key to check checkpoints with");
-            let checked =
-                verify::verify(&*s.tenant_registry, &*s.registry, &*s.bucket, &keys, tenant.as_ref()).await?;
+            let checked = verify::verify(&*s.tenant_registry, &*s.registry, &*s.bucket, &keys, tenant.as_ref()).await?;
             for f in &checked.findings {
                 println!("{} {}: {}", f.tenant, f.kind, f.detail);
             }
@@ -185,10 +184,13 @@ async fn main() -> anyhow::Result<()> {
             Aws::load()
                 .await
                 .table(&table)
-                .set_settings(&tenant, TenantSettings { shards, hot_days })
+                .set_settings(&tenant, TenantSettings::new(shards, hot_days))
                 .await
                 .context("shards can only be raised")?;
-            println!("tenant {tenant}: {shards} shard(s), online window {} days", hot_days.unwrap_or(default_hot_days));
+            println!(
+                "tenant {tenant}: {shards} shard(s) (a raise reaches writes in {RAISE_DELAY_SECONDS} s), online window {} days",
+                hot_days.unwrap_or(default_hot_days)
+            );
         }
     }
     Ok(())

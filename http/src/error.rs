@@ -72,6 +72,10 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.0.retry_after;
         let mut resp = (status, axum::Json(json!({ "error": self.0 }))).into_response();
+        if self.0.code == Code::DataIntegrity {
+            // For the edge's metric, which names the event.
+            resp.extensions_mut().insert(self.0);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

@@ -2,16 +2,18 @@
 //! JSON event whose body is a JSON string: a text body grows by one byte for every `"`
 //! and `\` it holds (more for control characters), a body of any other content type is
 //! base64 (4 bytes per 3). Lambda refuses an event over 6 MiB before the function runs,
-//! and API Gateway then answers with its own error, not the contract's. So a request is
-//! held to the size its body will have in the event, with room for the rest of the event
-//! (headers, the request context with the authorizer's claims).
+//! and API Gateway then answers with its own error, not the contract's. So a request's
+//! limit counts its body as it will be in the event ([`size_in_event`]), and stays well
+//! below what fits: a body over the limit still reaches the function, which refuses it
+//! with the contract's answer.
 
 /// Lambda's limit on a synchronous invocation's event.
 pub const LAMBDA_EVENT_BYTES: usize = 6 * 1024 * 1024;
 /// Room kept for everything in the event but the body (API Gateway allows about 10 KB
 /// of request line and headers; each appears once, the claims once more).
 pub const EVENT_ENVELOPE_BYTES: usize = 64 * 1024;
-/// The most a body may take inside the event.
+/// The most a body may take inside the event: past it, the client gets API Gateway's
+/// error whatever the function would have said.
 pub const MAX_BODY_IN_EVENT: usize = LAMBDA_EVENT_BYTES - EVENT_ENVELOPE_BYTES;
 
 /// The size `body` takes inside API Gateway's event: escaped as a JSON string for text

@@ -65,7 +65,7 @@ wait_port() { # port name
 }
 
 # start_stack DIR: starts DynamoDB Local (with its streams), s3s-fs and moto (SQS, SNS for
-# the alerts, and Secrets Manager for the tests of secrets read by ARN) on free ports, creates the resources of template.yaml (or
+# the alerts, KMS for the signing key, and Secrets Manager for the tests of secrets read by ARN) on free ports, creates the resources of template.yaml (or
 # $AUDIT_TEMPLATE), and writes DIR/env (shell export lines).
 start_stack() {
   local dir=$1 ddb_port s3_port sqs_port ddb_dir
@@ -91,6 +91,7 @@ export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
 export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$sqs_port
 export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$sqs_port
+export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$sqs_port
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=local
@@ -114,11 +115,42 @@ ENV
   (source "$dir/env" && "$VENV/bin/python" "$ROOT/infra/local/provision.py" "${AUDIT_TEMPLATE:-$ROOT/template.yaml}") >>"$dir/env"
 }
 
-stop_stack() { # DIR
+# stop_stack DIR: stops every process listed in DIR/pids within seconds, whatever it is
+# doing: each is asked to stop (TERM), and what still runs STOP_GRACE seconds later (5 by
+# default) is killed. DynamoDB Local, asked after minutes of use, can take a minute to
+# stop; the stack keeps nothing worth that wait (its table is in memory).
+stop_stack() {
   [ -f "$1/pids" ] || return 0
-  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$1/pids"
-  while read -r pid; do wait "$pid" 2>/dev/null || true; done <"$1/pids"
+  local pids pid left deadline=$((SECONDS + ${STOP_GRACE:-5}))
+  pids=$(cat "$1/pids")
+  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+  while :; do
+    left=""
+    for pid in $pids; do running "$pid" && left="$left $pid"; done
+    [ -n "$left" ] && [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.1
+  done
+  for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
+  # Reaps the ones this shell started (others are not its children: nothing to wait for).
+  for pid in $pids; do wait "$pid" 2>/dev/null || true; done
   rm -f "$1/pids"
+}
+
+# running PID: the process exists and has not exited (an exited child stays a zombie
+# until its parent waits for it).
+running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+# stop_on_exit DIR: what ./infra/local/run does on Ctrl-C (or TERM, or any exit): stops
+# the stack in DIR, and a second Ctrl-C does not cut that short.
+stop_on_exit() {
+  # shellcheck disable=SC2064 # DIR is fixed now
+  trap "trap '' INT TERM; stop_stack '$1'" EXIT
+  trap 'exit 0' INT TERM
 }
 
 # start_app_stack [PROFILE]: a private stack on free ports plus the local runner built with
@@ -155,4 +187,13 @@ reference_design() {
       --target-dir "$ROOT/target/cost-reference"
     REFERENCE_BIN=$ROOT/target/cost-reference/$dir/audit-local
   fi
+}
+
+# bench_profile: the build benchmarks use, PROFILE (release, the default; dev for the
+# suite's smoke runs, tests/bench/smoke.sh), and BIN, where its binaries land.
+bench_profile() {
+  PROFILE=${PROFILE:-release}
+  BIN=target/release
+  [ "$PROFILE" = dev ] && BIN=target/debug
+  return 0
 }

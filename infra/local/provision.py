@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Creates the local stack's table, queues and buckets from template.yaml itself.
+"""Creates the local stack's table, queues, buckets and signing key from template.yaml itself.
 
 The template is the single definition: this reads each AWS::DynamoDB::Table (with its
-TTL setting and stream), AWS::SQS::Queue and AWS::S3::Bucket resource and creates its local twin,
+TTL setting and stream), AWS::SQS::Queue, AWS::S3::Bucket and AWS::KMS::Key (its key
+spec and usage; moto signs and verifies ECDSA) resource and creates its local twin,
 and reads the `AUDIT_*: !Ref Resource` lines of the template's Globals to know which
 environment variable names which resource. It prints those variables as shell `export`
 lines, and `AUDIT_STREAM_ARN` (the table's stream, which the local runner reads in place
 of Lambda's event source mapping).
 
-usage: provision.py TEMPLATE  (with AWS_ENDPOINT_URL_{DYNAMODB,SQS,S3} set)
+usage: provision.py TEMPLATE  (with AWS_ENDPOINT_URL_{DYNAMODB,SQS,S3,KMS} set)
 """
 import json
 import re
@@ -47,7 +48,7 @@ def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         template = yaml.load(f, Loader=CfnLoader)
     resources = template["Resources"]
-    ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    ddb, sqs, s3, kms = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3"), boto3.client("kms")
     refs = {}  # logical id -> what !Ref returns (table name, queue URL, bucket name)
     arns = {}
     streams = []
@@ -76,7 +77,8 @@ def main():
     queues.sort(key=lambda q: "RedrivePolicy" in q[1].get("Properties", {}))
     for lid, res in queues:
         p = res.get("Properties", {})
-        attrs = {k: str(p[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in p}
+        attrs = {k: str(p[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize")
+                 if k in p}
         if "RedrivePolicy" in p:
             rp = p["RedrivePolicy"]
             target = rp["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -92,6 +94,12 @@ def main():
             name = local_name(lid)
             s3.create_bucket(Bucket=name)
             refs[lid] = name
+
+    for lid, res in resources.items():
+        if res["Type"] == "AWS::KMS::Key":
+            p = res["Properties"]
+            key = kms.create_key(Description=p.get("Description", lid), KeySpec=p["KeySpec"], KeyUsage=p["KeyUsage"])
+            refs[lid] = key["KeyMetadata"]["KeyId"]
 
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     for var, value in variables.items():

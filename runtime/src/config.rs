@@ -24,6 +24,8 @@ pub const JWT_AUDIENCE: &str = "AUDIT_JWT_AUDIENCE";
 pub const CURSOR_SECRET: &str = "AUDIT_CURSOR_SECRET";
 pub const CURSOR_SECRET_ARN: &str = "AUDIT_CURSOR_SECRET_ARN";
 pub const REQUEST_DEADLINE_MS: &str = "AUDIT_REQUEST_DEADLINE_MS";
+/// The origins whose pages may call the API from a browser ([`crate::cors`]).
+pub const CORS_ORIGINS: &str = "AUDIT_CORS_ORIGINS";
 pub const METRICS_NAMESPACE: &str = "AUDIT_METRICS_NAMESPACE";
 pub const METRICS_STACK: &str = "AUDIT_METRICS_STACK";
 /// Set by Lambda: the function's name, a metric dimension.
@@ -281,6 +283,8 @@ pub struct Edge {
     /// retries included, before it answers `503 throttled`.
     pub deadline: std::time::Duration,
     pub metrics: crate::metrics::Metrics,
+    /// `AUDIT_CORS_ORIGINS`: who may call from a browser page of another origin.
+    pub cors: crate::cors::Cors,
 }
 
 impl FromEnv for Edge {
@@ -288,6 +292,7 @@ impl FromEnv for Edge {
         Ok(Self {
             deadline: std::time::Duration::from_millis(number(REQUEST_DEADLINE_MS, 20_000, 100)?),
             metrics: crate::metrics::Metrics::from_env()?,
+            cors: crate::cors::Cors::from_env()?,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! `audit`.
 
 pub mod config;
+pub mod cors;
 pub mod edge;
 pub mod metrics;
 pub mod run;

@@ -19,6 +19,7 @@ pub mod name {
     pub const QUERY_ITEMS_READ: &str = "QueryItemsRead";
     pub const QUERY_REQUESTS: &str = "QueryRequests";
     pub const HTTP_SERVER_ERRORS: &str = "HttpServerErrors";
+    pub const DATA_INTEGRITY_ERRORS: &str = "DataIntegrityErrors";
     pub const ARCHIVE_LAG_DAYS: &str = "ArchiveLagDays";
     pub const ARCHIVE_EVENTS_MOVED: &str = "ArchiveEventsMoved";
     pub const EXPORT_ROWS: &str = "ExportRows";
@@ -38,6 +39,7 @@ pub mod name {
         QUERY_ITEMS_READ,
         QUERY_REQUESTS,
         HTTP_SERVER_ERRORS,
+        DATA_INTEGRITY_ERRORS,
         ARCHIVE_LAG_DAYS,
         ARCHIVE_EVENTS_MOVED,
         EXPORT_ROWS,
@@ -165,6 +167,13 @@ impl Metrics {
         ];
         let props: Vec<(&str, Value)> = tenant.map(|t| ("tenant", json!(t))).into_iter().collect();
         self.emit(&[&["Stack"], &["Stack", "Source"]], &[("Source", source)], &values, &props);
+    }
+
+    /// Stored data that failed its integrity check and was not served: whose, and which
+    /// event (or export job), go along for the runbook (docs/operations.md).
+    pub fn integrity(&self, tenant: Option<&str>, event: Option<&str>) {
+        let props = [("tenant", json!(tenant)), ("event", json!(event))];
+        self.emit(&[&["Stack"]], &[], &[(name::DATA_INTEGRITY_ERRORS, Unit::Count, 1.0)], &props);
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`usecases`]: ingest, query, archive, verify, export and convert, on the ports;
 //! - [`formats`]: the archive's Parquet and the export files;
 //! - [`memory`]: in-memory adapters of every port, for fast tests here and in the
-//!   function crates.
+//!   function crates;
+//! - `reference` (tests only): the read filters again, from the contract's words alone.
 //!
 //! The AWS adapters (`audit-aws`), the HTTP edge (`audit-http`) and the Lambda start-up
 //! (`audit-runtime`) are crates of their own, so Cargo keeps these layers free of them.
@@ -16,6 +17,9 @@ pub mod formats;
 pub mod memory;
 pub mod ports;
 pub mod usecases;
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod reference;
 
 #[cfg(test)]
 mod layering {

@@ -11,8 +11,9 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ensure_tools
 events=1000
 if [ $# -gt 0 ] && [[ $1 != -* ]]; then events=$1; shift; fi
-start_app_stack "${PROFILE:-release}"
+start_app_stack "$PROFILE"
 "$VENV/bin/python" tests/bench/alert_latency.py "http://127.0.0.1:$AUDIT_PORT" --events "$events" "$@"

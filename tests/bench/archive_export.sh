@@ -10,14 +10,15 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ensure_tools
 n=${1:-1000000}
 run_for=${2:-}
-cargo build --release --quiet -p audit-cli --bin auditlog
+cargo build --profile "$PROFILE" --quiet -p audit-cli --bin auditlog
 # The loader is a dev build (the tests' profile): it only sets the stage, and a release
 # build of it alone would rebuild the SDK with the tests crate's features.
 cargo build --quiet -p audit-tests --example bulk_load
-start_app_stack
+start_app_stack "$PROFILE"
 WORK="$STATE/work"; mkdir -p "$WORK"
 BENCH="$ROOT/../shared/bench"
 old_end=$(date -u -d "120 days ago" +%Y-%m-%dT00:00:00+00:00)
@@ -31,7 +32,7 @@ log "archiving in runs of ${run_for:-one unbounded run}"
 runs=0 rows=0 peak=0 started=$(date +%s.%N)
 while :; do
   runs=$((runs + 1))
-  /usr/bin/time -f "%e %M" -o "$WORK/archive.time" target/release/auditlog archive --tenant tenant-0 \
+  /usr/bin/time -f "%e %M" -o "$WORK/archive.time" "$BIN/auditlog" archive --tenant tenant-0 \
     ${run_for:+--for "$run_for"} >"$WORK/archive.json"
   read -r secs kb <"$WORK/archive.time"
   [ "$kb" -gt "$peak" ] && peak=$kb
@@ -50,7 +51,7 @@ log "loading $((n / 4)) online events"
 target/debug/examples/bulk_load "$WORK/recent.jsonl"
 pid=$(sed -n 4p "$STATE/pids")
 before=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-token=$(target/release/auditlog token --tenant tenant-0 --scope audit:export)
+token=$("$BIN/auditlog" token --tenant tenant-0 --scope audit:export)
 from="${old_day}T00:00:00Z"
 start=$(date +%s.%N)
 id=$(curl -fsS -X POST "http://127.0.0.1:$AUDIT_PORT/v1/exports" -H "authorization: Bearer $token" \

@@ -12,9 +12,10 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ROUNDS=${1:-11}
 ensure_tools
-cargo build --release --quiet -p ingest -p query -p export -p archive -p minimal-lambda
+cargo build --profile "$PROFILE" --quiet -p ingest -p query -p export -p archive -p minimal-lambda
 cargo build --quiet -p audit-cli --bin auditlog
 STATE=$(mktemp -d "$LOCAL/bench.XXXXXX")
 trap 'stop_stack "$STATE"; rm -rf "$STATE"' EXIT
@@ -31,4 +32,4 @@ SECRET=$AUDIT_JWT_SECRET
 unset AUDIT_JWT_SECRET
 export SECRET
 export -f token
-"$VENV/bin/python" tests/bench/cold_start.py target/release "$ROUNDS" bash -c 'token "$@"' token
+"$VENV/bin/python" tests/bench/cold_start.py "$BIN" "$ROUNDS" bash -c 'token "$@"' token

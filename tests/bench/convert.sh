@@ -6,8 +6,9 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ensure_tools
-cargo build --release --quiet -p audit-cli --bin auditlog
+cargo build --profile "$PROFILE" --quiet -p audit-cli --bin auditlog
 BENCH="$ROOT/../shared/bench"
 WORK=$(mktemp -d "$LOCAL/convert.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -23,7 +24,7 @@ for n in "${@:-200000 1000000}"; do
   python3 "$BENCH/gen_events.py" "$n" >"$WORK/events.jsonl"
   : >"$WORK/results"
   for _ in $(seq "$RUNS"); do
-    measure ours target/release/auditlog convert "$WORK/events.jsonl" "$WORK/ours.parquet" >>"$WORK/results"
+    measure ours "$BIN/auditlog" convert "$WORK/events.jsonl" "$WORK/ours.parquet" >>"$WORK/results"
     measure pyarrow "$VENV/bin/python" "$BENCH/ref_parquet_pyarrow.py" "$WORK/events.jsonl" "$WORK/pyarrow.parquet" >>"$WORK/results"
     measure duckdb "$VENV/bin/python" "$BENCH/ref_parquet_duckdb.py" "$WORK/events.jsonl" "$WORK/duckdb.parquet" >>"$WORK/results"
   done

@@ -7,8 +7,9 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ensure_tools
-cargo build --release --quiet -p audit-cli --bin auditlog
+cargo build --profile "$PROFILE" --quiet -p audit-cli --bin auditlog
 BENCH="$ROOT/../shared/bench"
 WORK=$(mktemp -d "$LOCAL/convert-csv.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -23,11 +24,11 @@ measure() { # label cmd... -> "label seconds maxrss_kb"
 }
 
 python3 "$BENCH/gen_events.py" "$n" --tenants 1 --days 1 >"$WORK/events.jsonl"
-target/release/auditlog convert "$WORK/events.jsonl" "$WORK/day.parquet" 2>/dev/null
+"$BIN/auditlog" convert "$WORK/events.jsonl" "$WORK/day.parquet" 2>/dev/null
 rm "$WORK/events.jsonl"
 : >"$WORK/results"
 for _ in $(seq "$RUNS"); do
-  measure ours target/release/auditlog convert "$WORK/day.parquet" "$WORK/ours.csv" >>"$WORK/results"
+  measure ours "$BIN/auditlog" convert "$WORK/day.parquet" "$WORK/ours.csv" >>"$WORK/results"
   measure duckdb "$VENV/bin/python" "$BENCH/ref_csv_duckdb.py" "$WORK/day.parquet" "$WORK/duckdb.csv" >>"$WORK/results"
   # The reference writes all 27 columns; this one writes the export's 19, in its order.
   measure duckdb19 "$VENV/bin/python" -c "import sys, duckdb; duckdb.sql(f\"COPY (SELECT $COLS FROM read_parquet('{sys.argv[1]}') ORDER BY occurred_at DESC, id DESC) TO '{sys.argv[2]}' (FORMAT csv, HEADER)\")" "$WORK/day.parquet" "$WORK/duckdb19.csv" >>"$WORK/results"

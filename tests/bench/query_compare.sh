@@ -12,10 +12,11 @@ set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/../../infra/local/lib.sh"
 cd "$ROOT"
+bench_profile
 ensure_tools
 REF=${1:-$(git merge-base HEAD main)}
-cargo build --release --quiet -p audit-local
-reference_design release "$REF"
+cargo build --profile "$PROFILE" --quiet -p audit-local
+reference_design "$PROFILE" "$REF"
 
 # measure LABEL BINARY TEMPLATE OUT
 measure() {
@@ -37,7 +38,7 @@ measure() {
 }
 
 measure reference "$REFERENCE_BIN" "$WORK/ref/template.yaml" "$WORK/reference.json"
-measure current "target/release/audit-local" "$ROOT/template.yaml" "$WORK/current.json"
+measure current "$BIN/audit-local" "$ROOT/template.yaml" "$WORK/current.json"
 "$VENV/bin/python" - "$WORK/reference.json" "$WORK/current.json" "${REF:0:10}" <<'PY'
 import json, sys
 ref = {(f["path"], f["page"]): f for f in json.load(open(sys.argv[1]))}

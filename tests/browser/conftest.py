@@ -1,11 +1,13 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against the
 local runner (`audit-local`) on the private stack that `./infra/local/test` started, with
 one tenant of seeded events."""
+import http.server
 import json
 import os
 import pathlib
 import secrets
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -124,11 +126,59 @@ def seed_events(now):
     return events
 
 
+class Embedder:
+    """A product's page on another origin than the API, embedding the component as
+    docs/console.md shows: served at `allowed` (an origin the API allows) and at `other`
+    (the same server under another name: an origin it does not)."""
+
+    def __init__(self):
+        self.port = local_app.free_port()
+        self.allowed = f"http://127.0.0.1:{self.port}"
+        self.other = f"http://localhost:{self.port}"
+        self.api = None
+
+    def page(self):
+        return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Product</title>'
+                f'<script type="module" src="{self.api}/console/audit-log-viewer.js"></script></head>'
+                f'<body><h1>Product settings</h1><audit-log-viewer api="{self.api}"></audit-log-viewer>'
+                f'</body></html>').encode()
+
+    def serve(self):
+        embedder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = embedder.page()
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
 @pytest.fixture(scope="session")
-def app():
-    """The local runner (`audit-local`) on a free port, as `./infra/local/run` starts it."""
-    with local_app.audit_local("console-test-app.log") as base:
-        yield base
+def embedder():
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def app(embedder):
+    """The local runner (`audit-local`) on a free port, as `./infra/local/run` starts it,
+    allowing the embedder's first origin (as the template's CorsAllowedOrigins would)."""
+    with local_app.audit_local("console-test-app.log", AUDIT_CORS_ORIGINS=embedder.allowed) as base:
+        embedder.api = base
+        server = embedder.serve()
+        try:
+            yield base
+        finally:
+            server.shutdown()
 
 
 @pytest.fixture(scope="session")

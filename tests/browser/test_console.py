@@ -435,3 +435,19 @@ def test_320_px_wide_is_readable_and_dark_follows_the_system(browser, app, tenan
         shot(page, "narrow-320-dark-detail", full_page=False)
     finally:
         ctx.close()
+
+
+def test_a_product_page_on_an_allowed_origin_embeds_the_console_and_another_origin_cannot(page, embedder, tenant, api):
+    give_token = "async t => { await customElements.whenDefined('audit-log-viewer'); document.querySelector('audit-log-viewer').token = t; }"
+    # Given: a product's page on an origin the API allows, with a token from its backend
+    page.goto(embedder.allowed)
+    page.evaluate(give_token, tenant["token"])
+    # Then: its calls (preflighted: they carry Authorization) are answered and read
+    expect_rows(page, api.ids(**{"from": week_ago(), "limit": 25}))
+    # Given: the same page on an origin the API does not allow
+    page.goto(embedder.other)
+    page.evaluate(give_token, tenant["token"])
+    # Then: the browser keeps the answers from the page, which says it cannot reach the service
+    error = page.locator(f"{V} .notice.error[data-code=network]").first
+    expect_text(error, "could not be reached")
+    assert shown(page) == []

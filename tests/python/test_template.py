@@ -339,7 +339,21 @@ def test_the_archive_runs_hourly_and_records_failures():
     assert render(schedules[0]["DeadLetterConfig"]["Arn"]) == "ArchiveFailureQueue"
     on_failure = prop("ArchiveFunction", "EventInvokeConfig")["DestinationConfig"]["OnFailure"]
     assert render(on_failure["Destination"]) == "ArchiveFailureQueue"
-    assert prop("ArchiveFunction", "ReservedConcurrentExecutions") == 1
+
+
+def test_the_archive_reserves_concurrency_only_when_asked():
+    # Lambda keeps 100 executions unreserved per account: a reservation by default would
+    # roll a first deploy back on an account whose quota is 10.
+    reserved = prop("ArchiveFunction", "ReservedConcurrentExecutions")
+    assert reserved == {"Fn::If": ["ReserveArchiveConcurrency", {"Ref": "ArchiveReservedConcurrency"},
+                                   {"Ref": "AWS::NoValue"}]}
+    parameter = TEMPLATE["Parameters"]["ArchiveReservedConcurrency"]
+    condition = TEMPLATE["Conditions"]["ReserveArchiveConcurrency"]
+    params = {"ArchiveReservedConcurrency": str(parameter["Default"])}
+    assert not evaluate(condition, params), "reserved by default"
+    assert evaluate(condition, {"ArchiveReservedConcurrency": "1"})
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (0, 1)
+    assert "101" in parameter["Description"] and "ArchiveReservedConcurrency" in OPERATIONS
 
 
 def test_new_versions_go_out_as_canaries_rolled_back_by_their_own_alarms():
@@ -497,3 +511,98 @@ def test_archive_lock_and_lifecycle_are_parameters():
     athena = RESOURCES["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
     assert athena["EnforceWorkGroupConfiguration"] is True
     assert "AthenaResultsBucket" in str(athena["ResultConfiguration"]["OutputLocation"])
+
+
+def rust_bytes(path, name):
+    """A `const NAME: usize = a * b * ...;` of the Rust sources, evaluated."""
+    text = (ROOT / path).read_text(encoding="utf-8")
+    found = re.search(rf"const {name}: usize = ([0-9_ *]+);", text)
+    assert found, f"{name} not in {path}"
+    value = 1
+    for factor in found.group(1).split("*"):
+        value *= int(factor.strip().replace("_", ""))
+    return value
+
+
+def test_the_ingest_queue_refuses_at_once_what_its_consumer_cannot_take():
+    consumer = rust_bytes("shared/src/domain/ingest.rs", "MAX_MESSAGE_BYTES")
+    assert RESOURCES["IngestQueue"]["Properties"]["MaximumMessageSize"] == consumer
+    # A dead letter is the message plus its reasons (at most 16 KiB): SQS's default 1 MiB.
+    reasons = rust_bytes("shared/src/usecases/consume.rs", "MAX_REASON_BYTES")
+    dlq = RESOURCES["IngestDeadLetterQueue"]["Properties"].get("MaximumMessageSize", 1024 * 1024)
+    assert dlq >= consumer + reasons + 1024
+    # The local stack's twin refuses the same (tests/python/test_local_stack.py sends one).
+    assert '"MaximumMessageSize"' in (ROOT / "infra" / "local" / "provision.py").read_text(encoding="utf-8")
+
+
+FULL = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:audit/jwt-AbC9eF"
+
+
+@pytest.mark.parametrize("name", ["JwtSecretArn", "CursorSecretArn"])
+@pytest.mark.parametrize("value, accepted", [
+    ("", True),
+    (FULL, True),
+    ("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:a_b+c=d.e@f-123456", True),
+    # Partial ARNs: the roles' GetSecretValue on exactly this ARN would not match the secret.
+    ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:audit/jwt", False),
+    ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:audit/jwt-AbC9e", False),
+    (FULL + "?", False),
+    ("audit/jwt", False),
+    (FULL.replace("secretsmanager", "ssm"), False),
+])
+def test_secret_parameters_take_full_arns_only(name, value, accepted):
+    # CloudFormation matches AllowedPattern against the whole value.
+    pattern = TEMPLATE["Parameters"][name]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted, value
+    assert "six" in TEMPLATE["Parameters"][name]["ConstraintDescription"]
+
+
+def test_whoever_reads_the_archive_can_list_it_so_a_missing_object_reads_as_absent():
+    # S3 answers a missing key with 403 to a principal without s3:ListBucket.
+    readers, listers = set(), set()
+    for lid, st in policies():
+        resources = {render(r) for r in as_list(st["Resource"])}
+        if "s3:GetObject" in as_list(st["Action"]) and any(r.startswith("ArchiveBucket/") for r in resources):
+            readers.add(lid)
+        if "s3:ListBucket" in as_list(st["Action"]) and "ArchiveBucket" in resources:
+            listers.add(lid)
+    assert "QueryRole" in readers
+    assert readers <= listers, readers - listers
+
+
+def test_cross_origin_callers_are_a_parameter_the_api_functions_read():
+    variables = GLOBALS["Environment"]["Variables"]
+    assert variables["AUDIT_CORS_ORIGINS"] == {"Ref": "CorsAllowedOrigins"}
+    assert 'pub const CORS_ORIGINS: &str = "AUDIT_CORS_ORIGINS";' in (ROOT / "runtime" / "src" / "config.rs").read_text()
+    parameter = TEMPLATE["Parameters"]["CorsAllowedOrigins"]
+    assert parameter["Default"] == ""
+    for value, accepted in [("", True), ("https://app.example.com", True),
+                            ("https://app.example.com,http://localhost:8080", True),
+                            ("https://app.example.com/", False), ("https://a.example.com/console", False),
+                            ("https://a.example.com, https://b.example.com", False), ("*", False),
+                            ("app.example.com", False)]:
+        assert bool(re.fullmatch(parameter["AllowedPattern"], value)) is accepted, value
+    # No API Gateway CorsConfiguration: it would answer preflights itself and drop the
+    # functions' headers. Preflights reach the router through $default.
+    assert "CorsConfiguration" not in RESOURCES["HttpApi"]["Properties"]
+    unknown = [e for e in prop("QueryFunction", "Events").values() if e["Properties"].get("Path") == "$default"]
+    assert [e["Properties"]["Method"] for e in unknown] == ["ANY"]
+
+
+def test_the_x86_64_template_changes_the_architecture_and_every_code_uri_only():
+    import subprocess
+
+    import yaml
+
+    text = subprocess.run([str(ROOT / "infra" / "aws" / "x86_64-template")], capture_output=True, text=True,
+                          check=True).stdout
+    x86 = yaml.load(text, Loader=provision.CfnLoader)
+    assert x86["Globals"]["Function"]["Architectures"] == ["x86_64"]
+    expected = load_template()
+    expected["Globals"]["Function"]["Architectures"] = ["x86_64"]
+    for f in FUNCTIONS:
+        uri = FUNCTIONS[f]["Properties"]["CodeUri"]
+        assert "Architectures" not in FUNCTIONS[f]["Properties"], f
+        assert re.fullmatch(r"target/lambda/arm64/[a-z-]+/bootstrap\.zip", uri), (f, uri)
+        expected["Resources"][f]["Properties"]["CodeUri"] = uri.replace("/arm64/", "/x86_64/")
+    assert x86 == expected

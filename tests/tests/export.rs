@@ -6,14 +6,12 @@ mod common;
 
 use audit::domain::cursor::CursorKey;
 use audit::domain::event::{Event, StoredEvent};
-use audit::domain::export::{Format, Message};
-use audit::domain::filter::{Extra, parse_query};
+use audit::domain::export::Message;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
-use audit::formats::ExportFile;
 use audit::formats::export_file::CSV_COLUMNS;
 use audit::ports::{BlobStore, Condition, EventReader, ExportJobs};
-use audit::usecases::archive::Options;
+use audit::usecases::archive::{ArchiveStores, Archiver, Options};
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_aws::dynamodb::Table;
@@ -33,6 +31,7 @@ struct Service {
     exports: Arc<Bucket>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    signer: Arc<audit_aws::kms::Keys>,
 }
 
 /// The export API on a free port, with a queue of its own so tests do not take each
@@ -54,6 +53,7 @@ async fn service() -> Service {
     let state = Arc::new(export::ExportState {
         exports: Exports::on(&common::store(None).await, &queue, &exports, CursorKey::derive(&secret())),
         verifier: Verifier::new(Some(&secret()), None),
+        keys: common::signer().await,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -65,6 +65,7 @@ async fn service() -> Service {
         exports,
         sqs,
         queue_url,
+        signer: common::signer().await,
     }
 }
 
@@ -88,10 +89,14 @@ impl Service {
         common::get(&self.base, token, path).await
     }
 
+    /// The export worker's use case, as the worker builds it.
+    fn exporter(&self, max_rows: u64) -> Exporter {
+        Exporter::on(&self.store, &self.archive, &self.exports, &self.queue(), &self.signer, max_rows, 90)
+    }
+
     /// Runs the job the way the worker does after the queue delivers it.
     async fn run(&self, tenant: &TenantId, id: &str, max_rows: u64) {
-        let exporter = Exporter::on(&self.store, &self.archive, &self.exports, &self.queue(), max_rows, 90);
-        exporter.run(tenant, id).await.unwrap_or_else(|e| panic!("{e}"));
+        self.exporter(max_rows).run(tenant, id, None, None).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Requests an export and runs it; returns the job as `GET /v1/exports/{id}` shows it.
@@ -155,20 +160,17 @@ async fn archived_and_online(s: &Service, tenant: &TenantId) -> Vec<Value> {
     all
 }
 
-/// The stored form of each raw event, newest first, keeping those the filter matches.
+/// The stored form of each raw event the filters match, newest first: which ones, and in
+/// what order, the reference filter decides from the contract's words.
 fn expected(tenant: &TenantId, events: &[Value], query: &str) -> Vec<StoredEvent> {
-    let filter = parse_query(query, Extra::Export, Timestamp::now()).unwrap_or_else(|v| panic!("{v:?}")).filter;
-    let mut out: Vec<_> = events
-        .iter()
+    audit::reference::select(events, query, &Timestamp::now().to_string())
+        .into_iter()
         .map(|raw| {
             Event::validate(raw.clone(), tenant, Timestamp::now())
                 .unwrap_or_else(|v| panic!("{v:?}"))
                 .stamp(Timestamp::now())
         })
-        .filter(|s| filter.matches(&s.event))
-        .collect();
-    out.sort_by(|a, b| (b.event.occurred_at, &b.event.id).cmp(&(a.event.occurred_at, &a.event.id)));
-    out
+        .collect()
 }
 
 fn range() -> (String, String) {
@@ -232,7 +234,9 @@ async fn a_csv_export_spans_archive_and_online_newest_first() {
 async fn filters_and_jsonl_match_the_query_definition() {
     let s = service().await;
     let tenant = new_tenant();
+    let before = Timestamp::now();
     let all = archived_and_online(&s, &tenant).await;
+    let after = Timestamp::now();
     let (from, to) = range();
     let body = json!({"from": from, "to": to, "action": ["channel.*", "api_key.delete"], "actor": "U3@EXAMPLE.COM", "format": "jsonl"});
     let job = s.export(&tenant, body, 1_000_000).await;
@@ -250,10 +254,44 @@ async fn filters_and_jsonl_match_the_query_definition() {
         .collect();
     assert_eq!(lines.len(), want.len());
     for (line, s) in lines.iter().zip(&want) {
+        // Received while the test stored it: UTC with microseconds, within the loading.
+        let mut line = line.clone();
+        let received = line.as_object_mut().and_then(|m| m.remove("received_at")).unwrap_or_default();
+        let text = received.as_str().unwrap_or_default();
+        assert!(text.len() == 27 && text.ends_with('Z') && text.as_bytes()[19] == b'.', "{received}");
+        let at = Timestamp::parse(text).unwrap_or(Timestamp::MIN);
+        assert!(before <= at && at <= after, "received_at {text} outside the load, {before} to {after}");
         let mut expected = s.to_json();
-        expected["received_at"] = line["received_at"].clone();
-        assert_eq!(line, &expected);
+        expected.as_object_mut().map(|m| m.remove("received_at"));
+        assert_eq!(line, expected);
     }
+}
+
+/// Moves a job's `expires_at`, as time passing would.
+async fn set_expires_at(tenant: &TenantId, id: &str, at: Timestamp) {
+    common::dynamodb(None)
+        .await
+        .update_item()
+        .table_name(env("AUDIT_TABLE"))
+        .key("pk", AttributeValue::S(format!("EXPORTS#{tenant}")))
+        .key("sk", AttributeValue::S(id.to_owned()))
+        .update_expression("SET expires_at = :p")
+        .expression_attribute_values(":p", AttributeValue::S(at.to_string()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// When a presigned link stops, in seconds since the epoch: its signing second (the
+/// `X-Amz-Date` it names) plus its life (`X-Amz-Expires`).
+fn link_end(url: &str) -> i64 {
+    let param = |name: &str| url.split(&format!("{name}=")).nth(1).and_then(|v| v.split('&').next()).unwrap_or("");
+    let d = param("X-Amz-Date");
+    let signed = (d.len() == 16)
+        .then(|| format!("{}-{}-{}T{}:{}:{}Z", &d[0..4], &d[4..6], &d[6..8], &d[9..11], &d[11..13], &d[13..15]))
+        .and_then(|iso| Timestamp::parse(&iso).ok())
+        .map_or(i64::MAX / 2, |t| t.micros() / 1_000_000);
+    signed + param("X-Amz-Expires").parse::<i64>().unwrap_or(i64::MAX / 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,31 +313,35 @@ async fn links_expire_and_expired_exports_are_gone() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(u64::MAX);
     assert!(link_expiry <= 3600);
+    // A bare link: nothing signed but the host, which is all a browser sends.
+    assert!(url.contains("X-Amz-SignedHeaders=host&") || url.ends_with("X-Amz-SignedHeaders=host"), "{url}");
     assert_eq!(download(url).await.0, 200);
 
-    // A link past its own expiry is refused by s3s-fs.
-    let key = format!("exports/{tenant}/{id}.csv");
-    // Signing times are whole seconds, and a busy machine can take one or two between
-    // signing and fetching: 5 s keeps the first fetch inside the link's life.
-    let short = s.exports.presign_get(&key, std::time::Duration::from_secs(5)).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(download(&short).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    assert_eq!(download(&short).await.0, 403);
+    // In the job's last seconds the link it gets ends by expires_at, to the fraction of a
+    // second (SigV4 names its start and life in whole seconds), and s3s-fs refuses it once
+    // that has passed.
+    let parts = ExportJobs::parts(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = parts.iter().flat_map(|p| &p.files).map(|f| f.key.clone()).next().unwrap_or_default();
+    let soon = Timestamp::from_micros(Timestamp::now().micros() + 3_700_000).unwrap_or(Timestamp::MIN);
+    set_expires_at(&tenant, &id, soon).await;
+    let t = token(&tenant, "audit:export");
+    let (_, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    match job["download_url"].as_str() {
+        Some(url) => {
+            let end = link_end(url);
+            assert!(end * 1_000_000 <= soon.micros(), "the link ends at {end} s, past expires_at {soon}");
+            while Timestamp::now().micros() < soon.micros() + 1_100_000 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(download(url).await.0, 403);
+        }
+        // No link in the last second before expires_at.
+        None => assert!(Timestamp::now().micros() > soon.micros() - 1_000_000, "{job}"),
+    }
 
     // Past expires_at: the API says expired, gives no link, and the file is gone.
-    let past = Timestamp::now().plus_seconds(-1).to_string();
-    common::dynamodb(None)
-        .await
-        .update_item()
-        .table_name(env("AUDIT_TABLE"))
-        .key("pk", AttributeValue::S(format!("EXPORTS#{tenant}")))
-        .key("sk", AttributeValue::S(id.clone()))
-        .update_expression("SET expires_at = :p")
-        .expression_attribute_values(":p", AttributeValue::S(past))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let t = token(&tenant, "audit:export");
+    set_expires_at(&tenant, &id, Timestamp::now().plus_seconds(-1)).await;
     let (status, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(job["status"], "expired");
@@ -323,7 +365,7 @@ async fn empty_truncated_and_failed_exports() {
     let none = s.export(&tenant, json!({"from": from, "to": to, "resource_id": "no-such-thing"}), 1_000_000).await;
     assert_eq!((none["status"].as_str(), none["rows"].as_u64()), (Some("succeeded"), Some(0)));
     let (_, bytes) = download(none["download_url"].as_str().unwrap_or_default()).await;
-    assert_eq!(bytes, Format::Csv.header());
+    assert_eq!(bytes, audit::formats::TextFormat::Csv.header());
 
     // Over the row limit: the most recent rows, and truncated.
     let capped = s.export(&tenant, json!({"from": from, "to": to}), 7).await;
@@ -415,7 +457,7 @@ async fn requests_are_checked_logged_and_queued() {
         .unwrap_or_else(|e| panic!("{e:?}"));
     let bodies: Vec<Message> =
         got.messages().iter().filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok()).collect();
-    assert_eq!(bodies, vec![Message { tenant_id: tenant.to_string(), id: id.clone() }]);
+    assert_eq!(bodies, vec![Message { tenant_id: tenant.to_string(), id: id.clone(), part: None }]);
     let job = ExportJobs::get(&*s.store, &tenant, &id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.map(|j| j.status.as_str()), Some("queued"));
     // Logged: an audit_log.export event by the caller, in the caller's tenant.
@@ -449,14 +491,28 @@ async fn an_export_while_the_archive_moves_days_sees_every_event_once() {
         s.post(Some(&t), json!({"from": format!("{}T00:00:00Z", day_ago(161)), "format": "jsonl"})).await;
     assert_eq!(status, 202, "{created}");
     let id = created["id"].as_str().unwrap_or_default().to_owned();
-    // The archive moves the three old days, part by part, while the export reads them.
-    let moving = archive(&s.store, &s.archive, &tenant, Options { part_max_rows: 300, ..options() });
+    // The archive moves the three old days, part by part, while the export reads them:
+    // the two take turns, an index page of the export after each part archived.
+    let turns = common::turns::Turns::default();
+    let stores = ArchiveStores {
+        archiver: Arc::new(turns.archiver(s.store.clone())),
+        ..ArchiveStores::on(&s.store, &s.archive, &s.signer)
+    };
+    let archiver = Archiver::new(stores, Options { part_max_rows: 300, ..options() });
+    let exporter = Exporter { index: Arc::new(turns.reader(s.store.clone())), ..s.exporter(1_000_000) };
+    let moving = async {
+        let report = archiver.run(Timestamp::now(), Some(&tenant), None).await;
+        turns.archive_done();
+        report.unwrap_or_else(|e| panic!("{e}"))
+    };
     let exporting = async {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        s.run(&tenant, &id, 1_000_000).await;
+        exporter.run(&tenant, &id, None, None).await.unwrap_or_else(|e| panic!("{e}"));
+        turns.reader_done();
     };
     let (report, ()) = tokio::join!(moving, exporting);
     assert!(report.failures.is_empty() && report.committed.len() >= 20, "{report:?}");
+    let progress = turns.progress();
+    assert!(progress.pages >= 5 && progress.parts >= 5, "the two never took turns: {progress:?}");
     let (_, job) = s.get(&t, &format!("/v1/exports/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let (_, bytes) = download(job["download_url"].as_str().unwrap_or_default()).await;
@@ -530,7 +586,7 @@ async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files(
     let body = json!({"tenant_id": tenant.as_str(), "id": id}).to_string();
     s.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap_or_else(|e| panic!("{e:?}"));
     let dead_letters = Queue::new(s.sqs.clone(), &url);
-    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, &s.queue(), 100, 90);
+    let exporter = Exporter::on(&s.store, &s.archive, &s.exports, &s.queue(), &s.signer, 100, 90);
     let metrics = audit_runtime::metrics::Metrics::default();
     let got =
         audit_local::poll(&dead_letters, 10, 2, |event| export::handle_dead_letters(&exporter, &metrics, event)).await;

@@ -41,7 +41,11 @@ async fn service() -> Service {
     let exports = Arc::new(Bucket::new(audit_aws::sdk::s3(&sdk), env("AUDIT_EXPORT_BUCKET")));
     let store = common::store(None).await;
     let api = Exports::on(&store, &queue, &exports, CursorKey::derive(&secret())).with_limits(LIMITS);
-    let state = Arc::new(export::ExportState { exports: api, verifier: Verifier::new(Some(&secret()), None) });
+    let state = Arc::new(export::ExportState {
+        exports: api,
+        verifier: Verifier::new(Some(&secret()), None),
+        keys: common::signer().await,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move { axum::serve(listener, export::app(state)).await });
@@ -92,7 +96,8 @@ async fn one_tenants_backlog_does_not_hold_another_tenants_export() {
     let store = common::store(None).await;
     let archive = common::data::bucket(None).await;
     let (gate, open) = watch::channel(false);
-    let mut exporter = Exporter::on(&store, &archive, &s.exports, &s.queue, 1_000, 90).with_limits(LIMITS);
+    let mut exporter =
+        Exporter::on(&store, &archive, &s.exports, &s.queue, &common::signer().await, 1_000, 90).with_limits(LIMITS);
     exporter.tenants = Arc::new(Gated { inner: store.clone(), held: a.clone(), open });
     audit_local::spawn_export_workers(&s.queue, &exporter, &audit_runtime::metrics::Metrics::default(), WORKERS);
 

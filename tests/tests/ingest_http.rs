@@ -71,13 +71,18 @@ async fn stored_events_read_back_exactly_with_a_verifiable_hash() {
     assert_eq!(json["tenant_id"], tenant.as_str());
     assert_eq!(json["occurred_at"], "2026-11-01T10:00:00.123456Z");
     assert_eq!(json["metadata"]["n"], 1.5);
-    // Anyone can recompute the hash: RFC 8785 of the event without received_at and hash.
+    // Anyone can recompute the hash: RFC 8785 of the event without received_at and hash,
+    // which is the event as sent, with its tenant and the default outcome.
     let mut unstamped = json.clone();
     if let Value::Object(m) = &mut unstamped {
         m.remove("received_at");
         m.remove("hash");
     }
-    assert_eq!(json["hash"], audit::domain::canonical::sha256_hex(&audit::domain::canonical::to_canonical(&unstamped)));
+    let mut sent = event("rb-1", "channel.create");
+    sent["tenant_id"] = json!(tenant.as_str());
+    sent["outcome"] = json!("success");
+    assert_eq!(unstamped, sent);
+    assert_eq!(json["hash"], jcs_sha256(&sent));
 }
 
 #[tokio::test]

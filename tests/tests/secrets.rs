@@ -32,7 +32,7 @@ fn query_config(jwt_arn: &str, cursor_arn: &str) -> query::Config {
         },
         cursor_secret: Secret::Arn(config::CURSOR_SECRET_ARN, cursor_arn.into()),
         hot_days: 90,
-        edge: Edge { deadline: Duration::from_secs(20), metrics: Default::default() },
+        edge: Edge { deadline: Duration::from_secs(20), metrics: Default::default(), cors: Default::default() },
     }
 }
 

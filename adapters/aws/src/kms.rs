@@ -55,9 +55,13 @@ impl Keys {
         {
             return Ok(r);
         }
-        let out = self.client.get_public_key().key_id(name).send().await.map_err(|e| {
-            fail("GetPublicKey", aws_sdk_kms::error::DisplayErrorContext(e))
-        })?;
+        let out = self
+            .client
+            .get_public_key()
+            .key_id(name)
+            .send()
+            .await
+            .map_err(|e| fail("GetPublicKey", aws_sdk_kms::error::DisplayErrorContext(e)))?;
         let arn = out.key_id.ok_or_else(|| fail("GetPublicKey", "no key id"))?;
         let public = out.public_key.ok_or_else(|| fail("GetPublicKey", "no public key"))?.into_inner();
         let r = Resolved { arn, public };
@@ -90,7 +94,8 @@ impl Signer for Keys {
 #[async_trait]
 impl KeyDirectory for Keys {
     async fn keys(&self) -> Result<Vec<PublicKey>, SignError> {
-        let mut out = vec![PublicKey::new(self.resolve(&self.current, Some(RESOLVE_EVERY)).await?.public, KeyStatus::Current)];
+        let mut out =
+            vec![PublicKey::new(self.resolve(&self.current, Some(RESOLVE_EVERY)).await?.public, KeyStatus::Current)];
         for name in &self.retired {
             let key = PublicKey::new(self.resolve(name, None).await?.public, KeyStatus::Retired);
             if !out.iter().any(|k| k.key_id == key.key_id) {

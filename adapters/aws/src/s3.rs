@@ -5,20 +5,41 @@
 //! here is idempotent); a body that breaks while streaming is read again from the start.
 
 use async_trait::async_trait;
+use audit::domain::timestamp::Timestamp;
 use audit::ports::{BlobError, BlobStore, Condition, Listed, Upload};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
+
+/// When a link signed at `now` starts and how long it lives, so that it ends no later than
+/// `until`: SigV4 states both in whole seconds, so the start is `now`'s second and the life
+/// the whole seconds from there to `until`. `None` when that is under a second.
+fn link_life(now: std::time::SystemTime, until: Timestamp) -> Option<(std::time::SystemTime, Duration)> {
+    let start = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let end = u64::try_from(until.micros().div_euclid(1_000_000)).ok()?;
+    let life = end.checked_sub(start).filter(|s| *s >= 1)?;
+    Some((std::time::UNIX_EPOCH + Duration::from_secs(start), Duration::from_secs(life)))
+}
 
 /// Objects up to this size go up in one PUT; larger ones in parts of this size (S3's
 /// minimum is 5 MiB; 10,000 parts of this size allow 80 GiB).
 pub const MULTIPART_CHUNK: u64 = 8 * 1024 * 1024;
 /// Whole-object reads retried after a broken stream.
 const READ_ATTEMPTS: u32 = 3;
+
+/// The checksum every write carries (base64 SHA-256), computed here: a bucket with Object
+/// Lock default retention (the archive's) refuses a write without one. The SDK's own (a
+/// CRC32) is off under `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`, and naming an
+/// algorithm does not turn it back on (aws-sdk-s3 then sends the algorithm's name and no
+/// value); a value given is sent as it is, whatever the setting.
+fn checksum(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
 
 fn failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     op: &'static str,
@@ -184,7 +205,11 @@ impl BlobStore for Bucket {
     ) -> Result<(), BlobError> {
         let mut req = self.client.put_object().bucket(&self.name).key(key).content_type(content_type);
         let (if_none_match, if_match) = condition.headers();
-        req = req.set_if_none_match(if_none_match).set_if_match(if_match);
+        req = req
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum(&bytes));
         req.body(ByteStream::from(bytes)).send().await.map_err(|e| failed("PutObject", key, &e))?;
         Ok(())
     }
@@ -302,8 +327,12 @@ impl BlobStore for Bucket {
     ///
     /// # Errors
     /// [`BlobError`] when the URL cannot be signed.
-    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, BlobError> {
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+    async fn presign_get(&self, key: &str, until: Timestamp) -> Result<Option<String>, BlobError> {
+        let Some((start, expires_in)) = link_life(std::time::SystemTime::now(), until) else { return Ok(None) };
+        let config = aws_sdk_s3::presigning::PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
             .map_err(|e| BlobError::Failed { op: "presign", key: key.into(), message: e.to_string() })?;
         let req = self
             .client
@@ -313,12 +342,42 @@ impl BlobStore for Bucket {
             .presigned(config)
             .await
             .map_err(|e| failed("presign GetObject", key, &e))?;
-        Ok(req.uri().to_owned())
+        let headers: Vec<&str> = req.headers().map(|(name, _)| name).collect();
+        browser_safe(req.uri(), &headers).map_err(|message| BlobError::Failed {
+            op: "presign",
+            key: key.into(),
+            message,
+        })?;
+        Ok(Some(req.uri().to_owned()))
     }
 
     fn upload<'a>(&'a self, key: &str, content_type: &str, filename: Option<&str>) -> Box<dyn Upload + 'a> {
         Box::new(S3Upload::new(self, key, content_type, filename))
     }
+}
+
+/// Whether a presigned request (its URI, and the headers it must be sent with) works as a
+/// bare link: a browser sends none of the headers
+/// the SDK may have signed into it (an SDK once signed `x-amz-checksum-mode`, and links
+/// worked against a local server that checks less, then failed deployed).
+///
+/// # Errors
+/// What the link would need besides its URI.
+fn browser_safe(uri: &str, headers: &[&str]) -> Result<(), String> {
+    match signed_headers(uri) {
+        Some(signed) if signed == "host" && headers.is_empty() => Ok(()),
+        signed => Err(format!(
+            "the link would need headers a browser does not send: signed {}, to send {headers:?}",
+            signed.as_deref().unwrap_or("(none)")
+        )),
+    }
+}
+
+/// `X-Amz-SignedHeaders` of a presigned URI, decoded (`host;x-amz-...`).
+fn signed_headers(uri: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    let value = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))?;
+    Some(value.replace("%3B", ";").replace("%3b", ";"))
 }
 
 /// A file written to S3 as it is produced: parts of at least [`MULTIPART_CHUNK`] go up as
@@ -364,6 +423,8 @@ impl<'a> S3Upload<'a> {
                     .key(&self.key)
                     .content_type(&self.content_type)
                     .set_content_disposition(self.disposition.clone())
+                    // Each part then carries its SHA-256, and the completion lists them.
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
                     .send()
                     .await
                     .map_err(|e| failed("CreateMultipartUpload", &self.key, &e))?;
@@ -374,6 +435,7 @@ impl<'a> S3Upload<'a> {
         };
         let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
         self.bytes += body.len() as u64;
+        let sum = checksum(&body);
         let out = self
             .bucket
             .client
@@ -382,11 +444,14 @@ impl<'a> S3Upload<'a> {
             .key(&self.key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sum.clone())
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(|e| failed("UploadPart", &self.key, &e))?;
-        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).part_number(number).build());
+        let part = CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_owned)).checksum_sha256(sum);
+        self.parts.push(part.part_number(number).build());
         Ok(())
     }
 }
@@ -421,6 +486,8 @@ impl Upload for S3Upload<'_> {
                 .set_content_disposition(self.disposition.clone())
                 .set_if_none_match(if_none_match)
                 .set_if_match(if_match)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(checksum(&rest))
                 .body(ByteStream::from(rest))
                 .send()
                 .await
@@ -461,5 +528,80 @@ impl Upload for S3Upload<'_> {
                 .send()
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// When a link's URL says it stops: its signing second plus its life.
+    fn end_of(url: &str) -> i64 {
+        let param = |name: &str| url.split(&format!("{name}=")).nth(1).and_then(|v| v.split('&').next());
+        let date = param("X-Amz-Date").unwrap_or_default();
+        let iso = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &date[0..4],
+            &date[4..6],
+            &date[6..8],
+            &date[9..11],
+            &date[11..13],
+            &date[13..15]
+        );
+        let signed = Timestamp::parse(&iso).map_or(i64::MAX, |t| t.micros() / 1_000_000);
+        signed + param("X-Amz-Expires").and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MAX / 2)
+    }
+
+    #[tokio::test]
+    async fn a_link_never_outlives_its_until_by_any_fraction_of_a_second() {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("AKID", "SECRET", None, None, "test"))
+            .build();
+        let bucket = Bucket::new(Client::from_conf(config), "exports");
+        let now = Timestamp::now();
+        // Every fraction of a second, and the whole seconds either side of one.
+        for micros in (0..40).map(|i| 1_000_000 + i * 97_003).chain([999_999, 2_000_000, 3_600_000_000]) {
+            let until = Timestamp::from_micros(now.micros() + micros).unwrap_or(now);
+            let url = bucket.presign_get("a/b.csv", until).await.unwrap_or_else(|e| panic!("{e}"));
+            let Some(url) = url else {
+                assert!(micros < 2_000_000, "no link {micros} µs ahead");
+                continue;
+            };
+            let end = end_of(&url);
+            assert!(end * 1_000_000 <= until.micros(), "{micros} µs ahead: the link ends at {end}, past {until}");
+            assert!(end * 1_000_000 > until.micros() - 2_000_000, "{micros} µs ahead: a needlessly short link");
+        }
+        // The arithmetic alone, at a second's very end: what the old 1 s floor got wrong.
+        let at = UNIX_EPOCH + Duration::from_micros(1_800_000_000_999_999);
+        let until = Timestamp::from_micros(1_800_000_001_500_000).unwrap_or(Timestamp::MIN);
+        assert_eq!(
+            link_life(at, until),
+            Some((UNIX_EPOCH + Duration::from_secs(1_800_000_000), Duration::from_secs(1)))
+        );
+        assert_eq!(link_life(at, Timestamp::from_micros(1_800_000_000_999_999).unwrap_or(Timestamp::MIN)), None);
+        assert!(link_life(SystemTime::now(), Timestamp::MIN).is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINK: &str = "https://b.s3.amazonaws.com/exports/t/x.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261207T120000Z&X-Amz-Expires=3600";
+
+    #[test]
+    fn a_link_that_signed_any_header_but_host_is_refused() {
+        assert_eq!(browser_safe(&format!("{LINK}&X-Amz-SignedHeaders=host&X-Amz-Signature=ab"), &[]), Ok(()));
+        for signed in ["host%3Bx-amz-checksum-mode", "host%3bx-amz-content-sha256", "x-amz-date"] {
+            let uri = format!("{LINK}&X-Amz-SignedHeaders={signed}&X-Amz-Signature=ab");
+            assert!(browser_safe(&uri, &[]).is_err(), "{signed}");
+        }
+        assert!(browser_safe(LINK, &[]).is_err(), "no SignedHeaders at all");
+        let uri = format!("{LINK}&X-Amz-SignedHeaders=host&X-Amz-Signature=ab");
+        let refused = browser_safe(&uri, &["x-amz-checksum-mode"]).err().unwrap_or_default();
+        assert!(refused.contains("x-amz-checksum-mode"), "{refused}");
     }
 }

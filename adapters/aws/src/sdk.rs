@@ -67,6 +67,7 @@ pub fn secrets_manager(conf: &SdkConfig) -> aws_sdk_secretsmanager::Client {
 /// A KMS client with the SDK's standard retries (throttling included).
 #[must_use]
 pub fn kms(conf: &SdkConfig) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::config::Builder::from(conf).retry_config(RetryConfig::standard().with_max_attempts(6)).build();
+    let conf =
+        aws_sdk_kms::config::Builder::from(conf).retry_config(RetryConfig::standard().with_max_attempts(6)).build();
     aws_sdk_kms::Client::from_conf(conf)
 }

@@ -11,8 +11,10 @@ use audit::domain::egress::Egress;
 use audit::domain::error::Code;
 use audit::domain::ingest::Tally;
 use audit::domain::rate::Rate;
-use audit::usecases::alerts::intake::Record;
+use audit::domain::tenant::TenantId;
 use audit::usecases::alerts::{Intake, Rules, Worker};
+use audit::usecases::counts::ActionCounts;
+use audit::usecases::intake::Record;
 use audit::usecases::turns::{Served, Turns};
 use audit_aws::dynamodb::stream::{BatchResponse, ItemFailure, StreamEvent, inserted_event};
 use audit_http::{ApiError, Scope, Verifier, caller};
@@ -223,8 +225,13 @@ async fn remove(
 /// One batch of the table's stream: each new event matched and handed to its tenant's
 /// work, in order, stopping before the invocation's deadline; the answer names the first
 /// record not handed over, which the stream delivers again with those after it.
-pub async fn handle_stream(intake: &Intake, event: StreamEvent, deadline: Instant) -> BatchResponse {
-    let records = event
+pub async fn handle_stream(
+    intake: &Intake,
+    counts: &ActionCounts,
+    event: StreamEvent,
+    deadline: Instant,
+) -> BatchResponse {
+    let records: Vec<Record> = event
         .records
         .iter()
         .map(|record| {
@@ -241,7 +248,21 @@ pub async fn handle_stream(intake: &Intake, event: StreamEvent, deadline: Instan
             Record { sequence, event }
         })
         .collect();
-    match intake.batch(records, deadline).await {
+    // What the stream will not deliver again is counted: the records before the first
+    // one not handed over.
+    let events: Vec<(usize, TenantId, String)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.event.as_ref().map(|e| (i, e.event.tenant_id.clone(), e.event.action.clone())))
+        .collect();
+    let sequences: Vec<String> = records.iter().map(|r| r.sequence.clone()).collect();
+    let unhanded = intake.batch(records, deadline).await;
+    let end = unhanded.as_ref().and_then(|u| sequences.iter().position(|s| s == u)).unwrap_or(sequences.len());
+    let handed = events.iter().take_while(|(i, ..)| *i < end).map(|(_, tenant, action)| (tenant, action.as_str()));
+    if let Err((tenant, e)) = counts.add(handed).await {
+        tracing::warn!(%tenant, error = %e, "action counts not written; GET /v1/actions stays short by this batch");
+    }
+    match unhanded {
         None => BatchResponse::default(),
         Some(sequence) => BatchResponse { batch_item_failures: vec![ItemFailure { item_identifier: sequence }] },
     }

@@ -13,10 +13,10 @@ use audit::domain::ingest::Tally;
 use audit::domain::signing::keys_view;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
+use audit::ports::KeyDirectory;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit_http::{ApiError, Scope, Verifier, caller};
-use audit::ports::KeyDirectory;
 use audit_runtime::config::{self, Auth, ConfigError, Edge, FromEnv, Secret, SigningKeys};
 use audit_runtime::metrics::{Metrics, Unit, name};
 use audit_runtime::run::{SqsBatchResponse, SqsEvent, SqsMessage, partial_batch};
@@ -184,7 +184,12 @@ async fn list(
 /// invocation that must end by `deadline`: each run to its end or paused before the
 /// deadline, or reported for redelivery when its record is unavailable or the message is
 /// not a job's.
-pub async fn handle_jobs(exporter: &Exporter, metrics: &Metrics, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+pub async fn handle_jobs(
+    exporter: &Exporter,
+    metrics: &Metrics,
+    event: SqsEvent,
+    deadline: Instant,
+) -> SqsBatchResponse {
     partial_batch(event, |m| async move {
         run_job(exporter, metrics, m.body.as_deref().unwrap_or_default(), deadline).await
     })
@@ -196,9 +201,10 @@ pub async fn handle_jobs(exporter: &Exporter, metrics: &Metrics, event: SqsEvent
 async fn run_job(exporter: &Exporter, metrics: &Metrics, body: &str, deadline: Instant) -> bool {
     let before = job_before(exporter, body).await;
     let start = serde_json::from_str::<JobMessage>(body).is_ok_and(|m| m.part.is_none());
-    if let Some(j) = before.as_ref().filter(|j| {
-        start && j.plan.is_none() && j.status == JobStatus::Running && j.claimable(Timestamp::now())
-    }) {
+    if let Some(j) = before
+        .as_ref()
+        .filter(|j| start && j.plan.is_none() && j.status == JobStatus::Running && j.claimable(Timestamp::now()))
+    {
         let props = [("tenant", json!(j.tenant.as_str())), ("id", json!(j.id))];
         metrics.emit(&[&["Stack"]], &[], &[(name::EXPORTS_RECLAIMED, Unit::Count, 1.0)], &props);
     }
@@ -266,6 +272,12 @@ fn job_metrics(metrics: &Metrics, job: &Job) {
                 &[(name::EXPORT_FAILURES, Unit::Count, 1.0)],
                 &props,
             );
+            if code == "data_integrity" {
+                // The job's message names the event or the archived object that failed.
+                let why = job.error.as_ref().map(|(_, m)| m.as_str());
+                let props = [("tenant", json!(job.tenant.as_str())), ("export", json!(job.id)), ("error", json!(why))];
+                metrics.emit(&[&["Stack"]], &[], &[(name::DATA_INTEGRITY_ERRORS, Unit::Count, 1.0)], &props);
+            }
         }
         _ => {}
     }

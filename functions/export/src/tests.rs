@@ -198,7 +198,8 @@ async fn the_signing_keys_are_published_without_a_token_and_rotated_keys_stay() 
     assert_eq!((keys[0]["status"].as_str(), keys[0]["algorithm"].as_str()), (Some("current"), Some("ECDSA_SHA_256")));
     s.signer.rotate();
     let (_, body) = call(&s.router, Request::get("/v1/keys"), "").await;
-    let statuses: Vec<&str> = body["keys"].as_array().into_iter().flatten().filter_map(|k| k["status"].as_str()).collect();
+    let statuses: Vec<&str> =
+        body["keys"].as_array().into_iter().flatten().filter_map(|k| k["status"].as_str()).collect();
     assert_eq!(statuses, vec!["current", "retired"]);
     assert_eq!(body["keys"][1]["key_id"], keys[0]["key_id"], "the old key is still published");
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use audit::domain::tenant::TenantId;
-use audit::memory::{Fault, MemoryBlobs, MemoryStore};
+use audit::memory::{Fault, MemoryBlobs, MemorySigner, MemoryStore};
 use audit::usecases::archive::{ArchiveStores, Archiver, Options};
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
@@ -126,7 +126,9 @@ async fn an_archived_event_is_read_from_the_archive_and_marked() {
     let (_, online) = get(&r, Some(&t), "/v1/events/old-1").await;
     assert_eq!(online.get("archived"), None, "{online}");
     let options = Options { default_hot_days: 90, part_max_rows: 100 };
-    let report = Archiver::new(ArchiveStores::on(&store, &bucket), options).run(Timestamp::now(), None, None).await;
+    let report = Archiver::new(ArchiveStores::on(&store, &bucket, &Arc::new(MemorySigner::default())), options)
+        .run(Timestamp::now(), None, None)
+        .await;
     assert_eq!(report.map(|r| r.committed.len()).ok(), Some(1));
     let (status, archived) = get(&r, Some(&t), "/v1/events/old-1").await;
     assert_eq!(status, 200, "{archived}");

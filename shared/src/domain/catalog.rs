@@ -2,11 +2,13 @@
 //! directory: what ingest records of the events it stores, how often, and how a page of
 //! a catalog is put together.
 //!
-//! Catalogs must not tax every event: a process writes each (tenant, action) and
-//! (tenant, actor) entry at most once per [`WINDOW`], carrying what it saw since
-//! ([`CatalogMemory`]). What a category or an email filter relies on, that an action or
-//! an (email, actor) pair is known at all, is written before the events that need it and
-//! remembered for the life of the process, since such a fact never changes.
+//! Catalogs must not tax every event. Action counts are added by the consumer of the
+//! table's stream, one write per (tenant, action) per batch
+//! (`usecases::counts`). Ingest writes each (tenant, actor) entry at most once
+//! per [`WINDOW`], carrying the latest sighting since ([`CatalogMemory`]). What a
+//! category or an email filter relies on, that an action or an (email, actor) pair is
+//! known at all, is written before the events that need it and remembered for the life
+//! of the process, since such a fact never changes.
 
 use crate::domain::event::Event;
 use crate::domain::tenant::TenantId;
@@ -25,8 +27,8 @@ const DUE_PER_BATCH: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActionCount {
     pub action: String,
-    /// Events recorded: approximate (a process that stops loses at most its last
-    /// [`WINDOW`] of counts), never the exact number the time index holds.
+    /// Events recorded, as the table's stream counted them: approximate (a batch the
+    /// stream delivers twice counts twice), never the exact number the time index holds.
     pub count: u64,
 }
 
@@ -62,26 +64,19 @@ pub struct CatalogUpdate {
     pub actors: Vec<ActorEntry>,
 }
 
-impl CatalogUpdate {
-    /// Everything `created` adds, unthrottled: a count per distinct action and each
-    /// actor's latest sighting.
-    #[must_use]
-    pub fn of(created: &[&Event]) -> Self {
-        let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut actors: BTreeMap<&str, &Event> = BTreeMap::new();
-        for e in created {
-            *actions.entry(e.action.as_str()).or_default() += 1;
-            let latest = actors.entry(e.actor.id.as_str()).or_insert(e);
-            if e.occurred_at > latest.occurred_at {
-                *latest = e;
-            }
-        }
-        Self {
-            actions: actions.into_iter().map(|(a, n)| (a.to_owned(), n)).collect(),
-            actors: actors.into_values().map(ActorEntry::of).collect(),
+/// Each actor's latest sighting in `created`.
+fn latest_sightings(created: &[&Event]) -> Vec<ActorEntry> {
+    let mut actors: BTreeMap<&str, &Event> = BTreeMap::new();
+    for e in created {
+        let latest = actors.entry(e.actor.id.as_str()).or_insert(e);
+        if e.occurred_at > latest.occurred_at {
+            *latest = e;
         }
     }
+    actors.into_values().map(ActorEntry::of).collect()
+}
 
+impl CatalogUpdate {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty() && self.actors.is_empty()
@@ -110,18 +105,6 @@ impl Known {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Action(TenantId, String),
-    Actor(TenantId, String),
-}
-
-#[derive(Debug)]
-struct Tally {
-    written: Instant,
-    pending: u64,
-}
-
 #[derive(Debug)]
 struct Sighting {
     written: Instant,
@@ -137,10 +120,9 @@ pub struct CatalogMemory {
     window: Duration,
     known_actions: HashSet<(TenantId, String)>,
     known_emails: HashSet<(TenantId, String, String)>,
-    actions: HashMap<(TenantId, String), Tally>,
     actors: HashMap<(TenantId, String), Sighting>,
-    /// Entries holding something unwritten, in the order they fall due.
-    due: VecDeque<(Instant, Key)>,
+    /// Actors holding an unwritten sighting, in the order they fall due.
+    due: VecDeque<(Instant, TenantId, String)>,
 }
 
 impl Default for CatalogMemory {
@@ -157,7 +139,6 @@ impl CatalogMemory {
             window,
             known_actions: HashSet::new(),
             known_emails: HashSet::new(),
-            actions: HashMap::new(),
             actors: HashMap::new(),
             due: VecDeque::new(),
         }
@@ -195,35 +176,12 @@ impl CatalogMemory {
         self.known_emails.extend(known.emails.iter().map(|(m, id)| (tenant.clone(), m.clone(), id.clone())));
     }
 
-    /// Counts events that were stored, and returns the writes due at `now`, per tenant:
-    /// each entry not written within the window (with everything it gathered since), and
-    /// earlier entries whose window has passed.
+    /// Notes the actors of events that were stored, and returns the sightings due at
+    /// `now`, per tenant: each actor not written within the window (with its latest
+    /// sighting since), and earlier ones whose window has passed.
     pub fn add(&mut self, tenant: &TenantId, created: &[&Event], now: Instant) -> Vec<(TenantId, CatalogUpdate)> {
-        let batch = CatalogUpdate::of(created);
         let mut out: BTreeMap<TenantId, CatalogUpdate> = BTreeMap::new();
-        for (action, n) in batch.actions {
-            let key = (tenant.clone(), action);
-            match self.actions.get_mut(&key) {
-                Some(t) if now.duration_since(t.written) < self.window => {
-                    if t.pending == 0 {
-                        self.due.push_back((t.written + self.window, Key::Action(key.0.clone(), key.1.clone())));
-                    }
-                    t.pending += n;
-                }
-                Some(t) => {
-                    let total = t.pending + n;
-                    *t = Tally { written: now, pending: 0 };
-                    out.entry(key.0).or_default().actions.push((key.1, total));
-                }
-                None => {
-                    if self.actions.len() < REMEMBERED_MAX {
-                        self.actions.insert(key.clone(), Tally { written: now, pending: 0 });
-                    }
-                    out.entry(key.0).or_default().actions.push((key.1, n));
-                }
-            }
-        }
-        for entry in batch.actors {
+        for entry in latest_sightings(created) {
             let key = (tenant.clone(), entry.id.clone());
             match self.actors.get_mut(&key) {
                 Some(s) if now.duration_since(s.written) < self.window => {
@@ -231,7 +189,7 @@ impl CatalogMemory {
                         continue;
                     }
                     if s.pending.is_none() {
-                        self.due.push_back((s.written + self.window, Key::Actor(key.0.clone(), key.1.clone())));
+                        self.due.push_back((s.written + self.window, key.0.clone(), key.1.clone()));
                     }
                     if s.pending.as_ref().is_none_or(|p| p.last_seen <= entry.last_seen) {
                         s.pending = Some(entry);
@@ -262,41 +220,21 @@ impl CatalogMemory {
     /// Moves entries whose window has passed into `out`.
     fn take_due(&mut self, now: Instant, out: &mut BTreeMap<TenantId, CatalogUpdate>) {
         let mut taken = 0;
-        while taken < DUE_PER_BATCH && self.due.front().is_some_and(|(at, _)| *at <= now) {
-            let Some((_, key)) = self.due.pop_front() else { break };
-            match key {
-                Key::Action(t, a) => {
-                    if let Some(tally) = self.actions.get_mut(&(t.clone(), a.clone()))
-                        && tally.pending > 0
-                    {
-                        out.entry(t).or_default().actions.push((a, tally.pending));
-                        *tally = Tally { written: now, pending: 0 };
-                        taken += 1;
-                    }
-                }
-                Key::Actor(t, id) => {
-                    if let Some(s) = self.actors.get_mut(&(t.clone(), id))
-                        && let Some(entry) = s.pending.take()
-                    {
-                        s.written = now;
-                        s.written_seen.clone_from(&entry.last_seen);
-                        out.entry(t).or_default().actors.push(entry);
-                        taken += 1;
-                    }
-                }
+        while taken < DUE_PER_BATCH && self.due.front().is_some_and(|(at, ..)| *at <= now) {
+            let Some((_, t, id)) = self.due.pop_front() else { break };
+            if let Some(s) = self.actors.get_mut(&(t.clone(), id))
+                && let Some(entry) = s.pending.take()
+            {
+                s.written = now;
+                s.written_seen.clone_from(&entry.last_seen);
+                out.entry(t).or_default().actors.push(entry);
+                taken += 1;
             }
         }
     }
 
     /// Takes back a due update whose write failed, to be written once its window passes.
     pub fn unwritten(&mut self, tenant: &TenantId, update: CatalogUpdate, now: Instant) {
-        for (action, n) in update.actions {
-            let t = self.actions.entry((tenant.clone(), action.clone())).or_insert(Tally { written: now, pending: 0 });
-            if t.pending == 0 {
-                self.due.push_back((now + self.window, Key::Action(tenant.clone(), action)));
-            }
-            t.pending += n;
-        }
         for entry in update.actors {
             let id = entry.id.clone();
             let s = self.actors.entry((tenant.clone(), id.clone())).or_insert(Sighting {
@@ -306,7 +244,7 @@ impl CatalogMemory {
             });
             s.written_seen.clear();
             if s.pending.is_none() {
-                self.due.push_back((now + self.window, Key::Actor(tenant.clone(), id)));
+                self.due.push_back((now + self.window, tenant.clone(), id));
             }
             if s.pending.as_ref().is_none_or(|p| p.last_seen <= entry.last_seen) {
                 s.pending = Some(entry);
@@ -382,9 +320,9 @@ mod tests {
         let c = event("3", "auth.login", "u1", "2026-01-01T00:00:10Z");
         let first = m.add(&acme(), &[&a], t0);
         assert_eq!(first.len(), 1);
-        assert_eq!(first[0].1.actions, vec![("auth.login".to_owned(), 1)]);
+        assert!(first[0].1.actions.is_empty(), "counts are the stream's");
         assert_eq!(first[0].1.actors.len(), 1);
-        // Within the window: nothing is written, the count and the newer sighting wait.
+        // Within the window: nothing is written, the newer sighting waits.
         for (i, e) in [&b, &c, &b].into_iter().enumerate() {
             let at = t0 + Duration::from_secs(5 * (i as u64 + 1));
             assert!(m.add(&acme(), &[e], at).is_empty());
@@ -393,8 +331,6 @@ mod tests {
         let other = event("4", "api_key.create", "u2", "2026-01-01T00:00:00Z");
         let due = m.add(&acme(), &[&other], t0 + Duration::from_secs(61));
         let update = &due[0].1;
-        assert!(update.actions.contains(&("auth.login".to_owned(), 3)));
-        assert!(update.actions.contains(&("api_key.create".to_owned(), 1)));
         let u1 = update.actors.iter().find(|x| x.id == "u1").map(|x| x.last_seen.as_str());
         assert_eq!(u1, Some("2026-01-01T00:00:30.000000Z"));
         assert!(m.add(&acme(), &[], t0 + Duration::from_secs(200)).is_empty());

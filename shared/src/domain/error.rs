@@ -18,6 +18,9 @@ pub enum Code {
     Gone,
     Throttled,
     Internal,
+    /// Stored data no longer matches its hash or its form: it is not served, and the
+    /// operators are alerted. Retrying does not help.
+    DataIntegrity,
 }
 
 impl Code {
@@ -33,7 +36,7 @@ impl Code {
             Code::Gone => 410,
             Code::PayloadTooLarge => 413,
             Code::Throttled => 503,
-            Code::Internal => 500,
+            Code::Internal | Code::DataIntegrity => 500,
         }
     }
 
@@ -56,12 +59,16 @@ pub struct ErrorBody {
     /// passing overload: answered 429 with `Retry-After`, not in the body.
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// The stored event a `data_integrity` failure concerns, for the edge's metric (the
+    /// message names it too).
+    #[serde(skip)]
+    pub event: Option<String>,
 }
 
 impl ErrorBody {
     #[must_use]
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Vec::new(), retry_after: None }
+        Self { code, message: message.into(), details: Vec::new(), retry_after: None, event: None }
     }
 
     /// The same error, a per-tenant limit that frees up in about `seconds`.

@@ -68,9 +68,8 @@ pub fn plan(range: Range, days: &[ArchivedDay], part_rows: u64) -> Vec<Range> {
         let mut cuts: Vec<i64> = vec![start];
         if rows > part_rows {
             // Each archive part's first time, but not a late part's (inside a larger one).
-            let inside_larger = |p: &(Timestamp, Timestamp, u64)| {
-                day.parts.iter().any(|q| q.2 > p.2 && q.0 < p.0 && p.0 <= q.1)
-            };
+            let inside_larger =
+                |p: &(Timestamp, Timestamp, u64)| day.parts.iter().any(|q| q.2 > p.2 && q.0 < p.0 && p.0 <= q.1);
             let firsts = day.parts.iter().filter(|p| !inside_larger(p)).map(|p| p.0.micros());
             cuts.extend(firsts.filter(|t| *t > start && *t < end));
         }
@@ -82,7 +81,7 @@ pub fn plan(range: Range, days: &[ArchivedDay], part_rows: u64) -> Vec<Range> {
             segments.push((s, held));
         }
     }
-    segments.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    segments.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
     // Greedy, newest first: a part closes at the start of its oldest segment once the
     // next segment would take it past `part_rows`.
     let mut parts = Vec::new();
@@ -256,8 +255,7 @@ impl Progress {
 #[must_use]
 pub fn complete(total: u32, parts: &[Part]) -> bool {
     let done = |i: u32| parts.iter().any(|p| p.index == i && p.status == PartStatus::Done);
-    (0..total).all(done)
-        || parts.iter().any(|p| p.status == PartStatus::Done && p.truncated && (0..p.index).all(done))
+    (0..total).all(done) || parts.iter().any(|p| p.status == PartStatus::Done && p.truncated && (0..p.index).all(done))
 }
 
 #[cfg(test)]
@@ -328,9 +326,8 @@ mod tests {
     #[test]
     fn three_million_archived_rows_come_out_in_several_parts_that_add_up() {
         let range = Range { from: t("2026-01-01T00:00:00Z"), to: t("2026-02-01T00:00:00Z") };
-        let days: Vec<ArchivedDay> = (1..=30)
-            .map(|d| day(&format!("2026-01-{d:02}"), &[("00:00:00", "23:59:59", 100_000)]))
-            .collect();
+        let days: Vec<ArchivedDay> =
+            (1..=30).map(|d| day(&format!("2026-01-{d:02}"), &[("00:00:00", "23:59:59", 100_000)])).collect();
         let parts = plan(range, &days, Sizes::default().part_rows);
         covers(range, &parts);
         assert_eq!(parts.len(), 3, "{parts:?}");

@@ -175,7 +175,9 @@ mod tests {
         let keys = [PublicKey::new(vec![1; 91], KeyStatus::Current), PublicKey::new(vec![2; 91], KeyStatus::Retired)];
         let view = keys_view(&keys);
         assert_eq!(keys_from_view(&view), keys);
-        assert!(view["keys"][0]["public_key_pem"].as_str().is_some_and(|p| p.starts_with("-----BEGIN PUBLIC KEY-----\n")));
+        assert!(
+            view["keys"][0]["public_key_pem"].as_str().is_some_and(|p| p.starts_with("-----BEGIN PUBLIC KEY-----\n"))
+        );
         let mut forged = view.clone();
         forged["keys"][0]["key_id"] = json!("0".repeat(64));
         assert_eq!(keys_from_view(&forged).len(), 1, "an id that is not the key's hash is left out");

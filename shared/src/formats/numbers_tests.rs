@@ -6,7 +6,6 @@
 
 use crate::domain::canonical::{sha256_hex, to_canonical};
 use crate::domain::event::{Event, Reason};
-use crate::domain::export::Format;
 use crate::domain::fixtures::arb_event_text;
 use crate::domain::incoming::Incoming;
 use crate::domain::tenant::TenantId;

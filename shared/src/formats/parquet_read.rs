@@ -124,7 +124,12 @@ impl Part {
     fn row_bytes(&self, row_group: usize, columns: Option<&[&str]>) -> u64 {
         let rg = self.meta.metadata().row_group(row_group);
         let wanted = |name: &str| columns.is_none_or(|c| c.contains(&name));
-        let bytes: i64 = rg.columns().iter().filter(|c| wanted(c.column_path().string().as_str())).map(|c| c.uncompressed_size()).sum();
+        let bytes: i64 = rg
+            .columns()
+            .iter()
+            .filter(|c| wanted(c.column_path().string().as_str()))
+            .map(|c| c.uncompressed_size())
+            .sum();
         let rows = rg.num_rows().max(1);
         u64::try_from(bytes.div_euclid(rows) + 1).unwrap_or(1)
     }
@@ -173,7 +178,8 @@ impl Part {
             builder = builder.with_projection(mask);
         }
         if let Some((first, rows)) = slice {
-            builder = builder.with_row_selection(RowSelection::from(vec![RowSelector::skip(first), RowSelector::select(rows)]));
+            builder = builder
+                .with_row_selection(RowSelection::from(vec![RowSelector::skip(first), RowSelector::select(rows)]));
         }
         Ok(builder.build()?.map(|b| Batch::new(&b?)))
     }

@@ -1,5 +1,6 @@
 //! A bucket in memory, with ETags and conditional writes as S3 has them.
 
+use crate::domain::timestamp::Timestamp;
 use crate::memory::{FaultKind, Faults};
 use crate::ports::{BlobError, BlobStore, Condition, Listed, Upload};
 use async_trait::async_trait;
@@ -7,7 +8,6 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 struct Object {
@@ -177,9 +177,11 @@ impl BlobStore for MemoryBlobs {
         Ok(())
     }
 
-    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, BlobError> {
+    /// `memory:///{key}?until={until}`, or none within the last second, as S3's adapter.
+    async fn presign_get(&self, key: &str, until: Timestamp) -> Result<Option<String>, BlobError> {
         self.check("presign", key)?;
-        Ok(format!("memory:///{key}?expires={}", expires_in.as_secs()))
+        let room = until.micros() - Timestamp::now().micros();
+        Ok((room >= 1_000_000).then(|| format!("memory:///{key}?until={until}")))
     }
 
     fn upload<'a>(&'a self, key: &str, content_type: &str, _filename: Option<&str>) -> Box<dyn Upload + 'a> {

@@ -10,6 +10,7 @@
 
 mod alerts;
 mod blobs;
+mod clock;
 mod queue;
 mod signer;
 mod store;
@@ -17,6 +18,7 @@ mod turns;
 
 pub use alerts::{MemoryAlerts, MemoryNotifier};
 pub use blobs::MemoryBlobs;
+pub use clock::{ManualClock, SlowPages};
 pub use queue::MemoryQueue;
 pub use signer::MemorySigner;
 pub use store::MemoryStore;

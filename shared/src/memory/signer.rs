@@ -58,7 +58,9 @@ impl KeyDirectory for MemorySigner {
             .iter()
             .enumerate()
             .rev()
-            .map(|(i, (_, der))| PublicKey::new(der.clone(), if i + 1 == n { KeyStatus::Current } else { KeyStatus::Retired }))
+            .map(|(i, (_, der))| {
+                PublicKey::new(der.clone(), if i + 1 == n { KeyStatus::Current } else { KeyStatus::Retired })
+            })
             .collect())
     }
 }

@@ -144,6 +144,15 @@ impl MemoryStore {
             t.events.insert(key, Item { event, shard, dedup, archived: None });
         }
     }
+    /// Sets a tenant's settings as if any raise were long past, so writes use every
+    /// shard at once (to set up a test).
+    pub fn configure(&self, tenant: &TenantId, settings: TenantSettings) {
+        if let Ok(mut t) = self.tables.lock() {
+            t.registered.insert(tenant.clone());
+            t.settings.insert(tenant.clone(), TenantSettings { raised: None, ..settings });
+        }
+    }
+
     /// Replaces a stored job (to set up a test, say one past its expiry).
     pub fn put_job(&self, job: Job) {
         if let Ok(mut t) = self.tables.lock() {
@@ -331,11 +340,10 @@ impl Tenants for MemoryStore {
 
     async fn set_settings(&self, tenant: &TenantId, settings: TenantSettings) -> Result<(), StoreError> {
         let mut t = self.open("set_settings", tenant.as_str())?;
-        if t.settings.get(tenant).is_some_and(|s| s.shards > settings.shards) {
-            return Err(StoreError::Refused("shards can only grow".into()));
-        }
+        let current = t.settings.get(tenant).copied().unwrap_or_default();
+        let next = current.replaced_by(settings, Timestamp::now()).map_err(|e| StoreError::Refused(e.to_string()))?;
         t.registered.insert(tenant.clone());
-        t.settings.insert(tenant.clone(), settings);
+        t.settings.insert(tenant.clone(), next);
         Ok(())
     }
 }

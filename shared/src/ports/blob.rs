@@ -1,9 +1,9 @@
 //! Object storage (the archive and export buckets): streaming writes and reads with
 //! bounded memory, conditional writes, and what verification needs.
 
+use crate::domain::timestamp::Timestamp;
 use async_trait::async_trait;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -99,11 +99,13 @@ pub trait BlobStore: Send + Sync {
     /// [`BlobError`].
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
 
-    /// A link that downloads `key` as an attachment, valid for `expires_in`.
+    /// A link that downloads `key` as an attachment, valid no later than `until` (to the
+    /// microsecond: never a moment past it); `None` when no link of at least a second
+    /// fits before then.
     ///
     /// # Errors
     /// [`BlobError`] when it cannot be signed.
-    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, BlobError>;
+    async fn presign_get(&self, key: &str, until: Timestamp) -> Result<Option<String>, BlobError>;
 
     /// A new object written as it is produced; `filename` is what a browser saves it as.
     fn upload<'a>(&'a self, key: &str, content_type: &str, filename: Option<&str>) -> Box<dyn Upload + 'a>;

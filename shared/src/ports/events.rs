@@ -26,9 +26,14 @@ pub enum StoreError {
     /// A request the store refused for good (a bug or a misconfiguration).
     #[error("store request refused: {0}")]
     Refused(String),
-    /// A stored item that is not a valid event, or no longer matches its hash.
+    /// Stored data that is not what was written: an archived row or a registry entry
+    /// that does not hold together.
     #[error("{0}")]
     Corrupt(String),
+    /// A stored event that is not a valid event or no longer matches its hash (altered in
+    /// the table): named, so the log and the metric say whose and which.
+    #[error("stored event {event} of tenant {tenant} failed its integrity check: {why}")]
+    Altered { tenant: String, event: String, why: String },
 }
 
 impl StoreError {
@@ -41,9 +46,22 @@ impl StoreError {
                 tracing::warn!(error = %self, "store unavailable");
                 ErrorBody::new(Code::Throttled, "storage is busy; retry")
             }
-            _ => {
+            StoreError::Refused(_) => {
                 tracing::error!(error = %self, "store error");
                 ErrorBody::new(Code::Internal, "internal error")
+            }
+            StoreError::Corrupt(why) => {
+                tracing::error!(why, "stored data failed its integrity check");
+                ErrorBody::new(Code::DataIntegrity, "stored data failed its integrity check; it is not served")
+            }
+            StoreError::Altered { tenant, event, why } => {
+                tracing::error!(tenant, event, why, "stored event failed its integrity check");
+                let mut body = ErrorBody::new(
+                    Code::DataIntegrity,
+                    format!("stored event {event} failed its integrity check; it is not served"),
+                );
+                body.event = Some(event.clone());
+                body
             }
         }
     }

@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod blob;
 pub mod catalogs;
+pub mod clock;
 pub mod events;
 pub mod exports;
 pub mod queue;
@@ -21,6 +22,7 @@ pub use alerts::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliv
 pub use alerts::{RULES_PER_MATCHED, RuleChange, RuleWriteError, SendError, StoredRule};
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
 pub use catalogs::{CatalogRead, Catalogs};
+pub use clock::Clock;
 pub use events::{ArchivedAt, CountPage, EventArchiver, EventIndex, EventReader, EventWriter, FETCH_MAX, Health};
 pub use events::{IndexEntry, IndexPage, IndexQuery, Lookup, Moved, PutOutcome, StoreError};
 pub use exports::ExportJobs;

@@ -30,7 +30,8 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, FooterError};
 use crate::formats::parquet_write::PartWriter;
-use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Condition, EventArchiver, EventIndex, EventReader};
+use crate::ports::clock::SystemClock;
+use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Clock, Condition, EventArchiver, EventIndex, EventReader};
 use crate::ports::{Moved, RegistryError, SignError, Signer, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
 use crate::usecases::merge::{Events, Fetch, IndexRead};
@@ -196,15 +197,15 @@ impl Pace {
         Self { commit_micros_per_row: kept.clamp(1, MAX_COMMIT_MICROS_PER_ROW) }
     }
 
-    /// Whether `rows` read so far leave just the time to commit them before `deadline`
-    /// (an estimate past any instant counts as past the deadline).
-    fn must_stop(self, rows: u64, deadline: Option<Instant>) -> bool {
+    /// Whether `rows` read so far leave, at `now`, just the time to commit them before
+    /// `deadline` (an estimate past any instant counts as past the deadline).
+    fn must_stop(self, rows: u64, now: Instant, deadline: Option<Instant>) -> bool {
         #[expect(clippy::cast_precision_loss, reason = "an estimate")]
         let micros = rows as f64 * self.commit_micros_per_row as f64 * COMMIT_SAFETY;
         deadline.is_some_and(|d| {
             Duration::try_from_secs_f64(micros / 1e6)
                 .ok()
-                .and_then(|estimate| Instant::now().checked_add(estimate))
+                .and_then(|estimate| now.checked_add(estimate))
                 .is_none_or(|done| done >= d)
         })
     }
@@ -228,12 +229,26 @@ pub struct Archiver {
     options: Options,
     /// Who holds the leases this run takes (unique per run).
     owner: String,
+    /// What the deadline is measured by.
+    clock: Arc<dyn Clock>,
 }
 
 impl Archiver {
     #[must_use]
     pub fn new(stores: ArchiveStores, options: Options) -> Self {
-        Self { stores, options, owner: format!("archive-{}", uuid::Uuid::now_v7()) }
+        Self { stores, options, owner: format!("archive-{}", uuid::Uuid::now_v7()), clock: Arc::new(SystemClock) }
+    }
+
+    /// The run measures its deadline and its commits' pace by `clock` (the system's by
+    /// default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn past(&self, deadline: Option<Instant>) -> bool {
+        deadline.is_some_and(|d| self.clock.now() >= d)
     }
 
     /// Archives every due day of every tenant (or of `only`), as if the time were `now`,
@@ -255,7 +270,7 @@ impl Archiver {
         let mut report = Report::default();
         let count = tenants.len();
         for (i, tenant) in tenants.into_iter().enumerate() {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.past(deadline) {
                 report.unfinished = true;
                 report.unvisited = count - i;
                 break;
@@ -312,7 +327,7 @@ impl Archiver {
             let Some(day) = self.earliest_day(tenant, settings.shards, after.as_deref(), &cutoff).await? else {
                 return Ok(());
             };
-            if deadline.is_some_and(|d| Instant::now() >= d)
+            if self.past(deadline)
                 || self.day(tenant, settings.shards, &day, &mut head, deadline, &mut pace, report).await?
                     == DayEnd::Deadline
             {
@@ -397,8 +412,7 @@ impl Archiver {
         let read = IndexRead { index, tenant, path, filter: &filter, order: Order::Asc, fetch, budget: None, reserve };
         let mut stream = read.events((0..shards.max(1)).map(|shard| Partition::new(shard, None)), &*self.stores.events);
         loop {
-            let started = Instant::now();
-            if deadline.is_some_and(|d| started >= d) {
+            if self.past(deadline) {
                 return Ok(DayEnd::Deadline);
             }
             self.stores.registry.lease(tenant, &self.owner).await?;
@@ -429,13 +443,13 @@ impl Archiver {
             };
             // Conditional on the lease: a run that lost it stops here, before uploading.
             self.stores.registry.begin(tenant, &self.owner, &step).await?;
-            let committing = Instant::now();
+            let committing = self.clock.now();
             let etag = current.as_ref().map(|c| c.etag.clone());
             let Some((done, etag)) = self.commit(tenant, &step, bytes, Written::No(etag), Some(scratch.path())).await?
             else {
                 return Err(ArchiveError::Verification(format!("{} vanished from S3", step.part.name)));
             };
-            pace.commit_micros_per_row = micros_per_row(committing.elapsed(), done.rows);
+            pace.commit_micros_per_row = micros_per_row(self.clock.now().duration_since(committing), done.rows);
             tracing::info!(%tenant, date, part = %done.part, rows = done.rows, seq = done.seq, "part archived");
             *head = Some(ChainHead { seq: step.seq, sha256: step.manifest.clone() });
             current = Some(Current { manifest: revision, sha256: step.manifest, etag });
@@ -486,7 +500,7 @@ impl Archiver {
         let mut chunk: Vec<StoredEvent> = Vec::with_capacity(CONFIRM_CHUNK);
         let mut ended = false;
         while !ended && writer.rows() < self.options.part_max_rows {
-            if writer.rows() > 0 && pace.must_stop(writer.rows(), deadline) {
+            if writer.rows() > 0 && pace.must_stop(writer.rows(), self.clock.now(), deadline) {
                 break;
             }
             let room = usize::try_from(self.options.part_max_rows - writer.rows()).unwrap_or(usize::MAX);
@@ -539,7 +553,7 @@ impl Archiver {
         written: Written,
         file: Option<&Path>,
     ) -> Result<Option<(Committed, String)>, ArchiveError> {
-        let started = Instant::now();
+        let started = self.clock.now();
         let t = tenant.as_str();
         let part_key = format!("{}{}", manifest::day_prefix(t, &step.date), step.part.name);
         if let Some(path) = file {
@@ -598,7 +612,7 @@ impl Archiver {
             }
         };
         self.tombstone_ids_of(tenant, step, local).await?;
-        let pace = micros_per_row(started.elapsed(), step.part.rows);
+        let pace = micros_per_row(self.clock.now().duration_since(started), step.part.rows);
         self.stores.registry.finish(tenant, &self.owner, step, Some(pace)).await?;
         let done = Committed {
             tenant: t.to_owned(),
@@ -774,17 +788,18 @@ mod pace_tests {
     #[test]
     fn reading_stops_while_the_rows_read_can_still_be_committed() {
         let pace = Pace { commit_micros_per_row: 1_000 };
-        let in_a_second = Some(Instant::now() + Duration::from_secs(1));
-        assert!(!pace.must_stop(100, in_a_second));
+        let now = Instant::now();
+        let in_a_second = Some(now + Duration::from_secs(1));
+        assert!(!pace.must_stop(100, now, in_a_second));
         // 1,000 rows at 1 ms each, with the safety share, take longer than the second left.
-        assert!(pace.must_stop(1_000, in_a_second));
-        assert!(!pace.must_stop(1_000_000, None), "no deadline, no limit");
+        assert!(pace.must_stop(1_000, now, in_a_second));
+        assert!(!pace.must_stop(1_000_000, now, None), "no deadline, no limit");
         assert_eq!(Pace::of(None).commit_micros_per_row, DEFAULT_COMMIT_MICROS_PER_ROW);
         assert_eq!(Pace::of(Some(0)).commit_micros_per_row, 1);
         // An edited registry item: bounded, and no estimate overflows.
         assert_eq!(Pace::of(Some(u64::MAX)).commit_micros_per_row, MAX_COMMIT_MICROS_PER_ROW);
         let huge = Pace { commit_micros_per_row: u64::MAX };
-        assert!(huge.must_stop(u64::MAX, in_a_second));
+        assert!(huge.must_stop(u64::MAX, now, in_a_second));
         assert_eq!(micros_per_row(Duration::from_secs(2), 1_000), 2_000);
         assert_eq!(micros_per_row(Duration::from_micros(5), 0), 5);
     }

@@ -259,7 +259,8 @@ pub fn parquet_to_export(input: &Path, output: &Path, format: TextFormat) -> Res
     // The last row written: each next one must not sort after it.
     let mut last: Option<(i64, String)> = None;
     let wanted = columns(format.format());
-    let slices = (0..part.row_groups()).rev().flat_map(|rg| part.slices(rg, wanted).into_iter().rev().map(move |s| (rg, s)));
+    let slices =
+        (0..part.row_groups()).rev().flat_map(|rg| part.slices(rg, wanted).into_iter().rev().map(move |s| (rg, s)));
     for (rg, slice) in slices {
         let batches = part.read_slice(file.try_clone()?, rg, wanted, slice)?;
         for batch in batches.iter().rev() {

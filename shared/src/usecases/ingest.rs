@@ -80,7 +80,7 @@ impl Ingest {
         }
         if !valid.is_empty() {
             match self.tenants.settings(tenant).await {
-                Ok(settings) => self.store(tenant, &valid, settings.shards, now, &mut results).await,
+                Ok(settings) => self.store(tenant, &valid, settings.write_shards(now), now, &mut results).await,
                 Err(e) => {
                     let body = e.body();
                     for (index, a) in &valid {
@@ -167,7 +167,11 @@ impl Ingest {
         let now = Instant::now();
         let due = self.memory(|m| m.add(tenant, created, now));
         for (t, update) in due {
-            let shards = if t == *tenant { Ok(shards) } else { self.tenants.settings(&t).await.map(|s| s.shards) };
+            let shards = if t == *tenant {
+                Ok(shards)
+            } else {
+                self.tenants.settings(&t).await.map(|s| s.write_shards(Timestamp::now()))
+            };
             let written = match shards {
                 Ok(shards) => self.catalogs.record(&t, shards, &update).await,
                 Err(e) => Err(e),

@@ -16,9 +16,10 @@ use crate::domain::filter::{CatalogQuery, Extra, Order, parse_query};
 use crate::domain::ingest::{ItemResult, Status};
 use crate::domain::tenant::{TenantId, TenantSettings};
 use crate::domain::timestamp::Timestamp;
-use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemoryStore};
-use crate::ports::{TenantRegistry, Tenants};
+use crate::memory::{Fault, MemoryBlobs, MemoryQueue, MemorySigner, MemoryStore};
+use crate::ports::TenantRegistry;
 use crate::usecases::consume::{Consumer, ERROR_ATTRIBUTE};
+use crate::usecases::counts::ActionCounts;
 use crate::usecases::ingest::Ingest;
 use crate::usecases::query::{Count, Query, ReadError};
 use serde_json::{Value, json};
@@ -32,6 +33,13 @@ pub(super) fn tenant(name: &str) -> TenantId {
 
 pub(super) fn now() -> Timestamp {
     Timestamp::now()
+}
+
+/// The files an export job wrote, in the order its manifest lists them.
+pub(super) async fn export_files(store: &MemoryStore, files: &MemoryBlobs, t: &TenantId, id: &str) -> Vec<Vec<u8>> {
+    let mut parts = crate::ports::ExportJobs::parts(store, t, id).await.unwrap_or_else(|e| panic!("{e}"));
+    parts.sort_by_key(|p| p.index);
+    parts.iter().flat_map(|p| &p.files).map(|f| files.bytes(&f.key).unwrap_or_default()).collect()
 }
 
 /// An event `back` seconds ago.
@@ -67,7 +75,7 @@ async fn load(store: &Arc<MemoryStore>, t: &TenantId, events: &[Value]) {
 }
 
 async fn set_shards(store: &Arc<MemoryStore>, t: &TenantId, shards: u16, hot_days: Option<u32>) {
-    store.set_settings(t, TenantSettings { shards, hot_days }).await.unwrap_or_else(|e| panic!("{e}"));
+    store.configure(t, TenantSettings::new(shards, hot_days));
 }
 
 // ---------------------------------------------------------------- ingest
@@ -160,7 +168,7 @@ async fn the_queue_consumer_stores_dead_letters_and_retries() {
 }
 
 #[tokio::test]
-async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
+async fn catalogs_list_counted_actions_and_keep_each_actors_latest_sighting() {
     let store = Arc::new(MemoryStore::default());
     let t = tenant("acme");
     set_shards(&store, &t, 3, None).await;
@@ -180,6 +188,10 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
     for chunk in events.chunks(7) {
         load(&store, &t, chunk).await;
     }
+    // As the table's stream's consumer counts them.
+    let stored = store.events(&t);
+    let counter = ActionCounts::new(store.clone());
+    counter.add(stored.iter().map(|e| (&t, e.event.action.as_str()))).await.unwrap_or_else(|(_, e)| panic!("{e}"));
     let q = query(&store);
     let search = |q: Option<&str>| CatalogQuery { q: q.map(str::to_owned), limit: 100, cursor: None };
     let actions = q.actions(&t, &search(None)).await.unwrap_or_else(|e| panic!("{e}")).items;
@@ -198,14 +210,12 @@ async fn catalogs_count_actions_and_keep_each_actors_latest_sighting() {
 
 // ---------------------------------------------------------------- query
 
+/// What the contract says `q` returns from `events` in `order`, decided by the reference
+/// filter (crate::reference), never by the service's own parser and `Filter`.
 pub(super) fn oracle(events: &[Event], q: &str, order: Order) -> Vec<String> {
-    let filter = parse_query(q, Extra::List, now()).map(|p| p.filter).unwrap_or_else(|v| panic!("{v:?}"));
-    let mut hits: Vec<&Event> = events.iter().filter(|e| filter.matches(*e)).collect();
-    hits.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
-    if order == Order::Desc {
-        hits.reverse();
-    }
-    hits.into_iter().map(|e| e.id.clone()).collect()
+    let events: Vec<Value> = events.iter().map(Event::to_json).collect();
+    let order = if order == Order::Asc { "asc" } else { "desc" };
+    crate::reference::ids(&events, &format!("{q}&order={order}"), &now().to_string())
 }
 
 async fn walk(q: &Query, t: &TenantId, query: &str, limit: usize, order: Order) -> Result<Vec<String>, ReadError> {

@@ -235,7 +235,10 @@ impl Tenant<'_> {
         if let Some(&newest) = seqs.iter().max()
             && newest > head_seq
         {
-            self.finding("checkpoint", format!("a checkpoint signs seq {newest}, past the registry's head (seq {head_seq})"));
+            self.finding(
+                "checkpoint",
+                format!("a checkpoint signs seq {newest}, past the registry's head (seq {head_seq})"),
+            );
         }
     }
 

@@ -31,7 +31,7 @@ pub fn options() -> Options {
 }
 
 pub async fn archive(store: &Arc<Table>, bucket: &Arc<Bucket>, tenant: &TenantId, options: Options) -> Report {
-    let archiver = Archiver::new(ArchiveStores::on(store, bucket), options);
+    let archiver = Archiver::new(ArchiveStores::on(store, bucket, &super::signer().await), options);
     archiver.run(Timestamp::now(), Some(tenant), None).await.unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -15,13 +15,9 @@ use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{AlertAgenda, AlertInbox, Due, Matched, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use std::collections::HashMap;
-use std::time::Duration;
 
 /// A matched entry's rule ids (L of S).
 const RULES: &str = "r";
-/// Tries at the unprocessed items of one BatchWriteItem before giving up for now.
-const BATCH_TRIES: u32 = 8;
 
 /// The sort key of an agenda entry due at `due`: the time first, zero-padded so keys
 /// sort by it, then what it is.
@@ -94,35 +90,15 @@ impl AlertInbox for Table {
         let mut seen = std::collections::HashSet::new();
         let matched: Vec<&Matched> =
             matched.iter().filter(|m| seen.insert((m.event.event.id.as_str(), m.part))).collect();
-        for chunk in matched.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|m| {
-                    let put = PutRequest::builder().set_item(Some(matched_item(m))).build();
-                    put.map(|p| WriteRequest::builder().put_request(p).build())
-                        .map_err(|e| StoreError::Refused(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?;
-            let mut tries = 0;
-            while !requests.is_empty() {
-                tries += 1;
-                let items = HashMap::from([(self.name.clone(), requests.clone())]);
-                let run = retry(&self.backoff, "BatchWriteItem agenda", || {
-                    self.client.batch_write_item().set_request_items(Some(items.clone())).send()
-                })
-                .await;
-                let out = run.result.map_err(|e| store_error(&e))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.name)).unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if tries >= BATCH_TRIES {
-                    return Err(StoreError::Unavailable(format!("{} agenda entries left unprocessed", requests.len())));
-                }
-                tokio::time::sleep(self.backoff.delay(tries).min(Duration::from_secs(2))).await;
-            }
-        }
-        Ok(())
+        let requests = matched
+            .iter()
+            .map(|m| {
+                let put = PutRequest::builder().set_item(Some(matched_item(m))).build();
+                put.map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| StoreError::Refused(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write("BatchWriteItem agenda", requests).await
     }
 }
 

@@ -17,7 +17,7 @@ use audit::ports::{CountPage, EventArchiver, EventIndex, EventReader, EventWrite
 use audit::ports::{FETCH_MAX, Lookup, Moved, PutOutcome, StoreError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure, Select};
+use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, Select};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 
@@ -31,6 +31,17 @@ type Tombstoning<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result
 
 fn event_key(tenant: &TenantId, id: &str) -> Item {
     key(&keys::event_pk(tenant, id), keys::EVENT_SK)
+}
+
+/// An event item that failed its check, named by its tenant and id (from its key).
+fn altered(tenant: &TenantId, it: &Item, e: &item::ItemError) -> StoreError {
+    let pk = item::string(it, keys::PK).map(String::as_str).unwrap_or_default();
+    let prefix = keys::event_pk(tenant, "");
+    StoreError::Altered {
+        tenant: tenant.to_string(),
+        event: pk.strip_prefix(prefix.as_str()).unwrap_or(pk).to_owned(),
+        why: e.to_string(),
+    }
 }
 
 impl Table {
@@ -128,45 +139,18 @@ impl Table {
     /// unprocessed; returns the keys of items it did not find. A tombstone is not found.
     async fn batch_get(
         &self,
+        tenant: &TenantId,
         keys_left: Vec<Item>,
         consistent: bool,
         found: &mut HashMap<String, StoredEvent>,
     ) -> Result<Vec<Item>, StoreError> {
         let asked: Vec<String> = keys_left.iter().filter_map(|k| item::string(k, keys::PK).ok().cloned()).collect();
-        let mut keys_left = keys_left;
-        let mut attempt = 0;
-        while !keys_left.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys_left.clone()))
-                .consistent_read(consistent)
-                .projection_expression("#pk, #ts, #d, #h, #ra")
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#ts", keys::TS)
-                .expression_attribute_names("#d", attr::DOC)
-                .expression_attribute_names("#h", attr::HASH)
-                .expression_attribute_names("#ra", attr::RECEIVED_AT)
-                .build()
-                .map_err(|e| StoreError::Refused(e.to_string()))?;
-            let run = retry(&self.backoff, "BatchGetItem events", || {
-                self.client.batch_get_item().request_items(&self.name, request.clone()).send()
-            })
-            .await;
-            let out = run.result.map_err(|e| store_error(&e))?;
-            for it in out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten() {
-                let Ok(pk) = item::string(it, keys::PK) else { continue };
-                if item::holds_event(it) {
-                    let event = item::from_item(it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    found.insert(pk.clone(), event);
-                }
-            }
-            keys_left =
-                out.unprocessed_keys().and_then(|u| u.get(&self.name)).map(|k| k.keys().to_vec()).unwrap_or_default();
-            if !keys_left.is_empty() {
-                attempt += 1;
-                if attempt >= self.backoff.attempts {
-                    return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
-                }
-                tokio::time::sleep(self.backoff.delay(attempt)).await;
+        let fields = [keys::PK, keys::TS, attr::DOC, attr::HASH, attr::RECEIVED_AT];
+        for it in self.batch_read("BatchGetItem events", keys_left, consistent, &fields).await? {
+            let Ok(pk) = item::string(&it, keys::PK) else { continue };
+            if item::holds_event(&it) {
+                let event = item::from_item(&it).map_err(|e| altered(tenant, &it, &e))?;
+                found.insert(pk.clone(), event);
             }
         }
         let tenant_keys = asked.into_iter().filter(|pk| !found.contains_key(pk));
@@ -221,7 +205,7 @@ impl EventReader for Table {
         .await;
         let out = run.result.map_err(|e| store_error(&e))?;
         let Some(found) = out.item() else { return Ok(Lookup::Absent) };
-        let corrupt = |e: item::ItemError| StoreError::Corrupt(e.to_string());
+        let corrupt = |e: item::ItemError| altered(tenant, found, &e);
         match item::archived_at(found).map_err(corrupt)? {
             Some(at) => Ok(Lookup::Archived(at)),
             None => item::from_item(found).map(|e| Lookup::Online(Box::new(e))).map_err(corrupt),
@@ -235,10 +219,10 @@ impl EventReader for Table {
         let mut found: HashMap<String, StoredEvent> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(GET_BATCH) {
             let keys: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
-            let missing = self.batch_get(keys, false, &mut found).await?;
+            let missing = self.batch_get(tenant, keys, false, &mut found).await?;
             if !missing.is_empty() {
                 // What is still missing is archived, or was never stored.
-                self.batch_get(missing, true, &mut found).await?;
+                self.batch_get(tenant, missing, true, &mut found).await?;
             }
         }
         Ok(ids.iter().map(|id| found.remove(&keys::event_pk(tenant, id))).collect())
@@ -247,41 +231,13 @@ impl EventReader for Table {
     async fn exist(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<bool>, StoreError> {
         // Whether an event is online: a tombstone the archive left is not.
         let mut found = HashSet::new();
-        for chunk in ids.chunks(GET_BATCH) {
-            let mut keys_left: Vec<Item> = chunk.iter().map(|id| event_key(tenant, id)).collect();
-            let mut attempt = 0;
-            while !keys_left.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys_left.clone()))
-                    .consistent_read(true)
-                    .projection_expression("#pk, #ad")
-                    .expression_attribute_names("#pk", keys::PK)
-                    .expression_attribute_names("#ad", attr::ARCHIVED_DATE)
-                    .build()
-                    .map_err(|e| StoreError::Refused(e.to_string()))?;
-                let run = retry(&self.backoff, "BatchGetItem archive check", || {
-                    self.client.batch_get_item().request_items(&self.name, request.clone()).send()
-                })
-                .await;
-                let out = run.result.map_err(|e| store_error(&e))?;
-                let online = out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten();
-                for it in online.filter(|it| !it.contains_key(attr::ARCHIVED_DATE)) {
-                    if let Ok(pk) = item::string(it, keys::PK) {
-                        found.insert(pk.clone());
-                    }
-                }
-                keys_left = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.name))
-                    .map(|k| k.keys().to_vec())
-                    .unwrap_or_default();
-                if !keys_left.is_empty() {
-                    attempt += 1;
-                    if attempt >= self.backoff.attempts {
-                        return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
-                    }
-                    tokio::time::sleep(self.backoff.delay(attempt)).await;
-                }
+        let keys: Vec<Item> = ids.iter().map(|id| event_key(tenant, id)).collect();
+        let fields = [keys::PK, attr::ARCHIVED_DATE];
+        for it in self.batch_read("BatchGetItem archive check", keys, true, &fields).await? {
+            if !it.contains_key(attr::ARCHIVED_DATE)
+                && let Ok(pk) = item::string(&it, keys::PK)
+            {
+                found.insert(pk.clone());
             }
         }
         Ok(ids.iter().map(|id| found.contains(&keys::event_pk(tenant, id))).collect())
@@ -314,9 +270,8 @@ impl EventIndex for Table {
             .items
             .unwrap_or_default()
             .iter()
-            .map(|i| item::entry(i, whole))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map(|i| item::entry(i, whole).map_err(|e| altered(q.tenant, i, &e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(IndexPage { entries, last_evaluated, read })
     }
 
@@ -346,6 +301,12 @@ impl EventIndex for Table {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Option<EventKey>, StoreError> {
+        // An empty range holds nothing, and DynamoDB refuses the BETWEEN it would make (its
+        // upper bound below its lower): the archive asks about the days after the last one
+        // it moved, up to its cutoff, and there are none once it has reached the cutoff.
+        if from >= to {
+            return Ok(None);
+        }
         let filter = Filter::range(from, to);
         let run = retry(&self.backoff, "Query earliest", || {
             self.index_query(tenant, path, partition, &filter, &Expr::default())

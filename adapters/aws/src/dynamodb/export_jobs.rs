@@ -90,10 +90,7 @@ fn plan_text(parts: &[Range]) -> String {
 
 fn plan_from(text: &str) -> Option<Vec<Range>> {
     let pairs: Vec<[String; 2]> = serde_json::from_str(text).ok()?;
-    pairs
-        .iter()
-        .map(|[f, t]| Some(Range { from: Timestamp::parse(f).ok()?, to: Timestamp::parse(t).ok()? }))
-        .collect()
+    pairs.iter().map(|[f, t]| Some(Range { from: Timestamp::parse(f).ok()?, to: Timestamp::parse(t).ok()? })).collect()
 }
 
 #[async_trait]

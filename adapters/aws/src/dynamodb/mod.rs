@@ -32,6 +32,7 @@ use audit::domain::tenant::{TenantId, TenantSettings};
 use audit::ports::{Health, StoreError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -103,6 +104,83 @@ impl Table {
                 return Ok(out);
             }
         }
+    }
+}
+
+impl Table {
+    /// Writes `requests` (puts and deletes) with BatchWriteItem, 25 at a time, retrying
+    /// what DynamoDB leaves unprocessed. One batch may not name a key twice: the caller
+    /// sends each item once.
+    pub(crate) async fn batch_write(&self, what: &str, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut left = chunk.to_vec();
+            let mut attempt = 0;
+            while !left.is_empty() {
+                let items = HashMap::from([(self.name.clone(), left.clone())]);
+                let run = retry(&self.backoff, what, || {
+                    self.client.batch_write_item().set_request_items(Some(items.clone())).send()
+                })
+                .await;
+                let out = run.result.map_err(|e| store_error(&e))?;
+                left = out.unprocessed_items.and_then(|mut u| u.remove(&self.name)).unwrap_or_default();
+                if !left.is_empty() {
+                    attempt += 1;
+                    if attempt >= self.backoff.attempts {
+                        return Err(StoreError::Unavailable(format!("{what}: {} items left unprocessed", left.len())));
+                    }
+                    tokio::time::sleep(self.backoff.delay(attempt)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the attributes `fields` of the items at `keys` with BatchGetItem, 100 at a
+    /// time, retrying what DynamoDB leaves unprocessed; the items found, in no particular
+    /// order.
+    pub(crate) async fn batch_read(
+        &self,
+        what: &str,
+        keys: Vec<Item>,
+        consistent: bool,
+        fields: &[&str],
+    ) -> Result<Vec<Item>, StoreError> {
+        let projection = (0..fields.len()).map(|i| format!("#f{i}")).collect::<Vec<_>>().join(", ");
+        let names: HashMap<String, String> =
+            fields.iter().enumerate().map(|(i, f)| (format!("#f{i}"), (*f).to_string())).collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut left = chunk.to_vec();
+            let mut attempt = 0;
+            while !left.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(left.clone()))
+                    .consistent_read(consistent)
+                    .projection_expression(&projection)
+                    .set_expression_attribute_names(Some(names.clone()))
+                    .build()
+                    .map_err(|e| StoreError::Refused(e.to_string()))?;
+                let run = retry(&self.backoff, what, || {
+                    self.client.batch_get_item().request_items(&self.name, request.clone()).send()
+                })
+                .await;
+                let out = run.result.map_err(|e| store_error(&e))?;
+                found.extend(out.responses().and_then(|r| r.get(&self.name)).into_iter().flatten().cloned());
+                left = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.name))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+                if !left.is_empty() {
+                    attempt += 1;
+                    if attempt >= self.backoff.attempts {
+                        return Err(StoreError::Unavailable(format!("{what} kept returning unprocessed keys")));
+                    }
+                    tokio::time::sleep(self.backoff.delay(attempt)).await;
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

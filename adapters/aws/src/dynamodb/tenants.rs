@@ -5,7 +5,7 @@ use crate::dynamodb::values::{Item, get_n, get_s, key, n, s};
 use crate::dynamodb::{Table, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
-use audit::domain::tenant::{TenantId, TenantSettings};
+use audit::domain::tenant::{Raise, TenantId, TenantSettings};
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{StoreError, TenantRegistry, Tenants};
 use std::time::{Duration, Instant};
@@ -13,10 +13,19 @@ use std::time::{Duration, Instant};
 /// How long a process trusts its copy of a tenant's settings.
 const SETTINGS_TTL: Duration = Duration::from_secs(60);
 
+/// The tenant item's attributes of its latest raise of shards (docs/design.md, "Capacity").
+const SHARDS_FROM: &str = "shards_from";
+const SHARDS_RAISED_AT: &str = "shards_raised_at";
+
 fn settings_from_item(item: &Item) -> TenantSettings {
+    let raised = match (get_n::<u16>(item, SHARDS_FROM), get_n::<i64>(item, SHARDS_RAISED_AT)) {
+        (Some(from), Some(at)) => Timestamp::from_micros(at).ok().map(|at| Raise { from, at }),
+        _ => None,
+    };
     TenantSettings {
         shards: get_n::<u32>(item, "shards").and_then(|n| u16::try_from(n).ok()).unwrap_or(1).max(1),
         hot_days: get_n(item, "hot_days"),
+        raised,
     }
 }
 
@@ -27,37 +36,77 @@ impl Tenants for Table {
         if let Some((_, s)) = cached.filter(|(at, _)| at.elapsed() < SETTINGS_TTL) {
             return Ok(s);
         }
-        let run = retry(&self.backoff, "GetItem tenant", || {
-            self.client.get_item().table_name(&self.name).set_key(Some(key(keys::TENANTS_PK, tenant.as_str()))).send()
-        })
-        .await;
-        let out = run.result.map_err(|e| store_error(&e))?;
-        let settings = out.item().map(settings_from_item).unwrap_or_default();
+        let settings = self.stored_settings(tenant, false).await?.map(|(s, _)| s).unwrap_or_default();
         if let Ok(mut m) = self.settings.lock() {
             m.insert(tenant.clone(), (Instant::now(), settings));
         }
         Ok(settings)
     }
 
+    /// Read, then written on the condition that `shards` is still what was read, so two
+    /// changes at once cannot undo each other's raise.
     async fn set_settings(&self, tenant: &TenantId, settings: TenantSettings) -> Result<(), StoreError> {
+        let (current, stored_shards) = self.stored_settings(tenant, true).await?.unwrap_or_default();
+        let next = current.replaced_by(settings, Timestamp::now()).map_err(|e| StoreError::Refused(e.to_string()))?;
+        let mut set = vec!["shards = :s"];
+        let mut remove = Vec::new();
         let mut req = self
             .client
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key(keys::TENANTS_PK, tenant.as_str())))
-            .condition_expression("attribute_not_exists(shards) OR shards <= :s")
-            .expression_attribute_values(":s", n(settings.shards));
-        req = match settings.hot_days {
-            Some(days) => {
-                req.update_expression("SET shards = :s, hot_days = :d").expression_attribute_values(":d", n(days))
-            }
-            None => req.update_expression("SET shards = :s REMOVE hot_days"),
+            .expression_attribute_values(":s", n(next.shards));
+        req = match stored_shards {
+            Some(was) => req.condition_expression("shards = :was").expression_attribute_values(":was", n(was)),
+            None => req.condition_expression("attribute_not_exists(shards)"),
         };
-        req.send().await.map_err(|e| store_error(&e))?;
+        match next.hot_days {
+            Some(days) => {
+                set.push("hot_days = :d");
+                req = req.expression_attribute_values(":d", n(days));
+            }
+            None => remove.push("hot_days"),
+        }
+        match next.raised {
+            Some(r) => {
+                set.extend(["shards_from = :f", "shards_raised_at = :r"]);
+                req = req
+                    .expression_attribute_values(":f", n(r.from))
+                    .expression_attribute_values(":r", n(r.at.micros()));
+            }
+            None => remove.extend([SHARDS_FROM, SHARDS_RAISED_AT]),
+        }
+        let mut update = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        req.update_expression(update).send().await.map_err(|e| store_error(&e))?;
         if let Ok(mut m) = self.settings.lock() {
             m.remove(tenant);
         }
         Ok(())
+    }
+}
+
+impl Table {
+    /// The tenant's settings as stored, with the `shards` attribute as it stands (`None`
+    /// when never set); `None` when the tenant has no item.
+    async fn stored_settings(
+        &self,
+        tenant: &TenantId,
+        consistent: bool,
+    ) -> Result<Option<(TenantSettings, Option<u32>)>, StoreError> {
+        let run = retry(&self.backoff, "GetItem tenant", || {
+            self.client
+                .get_item()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::TENANTS_PK, tenant.as_str())))
+                .consistent_read(consistent)
+                .send()
+        })
+        .await;
+        let out = run.result.map_err(|e| store_error(&e))?;
+        Ok(out.item().map(|item| (settings_from_item(item), get_n::<u32>(item, "shards"))))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use alerts::{Invocation, WorkerConfig, handle_stream, handle_work};
 use audit::usecases::alerts::Intake;
+use audit::usecases::counts::ActionCounts;
 use audit_runtime::{self as runtime, run};
 
 #[tokio::main]
@@ -15,11 +16,12 @@ async fn main() -> Result<(), runtime::Error> {
     let notifier = aws.outbound(config.outbound.egress, config.outbound.timeout)?;
     let turns = config.turns(&table, &aws.queue(&config.work_queue_url));
     let intake = Intake::new(table.clone(), table.clone(), turns.clone(), config.rules_ttl);
+    let counts = ActionCounts::new(table.clone());
     let worker = config.worker(&table, &notifier);
-    let (intake, turns, worker) = (&intake, &turns, &worker);
+    let (intake, counts, turns, worker) = (&intake, &counts, &turns, &worker);
     run::events(|payload, deadline| async move {
         Ok(match Invocation::parse(payload)? {
-            Invocation::Stream(batch) => serde_json::to_value(handle_stream(intake, batch, deadline).await)?,
+            Invocation::Stream(batch) => serde_json::to_value(handle_stream(intake, counts, batch, deadline).await)?,
             Invocation::Work(batch) => serde_json::to_value(handle_work(turns, worker, batch, deadline).await)?,
         })
     })

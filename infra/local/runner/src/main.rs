@@ -8,6 +8,7 @@ use anyhow::Context;
 use audit::usecases::alerts::{Intake, Rules};
 use audit::usecases::archive::ArchiveStores;
 use audit::usecases::consume::Consumer;
+use audit::usecases::counts::ActionCounts;
 use audit::usecases::export::Exporter;
 use audit::usecases::export::requests::Exports;
 use audit::usecases::ingest::Ingest;
@@ -77,14 +78,16 @@ async fn main() -> anyhow::Result<()> {
     let work_queue = aws.queue(&config.alerts.work_queue_url);
     let turns = config.alerts.turns(&table, &work_queue);
     let intake = Intake::new(table.clone(), table.clone(), turns.clone(), config.alerts.rules_ttl);
+    let counts = ActionCounts::new(table.clone());
     let worker = Arc::new(config.alerts.worker(&table, &notifier));
-    let stream = Stream { client: aws_sdk_dynamodbstreams::Client::new(&aws.sdk), arn: config.stream_arn.clone() };
+    // Positioned before the API listens: whatever is written once it answers is alerted on.
+    let stream = Stream::open(aws_sdk_dynamodbstreams::Client::new(&aws.sdk), config.stream_arn.clone()).await?;
     tokio::spawn(async move {
         follow(stream, |event| {
-            let intake = &intake;
+            let (intake, counts) = (&intake, &counts);
             async move {
                 match serde_json::from_value(event) {
-                    Ok(batch) => alerts::handle_stream(intake, batch, Instant::now() + STREAM_INVOCATION)
+                    Ok(batch) => alerts::handle_stream(intake, counts, batch, Instant::now() + STREAM_INVOCATION)
                         .await
                         .batch_item_failures
                         .into_iter()

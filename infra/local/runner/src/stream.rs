@@ -1,8 +1,14 @@
 //! What Lambda's DynamoDB Streams event source mapping does, done against DynamoDB
-//! Local's stream: every shard read from its start, each batch handed to the handler the
-//! `alerts` entry point runs, as the JSON Lambda would deliver, and a batch that reports
-//! a failed record read again from that record.
+//! Local's stream: with the template's `StartingPosition: LATEST`, the shards open when
+//! the runner starts are read from their latest record on, shards found later from
+//! their start; each batch is handed to the handler the `alerts` entry point runs, as the
+//! JSON Lambda would deliver, and a batch that reports a failed record is read again from
+//! that record.
+//!
+//! So a fresh runner does not replay the table's whole stream (every earlier run's and
+//! test's events): it sees what is written after [`Stream::open`] returns.
 
+use anyhow::Context;
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
@@ -20,72 +26,185 @@ const IDLE: Duration = Duration::from_millis(100);
 /// How long a failed batch waits before it is read again.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// The table's stream, as [`follow`] reads it.
+/// The table's stream, positioned as a new event source mapping would be.
 pub struct Stream {
-    pub client: Client,
-    pub arn: String,
+    client: Client,
+    arn: String,
+    /// Shards being read, in the order they were found (a parent before its children).
+    shards: Vec<Shard>,
+    /// Shards read to their end, or closed before the runner started.
+    done: HashSet<String>,
 }
 
-/// Reads the stream for ever, handing each batch to `handle`, which answers the
-/// sequence number of the first record it did not finish, if any.
-pub async fn follow<F, Fut>(stream: Stream, handle: F)
-where
-    F: Fn(Value) -> Fut,
-    Fut: Future<Output = Option<String>>,
-{
-    // Shard id -> where to read next; shards read to their end are remembered as done.
-    let mut open: HashMap<String, String> = HashMap::new();
-    let mut done: HashSet<String> = HashSet::new();
-    loop {
-        match shards(&stream).await {
+/// Where a shard is read from next.
+struct Shard {
+    id: String,
+    /// The iterator of the next read; `None`: to be asked for at `from`.
+    iterator: Option<String>,
+    from: Position,
+}
+
+#[derive(Clone)]
+enum Position {
+    Latest,
+    TrimHorizon,
+    /// The record a batch failed on, read again.
+    At(String),
+    /// After the last record handled.
+    After(String),
+}
+
+impl Stream {
+    /// Positions every shard open now at its latest record (each iterator is taken
+    /// before this returns, so a record written afterwards is read) and leaves out the
+    /// shards already closed: their records predate the runner.
+    ///
+    /// # Errors
+    /// When the stream cannot be described or an open shard gives no iterator.
+    pub async fn open(client: Client, arn: String) -> anyhow::Result<Self> {
+        let mut stream = Self { client, arn, shards: Vec::new(), done: HashSet::new() };
+        for (id, open) in stream.list().await.map_err(anyhow::Error::msg).context("describing the table's stream")? {
+            if !open {
+                stream.done.insert(id);
+                continue;
+            }
+            let it = stream
+                .iterator(&id, &Position::Latest)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("positioning stream shard {id}"))?;
+            stream.shards.push(Shard { id, iterator: Some(it), from: Position::Latest });
+        }
+        Ok(stream)
+    }
+
+    /// Shards the stream does not know yet, read from their start.
+    async fn discover(&mut self) {
+        match self.list().await {
             Ok(ids) => {
-                let new: Vec<String> =
-                    ids.into_iter().filter(|id| !open.contains_key(id) && !done.contains(id)).collect();
-                for id in new {
-                    match iterator(&stream, &id, ShardIteratorType::TrimHorizon, None).await {
-                        Ok(it) => {
-                            open.insert(id, it);
-                        }
-                        Err(e) => tracing::warn!(error = %e, shard = %id, "no iterator for a stream shard"),
+                for (id, _) in ids {
+                    if !self.done.contains(&id) && !self.shards.iter().any(|s| s.id == id) {
+                        self.shards.push(Shard { id, iterator: None, from: Position::TrimHorizon });
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "stream not described"),
         }
-        let mut busy = false;
-        for (id, it) in open.clone() {
-            let read = stream.client.get_records().shard_iterator(it).limit(BATCH).send().await;
-            let page = match read {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = ?e, shard = %id, "stream read failed");
-                    open.remove(&id);
-                    continue;
-                }
-            };
-            let records = page.records.unwrap_or_default();
-            if !records.is_empty() {
-                busy = true;
-                let event = json!({"Records": records.iter().map(|r| record(r, &stream.arn)).collect::<Vec<_>>()});
-                if let Some(failed) = handle(event).await {
-                    tokio::time::sleep(AFTER_FAILURE).await;
-                    match iterator(&stream, &id, ShardIteratorType::AtSequenceNumber, Some(failed)).await {
-                        Ok(it) => {
-                            open.insert(id, it);
-                        }
-                        Err(e) => tracing::warn!(error = %e, shard = %id, "no iterator to retry from"),
-                    }
-                    continue;
-                }
+    }
+
+    /// Every shard's id, and whether it is still open (has no ending sequence number).
+    async fn list(&self) -> Result<Vec<(String, bool)>, String> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let d = self
+                .client
+                .describe_stream()
+                .stream_arn(&self.arn)
+                .set_exclusive_start_shard_id(start)
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let Some(desc) = d.stream_description else { return Ok(out) };
+            for shard in desc.shards.unwrap_or_default() {
+                let open = shard.sequence_number_range.as_ref().is_none_or(|r| r.ending_sequence_number.is_none());
+                out.extend(shard.shard_id.map(|id| (id, open)));
             }
-            match page.next_shard_iterator {
-                Some(next) => {
-                    open.insert(id, next);
+            start = desc.last_evaluated_shard_id;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One read of shard `i`, its records handed to `handle`: whether the shard has ended,
+    /// and whether it held records.
+    async fn read<F, Fut>(&mut self, i: usize, handle: &F) -> (bool, bool)
+    where
+        F: Fn(Value) -> Fut,
+        Fut: Future<Output = Option<String>>,
+    {
+        let (id, from) = (self.shards[i].id.clone(), self.shards[i].from.clone());
+        let it = match self.shards[i].iterator.take() {
+            Some(it) => it,
+            None => match self.iterator(&id, &from).await {
+                Ok(it) => it,
+                Err(e) => {
+                    tracing::warn!(error = %e, shard = %id, "no iterator for a stream shard");
+                    return (false, false);
                 }
-                None => {
-                    open.remove(&id);
-                    done.insert(id);
-                }
+            },
+        };
+        // A failed read (an expired iterator, a refused call) asks for a new iterator at the
+        // same position next time.
+        let page = match self.client.get_records().shard_iterator(it).limit(BATCH).send().await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = ?e, shard = %id, "stream read failed");
+                return (false, false);
+            }
+        };
+        let records = page.records.unwrap_or_default();
+        let last = records.last().and_then(|r| r.dynamodb.as_ref()?.sequence_number.clone());
+        if let Some(last) = last {
+            let event = json!({"Records": records.iter().map(|r| record(r, &self.arn)).collect::<Vec<_>>()});
+            if let Some(failed) = handle(event).await {
+                tokio::time::sleep(AFTER_FAILURE).await;
+                self.shards[i].from = Position::At(failed);
+                return (false, true);
+            }
+            self.shards[i].from = Position::After(last);
+        }
+        let held = !records.is_empty();
+        match page.next_shard_iterator {
+            Some(next) => {
+                self.shards[i].iterator = Some(next);
+                (false, held)
+            }
+            None => (true, held),
+        }
+    }
+
+    async fn iterator(&self, shard: &str, from: &Position) -> Result<String, String> {
+        let (kind, at) = match from {
+            Position::Latest => (ShardIteratorType::Latest, None),
+            Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
+            Position::At(seq) => (ShardIteratorType::AtSequenceNumber, Some(seq.clone())),
+            Position::After(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+        };
+        let it = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(at)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        it.shard_iterator.ok_or_else(|| "no iterator".to_owned())
+    }
+}
+
+/// Reads the stream for ever, handing each batch to `handle`, which answers the
+/// sequence number of the first record it did not finish, if any.
+pub async fn follow<F, Fut>(mut stream: Stream, handle: F)
+where
+    F: Fn(Value) -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
+    loop {
+        stream.discover().await;
+        let mut busy = false;
+        let mut i = 0;
+        while i < stream.shards.len() {
+            let (ended, read) = stream.read(i, &handle).await;
+            busy |= read;
+            if ended {
+                let shard = stream.shards.remove(i);
+                stream.done.insert(shard.id);
+            } else {
+                i += 1;
             }
         }
         if !busy {
@@ -93,42 +212,6 @@ where
         }
     }
 }
-
-async fn shards(stream: &Stream) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let d = stream
-            .client
-            .describe_stream()
-            .stream_arn(&stream.arn)
-            .set_exclusive_start_shard_id(start)
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let Some(desc) = d.stream_description else { return Ok(out) };
-        out.extend(desc.shards.unwrap_or_default().into_iter().filter_map(|s| s.shard_id));
-        start = desc.last_evaluated_shard_id;
-        if start.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
-async fn iterator(stream: &Stream, shard: &str, kind: ShardIteratorType, at: Option<String>) -> Result<String, String> {
-    let it = stream
-        .client
-        .get_shard_iterator()
-        .stream_arn(&stream.arn)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .set_sequence_number(at)
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    it.shard_iterator.ok_or_else(|| "no iterator".to_owned())
-}
-
 /// One record as Lambda's stream event carries it.
 fn record(r: &Record, arn: &str) -> Value {
     let d = r.dynamodb.as_ref();

@@ -13,6 +13,7 @@ use crate::domain::alerting::matching;
 use crate::domain::event::StoredEvent;
 use crate::domain::tenant::TenantId;
 use crate::ports::{AlertInbox, AlertRules, Matched, RULES_PER_MATCHED, StoreError};
+use crate::usecases::intake::{Record, in_order};
 use crate::usecases::turns::{TurnError, Turns};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,20 +23,9 @@ use std::time::{Duration, Instant};
 const MAX_CACHED_TENANTS: usize = 10_000;
 /// Matched entries written together (one BatchWriteItem).
 const WRITE_BATCH: usize = 25;
-/// What a batch keeps back for handing over what it has matched before its deadline.
-const HAND_OVER_TIME: Duration = Duration::from_secs(5);
 
 /// A tenant's rules and when they were read.
 type Cached = (Instant, Arc<Vec<Rule>>);
-
-/// One record of a stream batch, as the handler read it.
-#[derive(Debug)]
-pub struct Record {
-    /// What a partial batch response names.
-    pub sequence: String,
-    /// The event the record brings in, if it is a new event.
-    pub event: Option<StoredEvent>,
-}
 
 pub struct Intake {
     pub rules: Arc<dyn AlertRules>,
@@ -63,43 +53,14 @@ impl Intake {
     /// hand over what it matched. Returns the sequence number of the first record not
     /// handed over (the stream reads the batch again from it), or `None` when all were.
     pub async fn batch(&self, records: Vec<Record>, deadline: Instant) -> Option<String> {
-        let stop = deadline.checked_sub(HAND_OVER_TIME).unwrap_or(deadline);
-        // Matched entries not yet handed over, and the first record they came from.
-        let mut pending: Vec<Matched> = Vec::new();
-        let mut first_pending: Option<String> = None;
-        for record in records {
-            if Instant::now() >= stop {
-                return self.hand_over(&pending).await.err().and(first_pending).or(Some(record.sequence));
-            }
-            let Some(event) = record.event else { continue };
-            let matched = match self.matched(&event).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, event = %event.event.id, "rules unavailable; the stream retries");
-                    return self.hand_over(&pending).await.err().and(first_pending).or(Some(record.sequence));
-                }
-            };
-            if matched.is_empty() {
-                continue;
-            }
-            first_pending.get_or_insert(record.sequence);
-            pending.extend(matched);
-            if pending.len() >= WRITE_BATCH {
-                if let Err(e) = self.hand_over(&pending).await {
-                    tracing::warn!(error = %e, "matches not handed over; the stream retries");
-                    return first_pending;
-                }
-                pending.clear();
-                first_pending = None;
-            }
-        }
-        match self.hand_over(&pending).await {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "matches not handed over; the stream retries");
-                first_pending
-            }
-        }
+        in_order(
+            records,
+            deadline,
+            WRITE_BATCH,
+            async |event| self.matched(&event).await.map_err(IntakeError::from),
+            async |matched| self.hand_over(&matched).await,
+        )
+        .await
     }
 
     /// The agenda entries of one event: the rules it matches, in entries of at most

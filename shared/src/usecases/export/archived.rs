@@ -25,6 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 /// An export's position: the last key it wrote, `(occurred_at micros, id)`.
 pub type Position = (i64, String);
 
+/// A row group being read: its index, its bytes, and its slices (row ranges) still to
+/// decode, oldest first.
+type OpenGroup = (usize, Span, Vec<(usize, usize)>);
+
 /// One archived part, read newest first, one row group at a time and each group in
 /// slices from its end, from the export's position down: it holds one row group's
 /// compressed bytes and one decoded slice ([`parquet_read::READ_SLICE_BYTES`]).
@@ -37,7 +41,7 @@ pub struct PartRows<'a> {
     /// Row groups still to read, oldest first (read from the end).
     row_groups: Vec<usize>,
     /// The row group being read: its bytes, and its slices still to decode, oldest first.
-    group: Option<(usize, Span, Vec<(usize, usize)>)>,
+    group: Option<OpenGroup>,
     batches: Vec<Batch>,
     /// Rows left in the last batch.
     left: usize,

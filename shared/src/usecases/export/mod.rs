@@ -87,9 +87,11 @@ impl ExportError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Store(StoreError::Corrupt(_)) | Self::Archive(_) => "data_integrity",
+            Self::Store(StoreError::Corrupt(_) | StoreError::Altered { .. }) | Self::Archive(_) | Self::Parquet(_) => {
+                "data_integrity"
+            }
             Self::Store(_) | Self::Blob(_) | Self::Sign(_) => "storage_unavailable",
-            Self::Parquet(_) | Self::BadJob(_) => "internal",
+            Self::BadJob(_) => "internal",
         }
     }
 }
@@ -244,7 +246,9 @@ impl Exporter {
         };
         match part {
             None => self.start(job, deadline).await,
-            Some(index) if job.status == Status::Running && job.plan.as_ref().is_some_and(|p| (index as usize) < p.len()) => {
+            Some(index)
+                if job.status == Status::Running && job.plan.as_ref().is_some_and(|p| (index as usize) < p.len()) =>
+            {
                 let holder = format!("{id}/{index}");
                 if !self.claim_slot(&job, &holder, Some(index)).await? {
                     return Ok(None);

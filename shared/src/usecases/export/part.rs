@@ -77,7 +77,8 @@ impl Exporter {
                 }
                 tracing::info!(%tenant, id, index, rows = part.rows(), files = part.files.len(), "export part done");
                 let next = index + 1;
-                if self.max_rows > 0 && !part.truncated && job.plan.as_ref().is_some_and(|p| (next as usize) < p.len()) {
+                if self.max_rows > 0 && !part.truncated && job.plan.as_ref().is_some_and(|p| (next as usize) < p.len())
+                {
                     self.send(tenant, id, Some(next), 0).await?;
                 }
                 self.finish_if_complete(job).await
@@ -102,7 +103,8 @@ impl Exporter {
         let budget = if self.max_rows == 0 {
             None
         } else {
-            let before: u64 = self.jobs.parts(tenant, id).await?.iter().filter(|p| p.index < part.index).map(Part::rows).sum();
+            let before: u64 =
+                self.jobs.parts(tenant, id).await?.iter().filter(|p| p.index < part.index).map(Part::rows).sum();
             Some(self.max_rows.saturating_sub(before))
         };
         loop {
@@ -240,7 +242,7 @@ impl Exporter {
                 end = FileEnd::Full;
                 break;
             }
-            if out.rows % CLOCK_EVERY == 0 && out.rows > 0 {
+            if out.rows.is_multiple_of(CLOCK_EVERY) && out.rows > 0 {
                 if stop_at.is_some_and(|s| Instant::now() >= s) {
                     end = FileEnd::Deadline;
                     break;

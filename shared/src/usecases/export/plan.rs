@@ -67,7 +67,8 @@ impl Exporter {
     /// The job's parts, newest first: its range cut where the archive's manifests say.
     async fn plan(&self, job: &Job) -> Result<Vec<Range>, ExportError> {
         let filter = stored_filter(&job.query).map_err(|v| ExportError::BadJob(format!("{v:?}")))?;
-        let (first, last) = (filter.from.day(), Timestamp::from_micros(filter.to.micros() - 1).unwrap_or(filter.to).day());
+        let (first, last) =
+            (filter.from.day(), Timestamp::from_micros(filter.to.micros() - 1).unwrap_or(filter.to).day());
         let t = job.tenant.as_str();
         let prefix = format!("{}date=", manifest::manifests_prefix(t));
         let days: Vec<String> = self
@@ -103,6 +104,7 @@ impl Exporter {
 /// What a day's manifest counts.
 fn archived_day(key: &str, m: &Manifest) -> Result<ArchivedDay, ExportError> {
     let time = |t: &str| Timestamp::parse(t).map_err(|_| ExportError::Archive(format!("{key} lists an invalid time")));
-    let parts = m.parts.iter().map(|p| Ok((time(&p.first)?, time(&p.last)?, p.rows))).collect::<Result<_, ExportError>>()?;
+    let parts =
+        m.parts.iter().map(|p| Ok((time(&p.first)?, time(&p.last)?, p.rows))).collect::<Result<_, ExportError>>()?;
     Ok(ArchivedDay { day: time(&format!("{}T00:00:00Z", m.date))?, parts })
 }

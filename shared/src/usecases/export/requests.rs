@@ -6,8 +6,8 @@ use crate::domain::cursor::{CursorKey, ExportsPosition};
 use crate::domain::error::{Code, ErrorBody};
 use crate::domain::event::{Reason, Violation};
 use crate::domain::export::{Job, Message, Shown, Status};
-use crate::domain::export_part::{self, Progress};
 use crate::domain::export_dispatch::{Limits, RETRY_AFTER_SECONDS};
+use crate::domain::export_part::{self, Progress};
 use crate::domain::export_request::{ExportRequest, parse_request, query_json};
 use crate::domain::filter::query_pairs;
 use crate::domain::ingest::Status as IngestStatus;
@@ -256,26 +256,34 @@ impl Exports {
         let mut shown = Shown { progress: Progress::of(total, &parts), ..Shown::default() };
         match (job.status_at(now), job.expires_at) {
             (Status::Succeeded, Some(expires_at)) => {
-                let left = Duration::from_micros(u64::try_from(expires_at.micros() - now.micros()).unwrap_or(0));
-                let ttl = left.min(LINK_TTL).max(Duration::from_secs(1));
+                // Never a moment past expires_at: in its last second there is no link.
+                let until = expires_at.min(now.plus_seconds(i64::try_from(LINK_TTL.as_secs()).unwrap_or(i64::MAX)));
                 let sign = |key: String| async move {
-                    self.files.presign_get(&key, ttl).await.map_err(|e| ErrorBody::internal(&e))
+                    self.files.presign_get(&key, until).await.map_err(|e| ErrorBody::internal(&e))
                 };
                 if job.files.is_none() {
-                    shown.download_url = Some(sign(job.object_key()).await?);
+                    shown.download_url = sign(job.object_key()).await?;
                 } else {
                     let mut parts = parts;
                     parts.sort_by_key(|p| p.index);
                     let end = parts.iter().position(|p| p.truncated).map_or(parts.len(), |i| i + 1);
+                    let manifest = export_part::manifest_key(job.tenant.as_str(), &job.id);
+                    // All links or none: a list missing the files whose link came a moment
+                    // too late would look like a smaller export.
+                    let mut links = Vec::new();
                     for file in parts.into_iter().take(end).flat_map(|p| p.files) {
                         let url = sign(file.key.clone()).await?;
-                        shown.files.push((file, url));
+                        links.push(url.map(|u| (file, u)));
                     }
-                    if let [(_, url)] = shown.files.as_slice() {
-                        shown.download_url = Some(url.clone());
+                    if let (Some(manifest_url), Some(files)) =
+                        (sign(manifest).await?, links.into_iter().collect::<Option<Vec<_>>>())
+                    {
+                        if let [(_, url)] = files.as_slice() {
+                            shown.download_url = Some(url.clone());
+                        }
+                        shown.manifest_url = Some(manifest_url);
+                        shown.files = files;
                     }
-                    let manifest = export_part::manifest_key(job.tenant.as_str(), &job.id);
-                    shown.manifest_url = Some(sign(manifest).await?);
                 }
             }
             (Status::Expired, _) if job.status == Status::Succeeded => {

@@ -40,7 +40,15 @@ impl Exporting {
     }
 
     fn exporter(&self, max_rows: u64) -> Exporter {
-        Exporter::on(&self.archive.store, &self.archive.bucket, &self.files, &self.queue, max_rows, 90)
+        Exporter::on(
+            &self.archive.store,
+            &self.archive.bucket,
+            &self.files,
+            &self.queue,
+            &self.archive.signer,
+            max_rows,
+            90,
+        )
     }
 
     fn exports(&self) -> Exports {
@@ -52,10 +60,14 @@ impl Exporting {
         let job =
             self.exports().request(t, "tester", body.to_string().as_bytes()).await.unwrap_or_else(|e| panic!("{e:?}"));
         let message = self.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
-        assert!(self.exporter(max_rows).consume(&message).await);
+        assert!(self.exporter(max_rows).consume(&message, None).await);
         let view = self.exports().get(t, &job.id).await.ok().flatten().unwrap_or_default();
-        let file = self.files.bytes(&job.object_key()).unwrap_or_default();
-        (view, file)
+        (view, self.file(t, &job.id).await)
+    }
+
+    /// The export's files, one after the other.
+    async fn file(&self, t: &TenantId, id: &str) -> Vec<u8> {
+        export_files(&self.archive.store, &self.files, t, id).await.concat()
     }
 }
 
@@ -91,7 +103,7 @@ async fn an_export_merges_archive_and_online_newest_first_and_gives_an_event_in_
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
     assert_eq!(job["rows"], json!(expected.len()));
     assert_eq!(lines, expected.iter().map(StoredEvent::to_json).collect::<Vec<_>>());
-    assert!(job["download_url"].as_str().is_some_and(|u| u.contains("expires=")));
+    assert!(job["download_url"].as_str().is_some_and(|u| u.contains("until=")));
 
     // Capped: the most recent rows, and truncated.
     let (capped, file) = x.export(&t, json!({"from": from}), 7).await;
@@ -148,19 +160,33 @@ async fn export_requests_are_validated_logged_queued_and_expire() {
     assert!(exports.get(&tenant("other"), &job.id).await.ok().flatten().is_none());
     // Run twice: the second delivery does nothing more.
     let message = x.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
-    assert!(x.exporter(100).consume(&message).await);
-    assert!(x.exporter(100).consume(&message).await);
-    assert!(!x.exporter(100).consume("{\"not\": \"a job\"}").await);
+    assert!(x.exporter(100).consume(&message, None).await);
+    assert!(x.exporter(100).consume(&message, None).await);
+    assert!(!x.exporter(100).consume("{\"not\": \"a job\"}", None).await);
     // Past its time: expired, no link, the file gone.
     let mut stored =
         ExportJobs::get(&*x.archive.store, &t, &job.id).await.ok().flatten().unwrap_or_else(|| panic!("no job"));
     assert_eq!(stored.format, Format::Jsonl);
-    assert!(x.files.bytes(&stored.object_key()).is_some());
+    let manifest = crate::domain::export_part::manifest_key("req", &job.id);
+    assert!(!x.file(&t, &job.id).await.is_empty() && x.files.bytes(&manifest).is_some());
+    // A link never outlives expires_at: in its last hour the link ends exactly there (to
+    // the microsecond), in its last second there is none.
+    for left in [3_599_000_000, 1_500_001, 1_000_000, 999_999, 1] {
+        let at = Timestamp::from_micros(now().micros() + left).unwrap_or(Timestamp::MIN);
+        stored.expires_at = Some(at);
+        x.archive.store.put_job(stored.clone());
+        let view = exports.get(&t, &job.id).await.ok().flatten().unwrap_or_default();
+        let until = view["download_url"].as_str().and_then(|u| u.split("until=").nth(1)).map(str::to_owned);
+        match until {
+            Some(until) => assert_eq!(until, at.to_string(), "{left} µs left"),
+            None => assert!(left < 1_000_000 + 50_000, "no link {left} µs before expires_at"),
+        }
+    }
     stored.expires_at = Some(now().plus_seconds(-1));
     x.archive.store.put_job(stored.clone());
     let view = exports.get(&t, &job.id).await.ok().flatten().unwrap_or_default();
     assert_eq!((view["status"].as_str(), view["download_url"].clone()), (Some("expired"), Value::Null));
-    assert!(x.files.bytes(&stored.object_key()).is_none());
+    assert!(x.file(&t, &job.id).await.is_empty() && x.files.bytes(&manifest).is_none(), "files and manifest gone");
 }
 
 // ---------------------------------------------------------------- an archive run under an export (point 6)
@@ -170,6 +196,7 @@ async fn export_requests_are_validated_logged_queued_and_expire() {
 struct ArchivingIndex {
     store: Arc<MemoryStore>,
     bucket: Arc<MemoryBlobs>,
+    signer: Arc<MemorySigner>,
     tenant: TenantId,
     part_max_rows: u64,
     at: usize,
@@ -185,7 +212,7 @@ impl EventIndex for ArchivingIndex {
     async fn page(&self, q: &IndexQuery<'_>) -> Result<IndexPage, StoreError> {
         let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
         if read == self.at {
-            let stores = ArchiveStores::on(&self.store, &self.bucket);
+            let stores = ArchiveStores::on(&self.store, &self.bucket, &self.signer);
             let options = Options { default_hot_days: 90, part_max_rows: self.part_max_rows };
             let report = Archiver::new(stores, options).run(now(), Some(&self.tenant), None).await;
             let report = report.unwrap_or_else(|e| panic!("{e}"));
@@ -238,6 +265,7 @@ async fn an_export_sees_every_event_once_while_an_archive_run_moves_days_under_i
         let index = ArchivingIndex {
             store: x.archive.store.clone(),
             bucket: x.archive.bucket.clone(),
+            signer: x.archive.signer.clone(),
             tenant: t.clone(),
             part_max_rows,
             at,
@@ -246,10 +274,10 @@ async fn an_export_sees_every_event_once_while_an_archive_run_moves_days_under_i
         let mut exporter = x.exporter(10_000_000);
         exporter.index = Arc::new(index);
         let message = x.queue.messages().last().map(|m| m.body.clone()).unwrap_or_default();
-        assert!(exporter.consume(&message).await);
+        assert!(exporter.consume(&message, None).await);
         let view = x.exports().get(&t, &job.id).await.ok().flatten().unwrap_or_default();
         assert_eq!(view["status"], "succeeded", "{view}");
-        let file = x.files.bytes(&job.object_key()).unwrap_or_default();
+        let file = x.file(&t, &job.id).await;
         let lines: Vec<Value> =
             String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
         let ids: Vec<String> = lines.iter().map(|l| l["id"].as_str().unwrap_or_default().to_owned()).collect();
@@ -279,10 +307,11 @@ async fn only_an_export_that_reaches_days_the_archive_may_move_lists_them_again(
     // A rule that never fires counts the bucket's listings.
     x.archive.bucket.faults.add(Fault::after("list", usize::MAX));
     let (recent, _) = x.export(&t, json!({"from": now().plus_seconds(-5 * DAY).to_string()}), 10_000).await;
-    assert_eq!((recent["rows"].as_u64(), x.archive.bucket.faults.calls()), (Some(3_001), 1));
+    // One listing to plan the parts, one as the part opens the archived side.
+    assert_eq!((recent["rows"].as_u64(), x.archive.bucket.faults.calls()), (Some(3_001), 2));
     let (old, _) = x.export(&t, json!({"from": now().plus_seconds(-101 * DAY).to_string()}), 10_000).await;
     assert_eq!(old["rows"].as_u64(), Some(6_002));
-    assert!(x.archive.bucket.faults.calls() > 5, "an export over old days did not catch up after each read");
+    assert!(x.archive.bucket.faults.calls() > 6, "an export over old days did not catch up after each read");
 }
 
 // ---------------------------------------------------------------- dead letters (point 9)

@@ -8,7 +8,7 @@ use crate::domain::error::Code;
 use crate::domain::export::Status as JobStatus;
 use crate::domain::export_dispatch::{Dispatch, Limits, ORPHAN_SECONDS, REQUEUE_SECONDS};
 use crate::domain::timestamp::Timestamp;
-use crate::memory::{MemoryBlobs, MemoryQueue, MemoryStore};
+use crate::memory::{MemoryBlobs, MemoryQueue, MemorySigner, MemoryStore};
 use crate::ports::ExportJobs;
 use crate::usecases::export::Exporter;
 use crate::usecases::export::requests::Exports;
@@ -26,7 +26,16 @@ fn fixture() -> Fixture {
     let (store, queue, files) =
         (Arc::new(MemoryStore::default()), Arc::new(MemoryQueue::default()), Arc::new(MemoryBlobs::default()));
     let exports = Exports::on(&store, &queue, &files, CursorKey::derive("k")).with_limits(LIMITS);
-    let exporter = Exporter::on(&store, &Arc::new(MemoryBlobs::default()), &files, &queue, 100, 90).with_limits(LIMITS);
+    let exporter = Exporter::on(
+        &store,
+        &Arc::new(MemoryBlobs::default()),
+        &files,
+        &queue,
+        &Arc::new(MemorySigner::default()),
+        100,
+        90,
+    )
+    .with_limits(LIMITS);
     Fixture { store, queue, exports, exporter }
 }
 
@@ -45,7 +54,7 @@ async fn a_tenant_at_its_limit_is_told_when_to_retry_and_nothing_is_logged_or_qu
     assert!(f.exports.request(&tenant("calm"), "u", b"{}").await.is_ok());
     // A job that ends gives its place back.
     let first = f.queue.messages()[0].body.clone();
-    assert!(f.exporter.consume(&first).await);
+    assert!(f.exporter.consume(&first, None).await);
     assert!(f.exports.request(&t, "u", b"{}").await.is_ok());
 }
 
@@ -87,7 +96,7 @@ async fn a_job_whose_tenant_has_no_free_slot_goes_back_on_the_queue_for_a_while(
 
     // When: the worker receives the job
     let message = f.queue.messages()[0].clone();
-    assert!(f.exporter.consume(&message.body).await, "done with this delivery");
+    assert!(f.exporter.consume(&message.body, None).await, "done with this delivery");
 
     // Then: it is queued again, delayed, and not run
     let requeued = f.queue.messages().last().cloned().unwrap_or_else(|| panic!("not requeued"));
@@ -102,7 +111,7 @@ async fn a_job_whose_tenant_has_no_free_slot_goes_back_on_the_queue_for_a_while(
         ..taken.clone()
     };
     assert!(f.store.put_dispatch(&t, &expired, taken.version).await.unwrap_or(false));
-    assert!(f.exporter.consume(&message.body).await);
+    assert!(f.exporter.consume(&message.body, None).await);
     let stored = ExportJobs::get(&*f.store, &t, &job.id).await.ok().flatten().map(|j| j.status);
     assert_eq!(stored, Some(JobStatus::Succeeded));
     let record = f.store.dispatch(&t).await.unwrap_or_default();
