@@ -36,6 +36,9 @@ pub enum FaultKind {
     /// Not a failure: the call blocks its thread this long, then goes through (a slow
     /// store, for deadlines and for runs that stall).
     Slow(std::time::Duration),
+    /// The process dies at the call: it panics, and nothing after it runs (a test runs
+    /// the caller in a task of its own, and sees the task end).
+    Crash,
 }
 
 /// Calls of operation `op` (`"*"`: every operation) whose detail (a key, an id) contains
@@ -74,6 +77,13 @@ impl Fault {
     #[must_use]
     pub fn slow(mut self, delay: std::time::Duration) -> Self {
         self.kind = FaultKind::Slow(delay);
+        self
+    }
+
+    /// The process dies at these calls ([`FaultKind::Crash`]).
+    #[must_use]
+    pub fn crash(mut self) -> Self {
+        self.kind = FaultKind::Crash;
         self
     }
 
@@ -153,6 +163,8 @@ impl Faults {
         if let Some(d) = delay {
             std::thread::sleep(d);
         }
+        // After the rules' lock is given back: the crash poisons nothing.
+        assert!(verdict != Err(FaultKind::Crash), "injected crash at {op} {detail}");
         verdict
     }
 }

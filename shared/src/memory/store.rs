@@ -71,7 +71,7 @@ pub struct MemoryStore {
 fn fault(kind: FaultKind, op: &str) -> StoreError {
     match kind {
         FaultKind::Unavailable => StoreError::Unavailable(format!("injected: {op}")),
-        FaultKind::Refused | FaultKind::Slow(_) => StoreError::Refused(format!("injected: {op}")),
+        FaultKind::Refused | FaultKind::Slow(_) | FaultKind::Crash => StoreError::Refused(format!("injected: {op}")),
     }
 }
 
@@ -157,6 +157,16 @@ impl MemoryStore {
     pub fn put_job(&self, job: Job) {
         if let Ok(mut t) = self.tables.lock() {
             t.jobs.insert((job.tenant.clone(), job.id.clone()), job);
+        }
+    }
+
+    /// Moves every export job's and part's start `seconds` back, as if that much time had
+    /// passed since: a run killed mid-way becomes one cut short, which may be claimed again.
+    pub fn age_exports(&self, seconds: i64) {
+        if let Ok(mut t) = self.tables.lock() {
+            let back = |at: &mut Option<Timestamp>| *at = at.map(|a| a.plus_seconds(-seconds));
+            t.jobs.values_mut().for_each(|j| back(&mut j.started_at));
+            t.parts.values_mut().for_each(|p| back(&mut p.started_at));
         }
     }
 }

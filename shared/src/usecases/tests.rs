@@ -7,6 +7,7 @@
 mod archive;
 mod export;
 mod export_limits;
+mod export_parts;
 
 use crate::domain::cursor::BadCursor;
 use crate::domain::cursor::CursorKey;
