@@ -39,6 +39,8 @@ pub const EXPORT_RUNNING_PER_TENANT: &str = "AUDIT_EXPORT_RUNNING_PER_TENANT";
 /// The local runner's export workers (deployed: the template's `ExportConcurrency`).
 pub const EXPORT_WORKERS: &str = "AUDIT_EXPORT_WORKERS";
 pub const EXPORT_PART_ROWS: &str = "AUDIT_EXPORT_PART_ROWS";
+/// Most rows in one export file (a part writes as many files as it needs).
+pub const EXPORT_FILE_ROWS: &str = "AUDIT_EXPORT_FILE_ROWS";
 /// The KMS key (id, ARN or alias) that signs export manifests and archive checkpoints.
 pub const SIGNING_KEY: &str = "AUDIT_SIGNING_KEY";
 /// Keys that signed before a rotation, comma-separated: still published and trusted.
@@ -158,13 +160,18 @@ impl FromEnv for SigningKeys {
 }
 
 /// The sizes of export parts and files: `AUDIT_EXPORT_PART_ROWS` (1,000,000 by default)
-/// rows planned per part; files as [`audit::domain::export_part::Sizes`] says.
+/// rows planned per part, `AUDIT_EXPORT_FILE_ROWS` (5,000,000) rows at most per file; a
+/// file's bytes as [`audit::domain::export_part::Sizes`] says.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`].
 pub fn export_sizes() -> Result<audit::domain::export_part::Sizes, ConfigError> {
     let defaults = audit::domain::export_part::Sizes::default();
-    Ok(audit::domain::export_part::Sizes { part_rows: number(EXPORT_PART_ROWS, defaults.part_rows, 1)?, ..defaults })
+    Ok(audit::domain::export_part::Sizes {
+        part_rows: number(EXPORT_PART_ROWS, defaults.part_rows, 1)?,
+        file_rows: number(EXPORT_FILE_ROWS, defaults.file_rows, 1)?,
+        ..defaults
+    })
 }
 
 /// A secret: its value (`X`, the local stack) or the ARN of the Secrets Manager secret

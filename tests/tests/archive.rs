@@ -504,11 +504,12 @@ async fn verify_catches_each_kind_of_tampering() {
     put(manifest_b.clone(), get(manifest::revision_key(t, 3)).await).await;
     assert_eq!(kinds(check().await), vec!["bad_manifest"]);
     // B's newest revision removed, and the superseded one made current again: only the
-    // registry's head can tell (and B's late part is in no manifest then).
+    // registry's head and the checkpoint that signs it can tell (and B's late part is in
+    // no manifest then).
     let newest = manifest::revision_key(t, 4);
     let newest_bytes = get(newest.clone()).await;
     delete(newest.clone()).await;
-    assert_eq!(kinds(check().await), vec!["chain", "extra_part"]);
+    assert_eq!(kinds(check().await), vec!["chain", "checkpoint", "extra_part"]);
     put(newest, newest_bytes).await;
     put(manifest_b, b_current).await;
     assert_verifies(&store, &bucket, &tenant).await;
@@ -516,8 +517,9 @@ async fn verify_catches_each_kind_of_tampering() {
     let (one, two) = (get(manifest::revision_key(t, 1)).await, get(manifest::revision_key(t, 2)).await);
     put(manifest::revision_key(t, 1), two.clone()).await;
     put(manifest::revision_key(t, 2), one.clone()).await;
-    // A's current manifest is then no longer its latest revision either.
-    assert_eq!(kinds(check().await), vec!["bad_manifest", "chain"]);
+    // A's current manifest is then no longer its latest revision either, and the swapped
+    // revisions are not the ones their checkpoints sign.
+    assert_eq!(kinds(check().await), vec!["bad_manifest", "chain", "checkpoint"]);
     put(manifest::revision_key(t, 1), one).await;
     put(manifest::revision_key(t, 2), two).await;
     assert_verifies(&store, &bucket, &tenant).await;

@@ -126,6 +126,16 @@ impl MemoryStore {
         }
     }
 
+    /// Sets the tenant's chain head, behind the archive's back: as whoever can write the
+    /// table would, to make a rewritten chain consistent again.
+    pub fn set_archive_head(&self, tenant: &TenantId, head: ChainHead) {
+        if let Ok(mut t) = self.tables.lock()
+            && let Some((state, _)) = t.archive.get_mut(tenant)
+        {
+            state.head = Some(head);
+        }
+    }
+
     /// From now on index reads list tombstoned events too (or stop), as a lagging GSI.
     pub fn lag_index(&self, lagging: bool) {
         self.lagging.store(lagging, Ordering::SeqCst);

@@ -644,6 +644,49 @@ async fn verify_reports_every_single_change_an_attacker_with_bucket_access_can_m
 }
 
 #[tokio::test]
+async fn a_chain_rewritten_in_bucket_and_table_together_is_caught_by_its_signed_checkpoints() {
+    let a = Archive::new();
+    let t = tenant("cp");
+    load(&a.store, &t, &day_events("a", 300, 12)).await;
+    a.run(&t, 100).await;
+    // A rotation between two runs: the old key stays published and keeps verifying.
+    a.signer.rotate();
+    load(&a.store, &t, &day_events("b", 299, 12)).await;
+    a.run(&t, 100).await;
+    let checked = a.check(&t).await;
+    assert_eq!((checked.findings.len(), checked.checkpoints), (0, 2), "{:?}", checked.findings);
+    let signed: Vec<String> =
+        a.bucket.keys().into_iter().filter(|k| k.starts_with(&manifest::checkpoints_prefix("cp"))).collect();
+    assert_eq!(signed.len(), 2, "one checkpoint per head: {signed:?}");
+
+    // Bucket and table rewritten consistently: the newest revision and the day's manifest
+    // changed, the registry's head moved to the new revision's hash. The chain holds.
+    let (revision, current) = (manifest::revision_key("cp", 2), manifest::manifest_key("cp", &day(299)));
+    let rewritten =
+        edited(&a.bucket.bytes(&revision).unwrap_or_default(), |m| m.created_at = "2020-01-01T00:00:00.000000Z".into());
+    a.bucket.overwrite(&revision, rewritten.clone());
+    a.bucket.overwrite(&current, rewritten.clone());
+    a.store.set_archive_head(&t, manifest::ChainHead { seq: 2, sha256: manifest::hash(&rewritten) });
+    assert_eq!(a.kinds(&t).await, vec!["checkpoint"], "only the signature can tell");
+    // Nor can the checkpoint be rewritten to match without the key.
+    let key = manifest::checkpoint_key("cp", 2);
+    let mut forged: crate::domain::checkpoint::Checkpoint =
+        serde_json::from_slice(&a.bucket.bytes(&key).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    forged.head = manifest::hash(&rewritten);
+    a.bucket.overwrite(&key, forged.to_bytes());
+    assert_eq!(a.kinds(&t).await, vec!["checkpoint"]);
+    // Signed by a key of the attacker's own: not a published key.
+    let other = MemorySigner::default();
+    forged.signature =
+        Some(crate::ports::Signer::sign(&other, &forged.message()).await.unwrap_or_else(|e| panic!("{e}")));
+    a.bucket.overwrite(&key, forged.to_bytes());
+    assert_eq!(a.kinds(&t).await, vec!["checkpoint"]);
+    // And a checkpoint removed leaves the head unsigned.
+    a.bucket.remove(&key);
+    assert_eq!(a.kinds(&t).await, vec!["checkpoint"]);
+}
+
+#[tokio::test]
 async fn a_lookup_says_online_archived_or_absent() {
     let a = Archive::new();
     let t = tenant("look");

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""An auditor's verifier for the audit log service's exports and archive, written apart
+from the service: it imports nothing of it and depends only on PyPI's `cryptography`,
+`rfc8785` and `pyarrow`. See README.md beside it.
+
+    python auditlog_verify.py export DIR --keys keys.json
+    python auditlog_verify.py archive ROOT --tenant T --keys keys.json
+
+`keys.json` is the answer of `GET /v1/keys` (no token needed), saved. `DIR` holds a
+downloaded export: its `manifest.json` and its files, under the names the manifest lists.
+`ROOT` is the archive bucket: a local copy (a folder) or `s3://bucket` (pyarrow's S3
+filesystem, with the usual AWS credentials; `?endpoint_override=...` for another endpoint).
+
+Exit status 0 when everything holds; 1 with one line per problem otherwise.
+"""
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import sys
+from datetime import timezone
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+MANIFEST_LABEL = "audit-log/export-manifest/1"
+CHECKPOINT_LABEL = "audit-log/archive-checkpoint/1"
+ALGORITHM = "ECDSA_SHA_256"
+
+# The archive's columns (contract section 4): where each sits in an event's JSON, and
+# whether it is a time or JSON text. `received_at` and `hash` are the server's, not hashed.
+COLUMNS = [
+    ("tenant_id", ("tenant_id",)), ("id", ("id",)), ("occurred_at", ("occurred_at",)),
+    ("received_at", None), ("action", ("action",)), ("outcome", ("outcome",)),
+    ("actor_type", ("actor", "type")), ("actor_id", ("actor", "id")), ("actor_name", ("actor", "name")),
+    ("actor_email", ("actor", "email")), ("resource_type", ("resource", "type")),
+    ("resource_id", ("resource", "id")), ("resource_name", ("resource", "name")),
+    ("resource_parent_type", ("resource", "parent", "type")), ("resource_parent_id", ("resource", "parent", "id")),
+    ("resource_parent_name", ("resource", "parent", "name")), ("workspace_id", ("workspace", "id")),
+    ("workspace_name", ("workspace", "name")), ("source_ip", ("source", "ip")),
+    ("user_agent", ("source", "user_agent")), ("source_platform", ("source", "platform")),
+    ("source_location", ("source", "location")), ("request_id", ("request_id",)),
+    ("description", ("description",)), ("changes", ("changes",)), ("metadata", ("metadata",)), ("hash", None),
+]
+JSON_COLUMNS = {"changes", "metadata"}
+TIME_COLUMNS = {"occurred_at", "received_at"}
+# Rows decoded at once from a Parquet file: memory stays bounded whatever its size.
+BATCH_ROWS = 1024
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- keys and signatures
+
+
+def load_keys(path):
+    """The published keys by id; a key whose id is not the SHA-256 of its DER is refused."""
+    with open(path, encoding="utf-8") as f:
+        published = json.load(f)
+    keys = {}
+    for k in published.get("keys", []):
+        key = serialization.load_pem_public_key(k["public_key_pem"].encode())
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if sha256_hex(der) != k["key_id"] or not isinstance(key, ec.EllipticCurvePublicKey):
+            raise SystemExit(f"{path}: key {k['key_id']} is not the key its id names")
+        keys[k["key_id"]] = key
+    return keys
+
+
+def signed_message(document, label):
+    """`{label}\\n{hex SHA-256 of the RFC 8785 form of the document without "signature"}`."""
+    unsigned = {k: v for k, v in document.items() if k != "signature"}
+    return f"{label}\n{sha256_hex(rfc8785.dumps(unsigned))}".encode()
+
+
+def signature_problem(document, label, keys):
+    """Why the document's signature does not hold, or None."""
+    sig = document.get("signature")
+    if not isinstance(sig, dict):
+        return "not signed"
+    if sig.get("algorithm") != ALGORITHM:
+        return f"signed with {sig.get('algorithm')}, not {ALGORITHM}"
+    key = keys.get(sig.get("key_id"))
+    if key is None:
+        return f"signed by key {sig.get('key_id')}, which is not a published key"
+    try:
+        key.verify(base64.b64decode(sig.get("value", "")), signed_message(document, label), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return f"the signature does not verify with key {sig['key_id']}"
+    return None
+
+
+# ---------------------------------------------------------------- rows and their hashes
+
+
+def event_hash(event):
+    """The hash the service gave the event: SHA-256 of its RFC 8785 form, without the
+    server's `received_at` and `hash`."""
+    return sha256_hex(rfc8785.dumps({k: v for k, v in event.items() if k not in ("received_at", "hash")}))
+
+
+def time_text(value):
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_of_row(row):
+    """An archive-schema row back as the event's JSON."""
+    event = {}
+    for column, path in COLUMNS:
+        value = row.get(column)
+        if value is None or path is None:
+            continue
+        if column in TIME_COLUMNS:
+            value = time_text(value)
+        elif column in JSON_COLUMNS:
+            value = json.loads(value)
+        node = event
+        for step in path[:-1]:
+            node = node.setdefault(step, {})
+        node[path[-1]] = value
+    return event
+
+
+def parquet_rows(opened):
+    """(occurred_at text, id, event, claimed hash) for every row, batch by batch."""
+    for batch in pq.ParquetFile(opened).iter_batches(batch_size=BATCH_ROWS):
+        for row in batch.to_pylist():
+            event = event_of_row(row)
+            yield event["occurred_at"], event["id"], event, row.get("hash")
+
+
+def jsonl_rows(data):
+    for line in data.decode("utf-8").splitlines():
+        if line:
+            event = json.loads(line)
+            yield event.get("occurred_at"), event.get("id"), event, event.get("hash")
+
+
+def csv_rows(data):
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+    for record in reader:
+        # CSV cells are guarded for spreadsheets (a leading ' before = + - @): the hash
+        # cannot be recomputed from them, so only the count and the order are checked.
+        yield record.get("occurred_at"), record.get("id"), None, None
+
+
+# ---------------------------------------------------------------- an export
+
+
+def check_rows(name, rows, problems, previous):
+    """Counts the rows, checks every row's hash (when the format has the whole event) and
+    the order, newest first across files; returns (rows, first, last, previous key)."""
+    count, first, last = 0, None, None
+    for at, row_id, event, claimed in rows:
+        count += 1
+        if event is not None and event_hash(event) != claimed:
+            problems.append(f"{name}: row {count} ({row_id}) does not hash to its hash: it was changed")
+        key = (at or "", row_id or "")
+        if previous is not None and key >= previous:
+            problems.append(f"{name}: row {count} ({row_id}) is out of order (rows are newest first)")
+        previous = key
+        first = first or at
+        last = at
+    return count, first, last, previous
+
+
+def verify_export(folder, keys):
+    problems = []
+    with open(f"{folder}/manifest.json", "rb") as f:
+        manifest = json.load(f)
+    why = signature_problem(manifest, MANIFEST_LABEL, keys)
+    if why:
+        problems.append(f"manifest.json: {why}")
+    export_format = manifest.get("request", {}).get("format")
+    reader = {"csv": csv_rows, "jsonl": jsonl_rows}.get(export_format)
+    files = manifest.get("files", [])
+    listed = {f["name"] for f in files}
+    previous = None
+    total = 0
+    for entry in files:
+        name = entry["name"]
+        try:
+            with open(f"{folder}/{name}", "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            problems.append(f"{name}: missing")
+            continue
+        if len(data) != entry["bytes"] or sha256_hex(data) != entry["sha256"]:
+            problems.append(f"{name}: its bytes are not the ones the manifest lists (a changed, swapped or cut file)")
+        rows = parquet_rows(io.BytesIO(data)) if export_format == "parquet" else reader(data)
+        try:
+            count, first, last, previous = check_rows(name, rows, problems, previous)
+        except Exception as e:  # an unreadable file is a finding, not a crash
+            problems.append(f"{name}: unreadable as {export_format}: {e}")
+            continue
+        total += count
+        if count != entry["rows"]:
+            problems.append(f"{name}: {count} rows, the manifest lists {entry['rows']}")
+        if (first, last) != (entry.get("first"), entry.get("last")):
+            problems.append(f"{name}: first/last times {first}/{last}, the manifest lists {entry.get('first')}/{entry.get('last')}")
+    if total != manifest.get("rows"):
+        problems.append(f"manifest.json: {total} rows in the files, the manifest says {manifest.get('rows')}")
+    prefix = f"audit-export-{manifest.get('export_id')}-"
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(prefix) and name not in listed:
+            problems.append(f"{name}: a file of this export that its manifest does not list")
+    return problems
+
+
+# ---------------------------------------------------------------- the archive
+
+
+def open_root(root):
+    if "://" in root:
+        fs, path = pafs.FileSystem.from_uri(root)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), root.rstrip("/")
+
+
+def read(fs, path):
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def listing(fs, path):
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    except FileNotFoundError:
+        return []
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+
+def verify_archive(root, tenant, keys):
+    """The tenant's chain of manifest revisions up to its latest validly signed checkpoint,
+    and every part (bytes, rows, each row's hash) of each day's revision as of it."""
+    problems = []
+    fs, base = open_root(root)
+    manifests = f"{base}/manifests/tenant={tenant}"
+    signed = None
+    for name in reversed(listing(fs, f"{manifests}/checkpoints")):
+        checkpoint = json.loads(read(fs, f"{manifests}/checkpoints/{name}"))
+        why = signature_problem(checkpoint, CHECKPOINT_LABEL, keys)
+        if why or checkpoint.get("tenant_id") != tenant or f"{checkpoint.get('seq'):010}.json" != name:
+            problems.append(f"checkpoints/{name}: {why or 'names another tenant or seq'}")
+            continue
+        signed = checkpoint
+        break
+    if signed is None:
+        return problems + ["no validly signed checkpoint: nothing to check the chain against"]
+    head = signed["seq"]
+    revisions = {}
+    for seq in range(1, head + 1):
+        try:
+            raw = read(fs, f"{manifests}/revisions/{seq:010}.json")
+        except FileNotFoundError:
+            problems.append(f"revision {seq}: missing")
+            continue
+        revisions[seq] = (sha256_hex(raw), json.loads(raw))
+    for seq, (_, m) in revisions.items():
+        prev = revisions.get(seq - 1)
+        if m.get("seq") != seq or m.get("tenant_id") != tenant:
+            problems.append(f"revision {seq}: holds seq {m.get('seq')} of tenant {m.get('tenant_id')}")
+        if seq == 1 and m.get("prev") is not None or seq > 1 and (prev is None or m.get("prev") != prev[0]):
+            problems.append(f"revision {seq}: prev does not match the hash of revision {seq - 1}")
+    if revisions.get(head, (None,))[0] != signed["head"]:
+        problems.append(f"revision {head}: does not hash to the head checkpoint {head:010}.json signs (rewritten)")
+    latest = {}
+    for seq, (_, m) in sorted(revisions.items()):
+        latest[m["date"]] = m
+    rows = 0
+    for date, m in sorted(latest.items()):
+        for part in m.get("parts", []):
+            path = f"{base}/events/tenant={tenant}/date={date}/{part['name']}"
+            try:
+                data = read(fs, path)
+            except FileNotFoundError:
+                problems.append(f"{date}/{part['name']}: missing")
+                continue
+            if len(data) != part["bytes"] or sha256_hex(data) != part["sha256"]:
+                problems.append(f"{date}/{part['name']}: its bytes are not the ones its manifest lists")
+            count = 0
+            for _, row_id, event, claimed in parquet_rows(io.BytesIO(data)):
+                count += 1
+                if event_hash(event) != claimed:
+                    problems.append(f"{date}/{part['name']}: row {row_id} does not hash to its hash")
+            rows += count
+            if count != part["rows"]:
+                problems.append(f"{date}/{part['name']}: {count} rows, its manifest lists {part['rows']}")
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    e = sub.add_parser("export", help="a downloaded export: manifest.json and its files")
+    e.add_argument("folder")
+    e.add_argument("--keys", required=True, help="a saved GET /v1/keys answer")
+    a = sub.add_parser("archive", help="a tenant's archive, up to its latest signed checkpoint")
+    a.add_argument("root", help="a folder holding the bucket's objects, or s3://bucket")
+    a.add_argument("--tenant", required=True)
+    a.add_argument("--keys", required=True)
+    args = parser.parse_args(argv)
+    keys = load_keys(args.keys)
+    if args.what == "export":
+        problems = verify_export(args.folder, keys)
+    else:
+        problems = verify_archive(args.root, args.tenant, keys)
+    for p in problems:
+        print(p)
+    print("OK" if not problems else f"{len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
