@@ -607,3 +607,75 @@ async fn a_dead_lettered_job_ends_failed_and_job_items_expire_after_their_files(
     assert_eq!(kept, keep_until(time(&done, "completed_at")));
     assert!(kept > time(&done, "expires_at").micros() / 1_000_000 + 6 * 86_400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_range_comes_in_parts_through_the_queue_with_a_manifest_signed_in_kms() {
+    use audit::domain::export_part::Sizes;
+    use audit::domain::signing::Signature;
+    let s = service().await;
+    let tenant = new_tenant();
+    let mut all = Vec::new();
+    for d in [210, 209, 208, 207] {
+        all.extend(day_events("pt", &day_ago(d), 60));
+    }
+    load(&s.store, &tenant, &all).await;
+    archive(&s.store, &s.archive, &tenant, options()).await;
+    let t = token(&tenant, "audit:export");
+    let (status, created) =
+        s.post(Some(&t), json!({"from": format!("{}T00:00:00Z", day_ago(211)), "format": "jsonl"})).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    // Parts of about 100 archived rows, files of at most 40: the 240 archived events and
+    // the export's own in several parts, fanned out through the test's SQS queue.
+    let exporter = s.exporter(0).with_sizes(Sizes { part_rows: 100, file_rows: 40, file_bytes: 1 << 30 });
+    let queue = s.queue();
+    let mut delivered = 0;
+    let mut job = Value::Null;
+    for _ in 0..60 {
+        for m in queue.receive(10, 1).await.unwrap_or_else(|e| panic!("{e:?}")) {
+            assert!(exporter.consume(m.body.as_deref().unwrap_or_default(), None).await);
+            queue.delete(m.receipt_handle.as_deref().unwrap_or_default()).await.unwrap_or_else(|e| panic!("{e:?}"));
+            delivered += 1;
+        }
+        job = s.get(&t, &format!("/v1/exports/{id}")).await.1;
+        if job["status"] == "succeeded" {
+            break;
+        }
+    }
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let parts = job["progress"]["parts"].as_u64().unwrap_or_default();
+    assert!(parts >= 3 && delivered >= parts, "{parts} parts, {delivered} deliveries: {job}");
+    assert_eq!(job["progress"]["parts_done"].as_u64(), Some(parts));
+    // Every file through its link, rows newest first, each once; the manifest lists them.
+    let mut ids = Vec::new();
+    let files = job["files"].as_array().cloned().unwrap_or_default();
+    assert!(files.len() as u64 > parts, "{job}");
+    for f in &files {
+        let (status, bytes) = download(f["download_url"].as_str().unwrap_or_default()).await;
+        assert_eq!(status, 200);
+        assert_eq!(f["sha256"], json!(audit::domain::manifest::hash(&bytes)));
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let row: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+            ids.push((
+                row["occurred_at"].as_str().unwrap_or_default().to_owned(),
+                row["id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "not newest first, or a row twice");
+    let mut want: std::collections::BTreeSet<String> =
+        all.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    want.insert(format!("audit_log:export:{id}"));
+    assert_eq!(ids.into_iter().map(|(_, id)| id).collect::<std::collections::BTreeSet<_>>(), want);
+    let (status, bytes) = download(job["manifest_url"].as_str().unwrap_or_default()).await;
+    assert_eq!(status, 200);
+    let manifest: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(manifest["files"].as_array().map(Vec::len), Some(files.len()));
+    // Signed by the stack's KMS key, as GET /v1/keys publishes it.
+    let keys = reqwest::get(format!("{}/v1/keys", s.base)).await.unwrap_or_else(|e| panic!("{e}"));
+    let keys: Value = keys.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = audit::domain::signing::keys_from_view(&keys);
+    let signature: Option<Signature> = serde_json::from_value(manifest["signature"].clone()).ok();
+    let message = audit::domain::export_manifest::message(&manifest);
+    assert_eq!(audit::formats::signature::verify(&keys, &message, signature.as_ref()), Ok(()));
+}

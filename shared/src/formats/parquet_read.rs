@@ -455,6 +455,47 @@ mod tests {
         assert!(remote_row(&bucket, "p.parquet", &absent).await.ok().flatten().is_none());
     }
 
+    #[test]
+    fn events_of_sixty_kib_make_row_groups_bounded_by_bytes_read_in_bounded_slices() {
+        use crate::domain::event::Event;
+        use crate::domain::fixtures::with;
+        use crate::domain::tenant::TenantId;
+        use crate::formats::parquet_write::{ROW_GROUP_BYTES, raw_size};
+        let now = Timestamp::now();
+        let tenant = TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"));
+        // 60 KiB each: metadata at its 32 KiB limit, the rest in changes.
+        let (meta, change) = ("m".repeat(31 * 1024), "c".repeat(14 * 1024));
+        let events = (0..700).map(|i: i64| {
+            let raw = with(serde_json::json!({
+                "id": format!("big-{i:04}"),
+                "occurred_at": now.plus_seconds(-i).to_string(),
+                "metadata": {"blob": meta},
+                "changes": [{"field": "f", "old": change, "new": change}],
+            }));
+            Event::validate(raw, &tenant, now).unwrap_or_else(|v| panic!("{v:?}")).stamp(now)
+        });
+        let (stored, bytes) = crate::formats::tests::part_of(events);
+        let weight = raw_size(&Row::from_stored(&stored[0]));
+        let part = Part::open(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert!(part.row_groups() >= 3, "42 MB of rows in groups of at most 16 MiB: {}", part.row_groups());
+        let mut rows = 0;
+        for rg in 0..part.row_groups() {
+            let n = usize::try_from(part.meta.metadata().row_group(rg).num_rows()).unwrap_or(0);
+            assert!(n * weight <= ROW_GROUP_BYTES + weight, "row group {rg}: {n} rows of {weight} bytes");
+            for (first, len) in part.slices(rg, None) {
+                assert!(len as u64 * weight as u64 <= READ_SLICE_BYTES.max(weight as u64), "slice of {len} rows");
+                let batches =
+                    part.batches(bytes.clone(), rg, None, Some((first, len))).unwrap_or_else(|e| panic!("{e}"));
+                for batch in batches {
+                    let batch = batch.unwrap_or_else(|e| panic!("{e}"));
+                    assert!(batch.len() as u64 * weight as u64 <= READ_BATCH_BYTES.max(weight as u64));
+                    rows += batch.len();
+                }
+            }
+        }
+        assert_eq!(rows, 700);
+    }
+
     fn prop_assert_eq_row(row: Option<&Row<'static>>, s: &crate::domain::event::StoredEvent) {
         assert_eq!(row, Some(&Row::from_stored(s)), "{}", s.event.id);
         assert_eq!(row.map(Row::to_stored), Some(Ok(s.clone())));
