@@ -30,7 +30,7 @@ export class ExportPanel {
   /** @param {{api: () => import('./api.js').Api | null, filters: () => URLSearchParams, zone: () => string, body: (f: URLSearchParams, format: string) => object}} host */
   constructor(host) {
     this.host = host;
-    this.format = h('select', { name: 'format' }, h('option', { value: 'csv' }, 'CSV'), h('option', { value: 'jsonl' }, 'JSON lines'));
+    this.format = h('select', { name: 'format' }, h('option', { value: 'csv' }, 'CSV'), h('option', { value: 'jsonl' }, 'JSON lines'), h('option', { value: 'parquet' }, 'Parquet'));
     this.button = h('button', { type: 'button', name: 'export', class: 'primary', onclick: () => this.create() }, 'Export these events');
     this.current = h('div', { class: 'current', 'aria-live': 'polite' });
     this.recent = h('ul', { class: 'recent', 'aria-label': 'Recent exports' });
@@ -114,15 +114,26 @@ export class ExportPanel {
           ? `Truncated: ${j.truncated_reason}`
           : `Truncated: more events matched than one export holds; it keeps the most recent ${rows}. Narrow the range for the rest.`));
     }
+    const manifest = status === 'succeeded' && j.manifest_url ? safeUrl(j.manifest_url) : null;
+    if (manifest) {
+      lines.push(h('a', { href: manifest.href, download: 'manifest.json', class: 'manifest', rel: 'noopener noreferrer' }, 'Signed manifest (manifest.json)'));
+    }
     if (j.error && typeof j.error.message === 'string') lines.push(h('p', { class: 'notice error' }, `Failed: ${j.error.message}`));
     if (status === 'succeeded' && url) {
-      const name = `audit-log-${String(j.id).slice(0, 12)}.${j.format === 'jsonl' ? 'jsonl' : 'csv'}`;
+      const ext = j.format === 'jsonl' || j.format === 'parquet' ? j.format : 'csv';
+      const name = `audit-log-${String(j.id).slice(0, 12)}.${ext}`;
       const linkEnds = linkExpiry(url);
       lines.push(h('div', {},
         h('a', { href: url.href, download: name, class: 'download', rel: 'noopener noreferrer' }, `Download ${name}`),
         h('span', { class: 'sub valid' },
           linkEnds ? `Link valid until ${zoned(linkEnds, zone)} (${relative(linkEnds)}); ` : '',
           j.expires_at ? `file kept until ${zoned(j.expires_at, zone)} (${relative(j.expires_at)}).` : '')));
+    } else if (status === 'succeeded' && Array.isArray(j.files) && j.files.length > 1) {
+      // An export in several files: a link to each, under the name its manifest lists.
+      lines.push(h('ul', { class: 'files' }, j.files.map((f) => {
+        const u = safeUrl(f.download_url);
+        return u ? h('li', {}, h('a', { href: u.href, download: String(f.name), class: 'download', rel: 'noopener noreferrer' }, `Download ${f.name}`)) : null;
+      })));
     } else if (status === 'expired') {
       lines.push(h('span', { class: 'sub' }, 'The file has expired; create a new export.'));
     }
