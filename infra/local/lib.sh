@@ -18,7 +18,8 @@ ensure_tools() {
   if [ ! -x "$VENV/bin/moto_server" ] || ! cmp -s "$ROOT/infra/local/requirements.txt" "$VENV/.requirements"; then
     log "installing Python tools into .local/venv"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/local/requirements.txt"
+    # By the venv's python, not its pip script, whose first line may name another venv.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/infra/local/requirements.txt"
     cp "$ROOT/infra/local/requirements.txt" "$VENV/.requirements"
   fi
   if [ -z "$(dynamodb_dir)" ]; then

@@ -12,7 +12,8 @@ its whole range. Also counted: the POSTs the hostile receiver got, against what 
 documented rates allow (600 notifications a minute per tenant, and a paused destination
 gets one probe per pause).
 
-usage: neighbours.py API_URL [--seconds S] [--json OUT]
+usage: neighbours.py API_URL [--seconds S] [--rules R] [--batches B] [--json OUT]
+(--rules and --batches scale the hostile tenant down for smoke runs: 100 and 10)
 (environment: the local stack's, from infra/local/lib.sh start_stack)
 """
 import argparse, http.client, json, pathlib, statistics, sys, threading, time, urllib.parse, uuid
@@ -115,14 +116,14 @@ def quiet_phase(url, seconds, receiver, label):
             "export_started_s": started, "export_done_s": finished}
 
 
-def hostile(url, receiver, stop, out):
+def hostile(url, receiver, stop, out, rules, batches):
     h = Client(url, f"bench-hostile-{uuid.uuid4().hex[:8]}")
     receiver.answer("/hostile", status=500, delay=2)
-    for i in range(100):
+    for i in range(rules):
         h.rule(receiver.url("/hostile"), "hostile.fire", f"flood {i}")
     time.sleep(1.5)
     out["started"] = time.time()
-    for b in range(10):
+    for b in range(batches):
         h.post([event("hostile.fire", b * 500 + i) for i in range(500)])
     exports = [h.export()[0] for _ in range(50)]
     out["exports"] = {str(s): exports.count(s) for s in set(exports)}
@@ -134,13 +135,15 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("url")
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--rules", type=int, default=100)
+    p.add_argument("--batches", type=int, default=10)
     p.add_argument("--json")
     a = p.parse_args()
     receiver = Receiver()
 
     alone = quiet_phase(a.url, a.seconds, receiver, "alone")
     stop, h = threading.Event(), {}
-    flood = threading.Thread(target=hostile, args=(a.url, receiver, stop, h), daemon=True)
+    flood = threading.Thread(target=hostile, args=(a.url, receiver, stop, h, a.rules, a.batches), daemon=True)
     flood.start()
     while "posted" not in h and flood.is_alive():
         time.sleep(0.5)
@@ -153,14 +156,14 @@ def main():
     # 600 a minute, plus a first minute's burst; and a failing destination pauses after 5.
     allowed = 600 + 600 * elapsed / 60
     figures = {"alone": alone, "beside": beside,
-               "hostile": {"matches": 5000 * 100, "exports": h.get("exports"), "seconds": round(elapsed, 1),
+               "hostile": {"matches": 500 * a.batches * a.rules, "exports": h.get("exports"), "seconds": round(elapsed, 1),
                            "outbound_posts": posts, "rate_allows": int(allowed)}}
     for name, f in (("alone", alone), ("beside the hostile tenant", beside)):
         d = f["alert_delay_s"]
         print(f"quiet tenant {name}: {f['delivered']} of {f['events']} alerts, delay p50 {d['p50']:.2f} s, "
               f"p99 {d['p99']:.2f} s, max {d['max']:.2f} s; export started after {f['export_started_s']:.1f} s, "
               f"done after {f['export_done_s']:.1f} s")
-    print(f"hostile tenant: 500,000 matches over {elapsed:.0f} s, {posts} outbound POSTs "
+    print(f"hostile tenant: {500 * a.batches * a.rules:,} matches over {elapsed:.0f} s, {posts} outbound POSTs "
           f"(its rates allow {int(allowed)}; a paused destination gets a probe per pause); exports {h.get('exports')}")
     print(f"targets: p99 < 5 s {'met' if beside['alert_delay_s']['p99'] < 5 else 'MISSED'}; "
           f"export started < 60 s {'met' if (beside['export_started_s'] or 1e9) < 60 else 'MISSED'}; "

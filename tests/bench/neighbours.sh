@@ -7,7 +7,8 @@
 # alert delay (p50, p99) and export wait, alone and then beside the hostile tenant, and the
 # hostile tenant's outbound POSTs against the documented rates.
 #
-# usage: tests/bench/neighbours.sh [--seconds S] [--json OUT]   (default 60 s per phase)
+# usage: tests/bench/neighbours.sh [--seconds S] [--rules R] [--batches B] [--json OUT]
+#   (defaults: 60 s per phase, 100 rules, 10 batches of 500)
 #   PROFILE  the runner's build (release, the default; dev to skip a release build)
 set -euo pipefail
 # shellcheck source=infra/local/lib.sh

@@ -22,6 +22,7 @@ declare -A ARGS=(
   [convert_csv.sh]="300"
   [cost.sh]="HEAD"
   [ingest_e2e.sh]="--events 300 --runs 1"
+  [neighbours.sh]="--seconds 4 --rules 3 --batches 1"
   [query_compare.sh]="HEAD"
   [query_paths.sh]="--events 300 --samples 2"
 )

@@ -4,6 +4,7 @@ use super::*;
 use audit::domain::tenant::TenantId;
 use audit::memory::{Fault, MemoryBlobs, MemorySigner, MemoryStore};
 use audit::usecases::archive::{ArchiveStores, Archiver, Options};
+use audit::usecases::counts::ActionCounts;
 use audit::usecases::ingest::Ingest;
 use audit_http::auth::issue_hs256;
 use axum::body::Body;
@@ -40,7 +41,12 @@ async fn seeded_with_archive() -> (Arc<MemoryStore>, Arc<MemoryBlobs>, Router) {
             })
         })
         .collect();
-    Ingest::on(&store).ingest(&tenant("acme"), events).await;
+    let acme = tenant("acme");
+    Ingest::on(&store).ingest(&acme, events).await;
+    // As the consumer of the table's stream counts them.
+    let stored = store.events(&acme);
+    let counted = ActionCounts::new(store.clone()).add(stored.iter().map(|e| (&acme, e.event.action.as_str()))).await;
+    counted.unwrap_or_else(|(_, e)| panic!("{e}"));
     let state = QueryState {
         query: Query::on(&store, &bucket, CursorKey::derive(SECRET), 90),
         verifier: Verifier::new(Some(SECRET), None),
