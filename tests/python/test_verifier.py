@@ -211,3 +211,16 @@ def test_the_archive_verifies_to_its_signed_checkpoint_and_a_rewrite_of_bucket_a
     assert any("checkpoint" in p for p in found), found
     run = auditlog("verify", "--tenant", tenant, check=False)
     assert run.returncode == 1 and "checkpoint" in run.stdout, run.stdout + run.stderr
+
+
+def test_a_parquet_export_is_read_by_duckdb_and_pyarrow_with_the_archive_schema(stack):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from test_convert import COLUMNS
+
+    paths = [str(p) for p in files(stack["tmp"] / "parquet")]
+    assert all(pq.read_schema(p).names == COLUMNS for p in paths)
+    rows = duckdb.connect().execute(f"SELECT count(*), count(DISTINCT id) FROM read_parquet({paths})").fetchone()
+    # The 130 events and the three exports' own events (the parquet export ran last).
+    assert rows == (133, 133)
