@@ -79,6 +79,11 @@ impl Parts {
     /// comes back once its visibility timeout is over, by which time a run it left
     /// behind is stale. Returns how many deliveries died.
     async fn drain(&self, exporter: &Exporter) -> usize {
+        self.drain_by(exporter, || None).await
+    }
+
+    /// As [`Parts::drain`], each delivery given the deadline `deadline` says.
+    async fn drain_by(&self, exporter: &Exporter, deadline: impl Fn() -> Option<std::time::Instant>) -> usize {
         let mut died = 0;
         for _ in 0..1_000 {
             let due = self.queue.receive();
@@ -86,8 +91,8 @@ impl Parts {
                 return died;
             }
             for message in due {
-                let (e, body) = (exporter.clone(), message.body.clone());
-                let done = tokio::spawn(async move { e.consume(&body, None).await }).await;
+                let (e, body, by) = (exporter.clone(), message.body.clone(), deadline());
+                let done = tokio::spawn(async move { e.consume(&body, by).await }).await;
                 if done.is_err() {
                     died += 1;
                 }
@@ -219,4 +224,26 @@ async fn an_export_killed_at_any_call_of_any_phase_finishes_with_every_row_exact
         assert!(x.files.bytes(&manifest_key("parts", &id)).is_some(), "killed at {op} after {pass}: no manifest");
     }
     assert_eq!(killed, cases.len());
+}
+
+#[tokio::test]
+async fn a_part_whose_invocation_nears_its_deadline_pauses_and_carries_on_in_the_next() {
+    let x = Parts::new().await;
+    let id = x.request().await;
+    // Every invocation is already within its pause margin: each part writes one file of
+    // the rows it reaches before its first look at the clock, records it, and queues
+    // itself again.
+    // One part of all 401 rows, in files as large as need be: the clock is looked at
+    // every 256 rows.
+    let exporter = x.exporter().with_sizes(Sizes { part_rows: 10_000, file_rows: 10_000, file_bytes: 1 << 30 });
+    assert_eq!(x.drain_by(&exporter, || Some(std::time::Instant::now())).await, 0);
+    let view = x.view(&id).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    x.assert_whole(&id).await;
+    let deliveries = x.queue.messages().len();
+    let parts = usize::try_from(view["progress"]["parts"].as_u64().unwrap_or_default()).unwrap_or(0);
+    assert_eq!(parts, 1);
+    // Without a pause: the request and one message per further part.
+    assert!(deliveries > parts, "no part paused: {deliveries} messages for {parts} parts");
+    assert!(view["files"].as_array().is_some_and(|f| f.len() >= 2), "each pause ends a file: {view}");
 }
