@@ -57,7 +57,7 @@ fn world_with(limits: Limits) -> World {
     let served = Turns { kind: ALERTS, store: turns.clone(), queue: queue.clone(), hold: Duration::from_secs(60) };
     let intake = Intake::new(alerts.clone(), alerts.clone(), served.clone(), Duration::ZERO);
     let schedule = RetrySchedule::parse("1s,1s").unwrap_or_else(|e| panic!("{e}"));
-    let mut worker = Worker::on(&alerts, &notifier, schedule, Duration::from_secs(1));
+    let mut worker = Worker::on(&alerts, &store, &notifier, schedule, Duration::from_secs(1));
     worker.limits = limits;
     worker.pauses = Pauses { first_seconds: 1, max_seconds: 1 };
     World { store, alerts, notifier, queue, turns, rules, intake, worker, served }
@@ -162,8 +162,12 @@ async fn a_change_that_cannot_be_logged_is_undone() {
     assert_eq!(w.alerts.list(&tenant("t-a")).await.map(|l| l.len()).ok(), Some(0));
 }
 
-/// A stream batch of `events`, handed over before a deadline a whole invocation away.
+/// A stream batch of `events` (stored first: the stream brings stored events), handed
+/// over before a deadline a whole invocation away.
 async fn arrive(w: &World, events: Vec<StoredEvent>) {
+    for e in &events {
+        w.store.insert(e.clone(), 0);
+    }
     let records = events.into_iter().enumerate().map(|(i, e)| Record { sequence: i.to_string(), event: Some(e) });
     let left = w.intake.batch(records.collect(), Instant::now() + Duration::from_secs(60)).await;
     assert_eq!(left, None, "every record handed over");
