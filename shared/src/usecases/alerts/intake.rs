@@ -15,6 +15,7 @@ use crate::domain::alerting::matching;
 use crate::domain::event::StoredEvent;
 use crate::domain::tenant::TenantId;
 use crate::ports::{AlertInbox, AlertRules, Bulk, EVENTS_PER_BULK, Matched, RULES_PER_MATCHED, StoreError};
+use crate::usecases::counts::ActionCounts;
 use crate::usecases::intake::{Record, in_order};
 use crate::usecases::turns::{TurnError, Turns};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,6 +74,30 @@ impl Intake {
             async |matches| self.hand_over(matches).await,
         )
         .await
+    }
+
+    /// [`Intake::batch`], then the action counts of what it handed over: the records
+    /// before the first one not handed over, which the stream will not deliver again.
+    /// A count that could not be written is logged: counts are approximate.
+    pub async fn batch_and_count(
+        &self,
+        counts: &ActionCounts,
+        records: Vec<Record>,
+        deadline: Instant,
+    ) -> Option<String> {
+        let events: Vec<(usize, TenantId, String)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.event.as_ref().map(|e| (i, e.event.tenant_id.clone(), e.event.action.clone())))
+            .collect();
+        let sequences: Vec<String> = records.iter().map(|r| r.sequence.clone()).collect();
+        let unhanded = self.batch(records, deadline).await;
+        let end = unhanded.as_ref().and_then(|u| sequences.iter().position(|s| s == u)).unwrap_or(sequences.len());
+        let handed = events.iter().take_while(|(i, ..)| *i < end).map(|(_, tenant, action)| (tenant, action.as_str()));
+        if let Err((tenant, e)) = counts.add(handed).await {
+            tracing::warn!(%tenant, error = %e, "action counts not written; GET /v1/actions stays short by this batch");
+        }
+        unhanded
     }
 
     /// The rules `event` matches, as at most one [`Match`].
