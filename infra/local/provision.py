@@ -6,13 +6,15 @@ TTL setting and stream), AWS::SQS::Queue, AWS::S3::Bucket and AWS::KMS::Key (its
 spec and usage; moto signs and verifies ECDSA) resource and creates its local twin,
 and reads the `AUDIT_*: !Ref Resource` lines of the template's Globals to know which
 environment variable names which resource. It prints those variables as shell `export`
-lines, and `AUDIT_STREAM_ARN` (the table's stream, which the local runner reads in place
-of Lambda's event source mapping).
+lines, `AUDIT_STREAM_ARN` (the table's stream, which the local runner reads in place
+of Lambda's event source mapping) and `AUDIT_STREAM_FILTER` (that mapping's filter
+patterns, as a JSON list, which the runner applies as Lambda does before batching).
 
 usage: provision.py TEMPLATE  (with AWS_ENDPOINT_URL_{DYNAMODB,SQS,S3,KMS} set)
 """
 import json
 import re
+import shlex
 import sys
 
 import boto3
@@ -109,6 +111,22 @@ def main():
     assert len(streams) <= 1, streams
     for arn in streams:
         print(f"export AUDIT_STREAM_ARN={arn}")
+    patterns = stream_filters(resources)
+    print(f"export AUDIT_STREAM_FILTER={shlex.quote(json.dumps(patterns))}")
+
+
+def stream_filters(resources):
+    """The filter patterns of the one DynamoDB stream event source (none: every record)."""
+    sources = [
+        event["Properties"]
+        for res in resources.values()
+        if res["Type"] == "AWS::Serverless::Function"
+        for event in res.get("Properties", {}).get("Events", {}).values()
+        if event.get("Type") == "DynamoDB"
+    ]
+    assert len(sources) <= 1, "the runner follows one stream consumer"
+    filters = sources[0].get("FilterCriteria", {}).get("Filters", []) if sources else []
+    return [f["Pattern"] for f in filters]
 
 
 if __name__ == "__main__":

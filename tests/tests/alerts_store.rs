@@ -12,7 +12,7 @@ use audit::domain::event::{Event, StoredEvent};
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::domain::webhook::{Headers, Secret, Secrets, delivery_id, verify};
-use audit::ports::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched};
+use audit::ports::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Bulk, Deliveries, Due, Matched};
 use audit::ports::{Noted, Notifier, Passed, RuleChange, RuleWriteError, SendError, Take, TurnStore};
 use audit_aws::dynamodb::Table;
 use audit_aws::notify::Outbound;
@@ -197,6 +197,25 @@ async fn the_agenda_holds_matched_events_attempts_and_flushes_in_time_order() {
     assert_eq!(store.state(&t, &r.id).await.ok(), Some((sent, 2)));
     let due = store.due(&t, flush_at, 10).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(due.len(), 2, "the two deliveries' attempts: {due:?}");
+}
+
+#[tokio::test]
+async fn the_largest_bulk_entry_fits_an_item_reads_back_whole_and_goes_once_unpacked() {
+    let store = common::store(None).await;
+    let t = new_tenant();
+    // A hundred events of a tenant with the most rules, each matching all of them, with
+    // the longest ids an event may have: what one stream batch of a flood hands over.
+    let rules: Vec<String> = (0..MAX_RULES_PER_TENANT).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let all: Vec<u16> = (0..u16::try_from(rules.len()).unwrap_or(u16::MAX)).collect();
+    let events = (0..audit::ports::EVENTS_PER_BULK).map(|i| (format!("{i:0>128}"), all.clone())).collect();
+    let bulk = Bulk { tenant: t.clone(), due: Timestamp::now(), rules, events };
+    // Put twice (a batch read again): one entry.
+    store.put_bulks(&[bulk.clone(), bulk.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
+    store.put_bulks(std::slice::from_ref(&bulk)).await.unwrap_or_else(|e| panic!("{e}"));
+    let due = store.due(&t, Timestamp::now(), 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(due, vec![Due::Bulk(Box::new(bulk.clone()))]);
+    store.unpacked(&bulk).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.next_due(&t).await.ok(), Some(None));
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use audit::domain::egress::Egress;
 use audit::domain::error::Code;
 use audit::domain::ingest::Tally;
 use audit::domain::rate::Rate;
-use audit::domain::tenant::TenantId;
 use audit::usecases::alerts::{Intake, Rules, Worker};
 use audit::usecases::counts::ActionCounts;
 use audit::usecases::intake::Record;
@@ -139,12 +138,14 @@ impl WorkerConfig {
     where
         S: audit::ports::AlertRules
             + audit::ports::AlertAgenda
+            + audit::ports::AlertInbox
+            + audit::ports::EventReader
             + audit::ports::AlertState
             + audit::ports::Deliveries
             + 'static,
         N: audit::ports::Notifier + 'static,
     {
-        let mut worker = Worker::on(store, notifier, self.schedule.clone(), self.outbound.timeout);
+        let mut worker = Worker::on(store, store, notifier, self.schedule.clone(), self.outbound.timeout);
         worker.limits = self.limits;
         worker.pauses = self.pauses;
         worker
@@ -248,20 +249,7 @@ pub async fn handle_stream(
             Record { sequence, event }
         })
         .collect();
-    // What the stream will not deliver again is counted: the records before the first
-    // one not handed over.
-    let events: Vec<(usize, TenantId, String)> = records
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.event.as_ref().map(|e| (i, e.event.tenant_id.clone(), e.event.action.clone())))
-        .collect();
-    let sequences: Vec<String> = records.iter().map(|r| r.sequence.clone()).collect();
-    let unhanded = intake.batch(records, deadline).await;
-    let end = unhanded.as_ref().and_then(|u| sequences.iter().position(|s| s == u)).unwrap_or(sequences.len());
-    let handed = events.iter().take_while(|(i, ..)| *i < end).map(|(_, tenant, action)| (tenant, action.as_str()));
-    if let Err((tenant, e)) = counts.add(handed).await {
-        tracing::warn!(%tenant, error = %e, "action counts not written; GET /v1/actions stays short by this batch");
-    }
+    let unhanded = intake.batch_and_count(counts, records, deadline).await;
     match unhanded {
         None => BatchResponse::default(),
         Some(sequence) => BatchResponse { batch_item_failures: vec![ItemFailure { item_identifier: sequence }] },

@@ -11,7 +11,7 @@ use crate::domain::timestamp::Timestamp;
 use crate::domain::webhook::Secrets;
 use crate::memory::{FaultKind, Faults};
 use crate::ports::{
-    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched, Notifier, RuleChange,
+    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Bulk, Deliveries, Due, Matched, Notifier, RuleChange,
     RuleWriteError, SendError, StoreError, StoredRule,
 };
 use async_trait::async_trait;
@@ -27,6 +27,8 @@ enum Entry {
     Attempt(String, String),
     /// A flush: the rule id.
     Flush(String),
+    /// A bulk entry: its first event's id.
+    Bulk(String),
 }
 
 #[derive(Default)]
@@ -36,6 +38,8 @@ struct Tables {
     /// Applied matched entries: (tenant, event id, part).
     applied: BTreeSet<(TenantId, String, u8)>,
     agenda: BTreeMap<(TenantId, i64, Entry), Option<Matched>>,
+    /// What the agenda's bulk entries hold, by their keys.
+    bulks: BTreeMap<(TenantId, i64, Entry), Bulk>,
     deliveries: BTreeMap<(TenantId, String, String), Delivery>,
 }
 
@@ -131,6 +135,32 @@ impl AlertInbox for MemoryAlerts {
         }
         Ok(())
     }
+
+    async fn put_bulks(&self, bulks: &[Bulk]) -> Result<(), StoreError> {
+        for b in bulks {
+            self.check("put", b.tenant.as_str())?;
+        }
+        let mut t = self.lock()?;
+        for b in bulks {
+            let key = bulk_key(b);
+            t.agenda.insert(key.clone(), None);
+            t.bulks.insert(key, b.clone());
+        }
+        Ok(())
+    }
+
+    async fn unpacked(&self, bulk: &Bulk) -> Result<(), StoreError> {
+        self.check("unpacked", bulk.tenant.as_str())?;
+        let mut t = self.lock()?;
+        let key = bulk_key(bulk);
+        t.agenda.remove(&key);
+        t.bulks.remove(&key);
+        Ok(())
+    }
+}
+
+fn bulk_key(b: &Bulk) -> (TenantId, i64, Entry) {
+    (b.tenant.clone(), b.due.micros(), Entry::Bulk(b.events.first().map(|(id, _)| id.clone()).unwrap_or_default()))
 }
 
 #[async_trait]
@@ -140,7 +170,8 @@ impl AlertAgenda for MemoryAlerts {
         let t = self.lock()?;
         let entries = t.agenda.iter().filter(|((x, at, _), _)| x == tenant && *at <= now.micros()).take(limit);
         entries
-            .map(|((_, at, entry), matched)| {
+            .map(|(key, matched)| {
+                let (_, at, entry) = key;
                 let due = Timestamp::from_micros(*at).map_err(|_| StoreError::Corrupt("agenda time".into()))?;
                 Ok(match (entry, matched) {
                     (Entry::Matched(..), Some(m)) => Due::Matched(Box::new(m.clone())),
@@ -151,6 +182,10 @@ impl AlertAgenda for MemoryAlerts {
                         Due::Attempt { rule_id: rule.clone(), delivery_id: id.clone(), due }
                     }
                     (Entry::Flush(rule), _) => Due::Flush { rule_id: rule.clone(), due },
+                    (Entry::Bulk(_), _) => match t.bulks.get(key) {
+                        Some(b) => Due::Bulk(Box::new(b.clone())),
+                        None => return Err(StoreError::Corrupt("a bulk entry without its events".into())),
+                    },
                 })
             })
             .collect()

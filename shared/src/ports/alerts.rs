@@ -77,11 +77,32 @@ pub struct Matched {
     pub part: u8,
 }
 
+/// Most events one [`Bulk`] lists: their read back is one batched read.
+pub const EVENTS_PER_BULK: usize = crate::ports::FETCH_MAX;
+
+/// Many matched events of one tenant in one agenda entry, by id: what the stream hands
+/// over for a tenant with more matches in a batch than it writes one by one, so that
+/// what a tenant's flood costs the stream is a write per batch, not per match. The
+/// tenant's worker reads the events back and puts their entries on the agenda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bulk {
+    pub tenant: TenantId,
+    /// When it is due: its first event's arrival.
+    pub due: Timestamp,
+    /// The rules its events matched, each once.
+    pub rules: Vec<String>,
+    /// Its events' ids (at most [`EVENTS_PER_BULK`]), in the stream's order, each with
+    /// the indexes in `rules` of the rules it matched, in order.
+    pub events: Vec<(String, Vec<u16>)>,
+}
+
 /// Something due on a tenant's agenda.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Due {
     /// A matched event to judge (boxed: it carries the whole event).
     Matched(Box<Matched>),
+    /// Matched events to read back and put on the agenda one by one.
+    Bulk(Box<Bulk>),
     /// An attempt at a delivery.
     Attempt { rule_id: String, delivery_id: String, due: Timestamp },
     /// A rule's folded notifications to send.
@@ -97,6 +118,18 @@ pub trait AlertInbox: Send + Sync {
     /// # Errors
     /// Storage unavailable.
     async fn put(&self, matched: &[Matched]) -> Result<(), StoreError>;
+
+    /// Puts `bulks` on their tenants' agendas; putting one again writes the same item.
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn put_bulks(&self, bulks: &[Bulk]) -> Result<(), StoreError>;
+
+    /// Takes a bulk entry off the agenda once its events' entries are on it.
+    ///
+    /// # Errors
+    /// Storage unavailable.
+    async fn unpacked(&self, bulk: &Bulk) -> Result<(), StoreError>;
 }
 
 /// A tenant's agenda: everything its worker has to do, by the time it is due.

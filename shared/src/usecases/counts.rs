@@ -14,6 +14,9 @@ use crate::ports::{Catalogs, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Tenants' counts written at once.
+const IN_FLIGHT: usize = 8;
+
 pub struct ActionCounts {
     catalogs: Arc<dyn Catalogs>,
 }
@@ -37,18 +40,31 @@ impl ActionCounts {
         for (tenant, action) in events {
             *tally.entry(tenant).or_default().entry(action).or_default() += 1;
         }
+        let updates: Vec<(TenantId, CatalogUpdate)> = tally
+            .into_iter()
+            .map(|(tenant, actions)| {
+                let actions = actions.into_iter().map(|(a, n)| (a.to_owned(), n)).collect();
+                (tenant.clone(), CatalogUpdate { actions, actors: Vec::new() })
+            })
+            .collect();
+        // Side by side: a batch of the shared stream holds up to 100 tenants.
         let mut failed = None;
-        for (tenant, actions) in tally {
-            let update = CatalogUpdate {
-                actions: actions.into_iter().map(|(a, n)| (a.to_owned(), n)).collect(),
-                actors: Vec::new(),
-            };
-            // Actor entries alone depend on the shard count, and this update has none.
-            if let Err(e) = self.catalogs.record(tenant, 1, &update).await {
-                failed.get_or_insert((tenant.clone(), e));
+        for chunk in updates.chunks(IN_FLIGHT) {
+            let writes: Vec<_> = chunk.iter().map(|(tenant, update)| self.write(tenant, update)).collect();
+            for result in futures::future::join_all(writes).await {
+                if let Err(e) = result {
+                    failed.get_or_insert(e);
+                }
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+impl ActionCounts {
+    async fn write(&self, tenant: &TenantId, update: &CatalogUpdate) -> Result<(), (TenantId, StoreError)> {
+        // Actor entries alone depend on the shard count, and this update has none.
+        self.catalogs.record(tenant, 1, update).await.map_err(|e| (tenant.clone(), e))
     }
 }
 

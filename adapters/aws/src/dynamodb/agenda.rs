@@ -4,7 +4,9 @@
 //! and one `Limit 1` tells when the next thing is.
 //!
 //! A matched entry carries its event as the event item does (`d`, `h`, `ra`: read back by
-//! [`item::from_item`], hash checked) and the ids of the rules it matched (`r`).
+//! [`item::from_item`], hash checked) and the ids of the rules it matched (`r`). A bulk
+//! entry carries its rules' ids once (`r`), its events' ids (`e`) and, for each event,
+//! the indexes of the rules it matched (`x`, big-endian u16s).
 
 use crate::dynamodb::item::{self, attr as event_attr};
 use crate::dynamodb::values::{Item, b, key, n, s};
@@ -13,11 +15,15 @@ use crate::retry::retry;
 use async_trait::async_trait;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
-use audit::ports::{AlertAgenda, AlertInbox, Due, Matched, StoreError};
+use audit::ports::{AlertAgenda, AlertInbox, Bulk, Due, Matched, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 /// A matched entry's rule ids (L of S).
 const RULES: &str = "r";
+/// A bulk entry's event ids (L of S).
+const EVENTS: &str = "e";
+/// A bulk entry's rule indexes, per event (L of B).
+const INDEXES: &str = "x";
 
 /// The sort key of an agenda entry due at `due`: the time first, zero-padded so keys
 /// sort by it, then what it is.
@@ -47,6 +53,24 @@ fn matched_item(m: &Matched) -> Item {
     item
 }
 
+pub(super) fn bulk_key(bulk: &Bulk) -> Item {
+    let first = bulk.events.first().map_or("", |(id, _)| id.as_str());
+    key(&keys::agenda_pk(&bulk.tenant), &sort_key(bulk.due, &format!("B#{first}")))
+}
+
+fn bulk_item(bulk: &Bulk) -> Item {
+    let mut item = bulk_key(bulk);
+    item.insert(RULES.into(), AttributeValue::L(bulk.rules.iter().map(|r| s(r)).collect()));
+    item.insert(EVENTS.into(), AttributeValue::L(bulk.events.iter().map(|(id, _)| s(id)).collect()));
+    let indexes = bulk.events.iter().map(|(_, at)| b(at.iter().flat_map(|i| i.to_be_bytes()).collect()));
+    item.insert(INDEXES.into(), AttributeValue::L(indexes.collect()));
+    item
+}
+
+fn strings(item: &Item, name: &str) -> Option<Vec<String>> {
+    item.get(name).and_then(|v| v.as_l().ok()).map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+}
+
 fn corrupt(sk: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("agenda entry {sk}: {why}"))
 }
@@ -71,13 +95,27 @@ fn due_from_item(tenant: &TenantId, item: &Item) -> Result<Due, StoreError> {
             if event.event.tenant_id != *tenant || event.event.id != id {
                 return Err(corrupt(sk, "its event is another"));
             }
-            let rules = item
-                .get(RULES)
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-                .ok_or_else(|| corrupt(sk, "rules"))?;
+            let rules = strings(item, RULES).ok_or_else(|| corrupt(sk, "rules"))?;
             let part = part.parse().map_err(|_| corrupt(sk, "part"))?;
             Ok(Due::Matched(Box::new(Matched { event, rules, part })))
+        }
+        "B" => {
+            let rules = strings(item, RULES).ok_or_else(|| corrupt(sk, "rules"))?;
+            let ids = strings(item, EVENTS).ok_or_else(|| corrupt(sk, "events"))?;
+            let indexes = item.get(INDEXES).and_then(|v| v.as_l().ok()).ok_or_else(|| corrupt(sk, "indexes"))?;
+            if ids.len() != indexes.len() || ids.first().map(String::as_str) != Some(rest) {
+                return Err(corrupt(sk, "its events are not its key's"));
+            }
+            let mut events = Vec::with_capacity(ids.len());
+            for (id, at) in ids.into_iter().zip(indexes) {
+                let bytes = at.as_b().map_err(|_| corrupt(sk, "indexes"))?.as_ref();
+                let at: Vec<u16> = bytes.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+                if bytes.len() % 2 != 0 || at.iter().any(|i| usize::from(*i) >= rules.len()) {
+                    return Err(corrupt(sk, "indexes"));
+                }
+                events.push((id, at));
+            }
+            Ok(Due::Bulk(Box::new(Bulk { tenant: tenant.clone(), due, rules, events })))
         }
         _ => Err(corrupt(sk, "unknown kind")),
     }
@@ -86,19 +124,35 @@ fn due_from_item(tenant: &TenantId, item: &Item) -> Result<Due, StoreError> {
 #[async_trait]
 impl AlertInbox for Table {
     async fn put(&self, matched: &[Matched]) -> Result<(), StoreError> {
-        // One batch may not name a key twice (the same entry twice is the same item).
+        self.put_entries("BatchWriteItem agenda", matched.iter().map(matched_item)).await
+    }
+
+    async fn put_bulks(&self, bulks: &[Bulk]) -> Result<(), StoreError> {
+        self.put_entries("BatchWriteItem agenda bulks", bulks.iter().map(bulk_item)).await
+    }
+
+    async fn unpacked(&self, bulk: &Bulk) -> Result<(), StoreError> {
+        self.delete_entry("DeleteItem unpacked agenda entry", bulk_key(bulk)).await
+    }
+}
+
+impl Table {
+    /// Writes agenda entries; an entry named twice (the same match twice) is written once,
+    /// as one batch may not name a key twice.
+    async fn put_entries(&self, what: &str, items: impl Iterator<Item = Item>) -> Result<(), StoreError> {
         let mut seen = std::collections::HashSet::new();
-        let matched: Vec<&Matched> =
-            matched.iter().filter(|m| seen.insert((m.event.event.id.as_str(), m.part))).collect();
-        let requests = matched
-            .iter()
-            .map(|m| {
-                let put = PutRequest::builder().set_item(Some(matched_item(m))).build();
+        let requests = items
+            .filter(|item| {
+                let key = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                seen.insert((key(keys::PK), key(keys::SK)))
+            })
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build();
                 put.map(|p| WriteRequest::builder().put_request(p).build())
                     .map_err(|e| StoreError::Refused(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write("BatchWriteItem agenda", requests).await
+        self.batch_write(what, requests).await
     }
 }
 
@@ -170,6 +224,17 @@ mod tests {
         assert_eq!(back, Due::Matched(Box::new(m.clone())));
         let other = TenantId::parse("other").unwrap_or_else(|_| unreachable!());
         assert!(due_from_item(&other, &matched_item(&m)).is_err(), "an entry of another tenant is refused");
+        let bulk = Bulk {
+            tenant: tenant.clone(),
+            due: at(2),
+            rules: vec!["r1".into(), "r2".into()],
+            events: vec![("e1".into(), vec![1, 0]), ("e2".into(), vec![0])],
+        };
+        let back = due_from_item(&tenant, &bulk_item(&bulk)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, Due::Bulk(Box::new(bulk.clone())));
+        let mut bad = bulk_item(&bulk);
+        bad.insert(INDEXES.into(), AttributeValue::L(vec![b(vec![0, 2]), b(vec![0])]));
+        assert!(due_from_item(&tenant, &bad).is_err(), "an index past the rules, or half of one, is refused");
         let back = due_from_item(&tenant, &attempt_key(&tenant, at(5), "r1", "msg_1"));
         assert_eq!(back.ok(), Some(Due::Attempt { rule_id: "r1".into(), delivery_id: "msg_1".into(), due: at(5) }));
     }

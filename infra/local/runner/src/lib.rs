@@ -90,6 +90,8 @@ pub fn spawn_export_workers(
 
 /// The local table's stream, which provision.py prints.
 pub const STREAM_ARN: &str = "AUDIT_STREAM_ARN";
+/// The stream event source's filter patterns (a JSON list), which provision.py prints.
+pub const STREAM_FILTER: &str = "AUDIT_STREAM_FILTER";
 
 /// Every function's settings, and the runner's own.
 pub struct Config {
@@ -100,6 +102,8 @@ pub struct Config {
     pub ingest_queue_url: String,
     /// The table's stream (provision.py prints it), read as Lambda's event source would.
     pub stream_arn: String,
+    /// What of the stream reaches the alerts function.
+    pub stream_filter: stream::Filter,
     pub query: query::Config,
     pub archive: archive::Config,
     pub export_api: export::ApiConfig,
@@ -119,6 +123,8 @@ impl FromEnv for Config {
             ingest_queue: ingest::QueueConfig::from_env()?,
             ingest_queue_url: config::required(config::INGEST_QUEUE_URL)?,
             stream_arn: config::required(STREAM_ARN)?,
+            stream_filter: stream::Filter::parse(&config::optional(STREAM_FILTER).unwrap_or_else(|| "[]".into()))
+                .map_err(|e| ConfigError::Invalid(STREAM_FILTER, format!("{e:#}")))?,
             query: query::Config::from_env()?,
             archive: archive::Config::from_env()?,
             export_api: export::ApiConfig::from_env()?,

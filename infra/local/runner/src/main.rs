@@ -81,7 +81,9 @@ async fn main() -> anyhow::Result<()> {
     let counts = ActionCounts::new(table.clone());
     let worker = Arc::new(config.alerts.worker(&table, &notifier));
     // Positioned before the API listens: whatever is written once it answers is alerted on.
-    let stream = Stream::open(aws_sdk_dynamodbstreams::Client::new(&aws.sdk), config.stream_arn.clone()).await?;
+    let stream =
+        Stream::open(aws_sdk_dynamodbstreams::Client::new(&aws.sdk), config.stream_arn.clone(), config.stream_filter)
+            .await?;
     tokio::spawn(async move {
         follow(stream, |event| {
             let (intake, counts) = (&intake, &counts);

@@ -7,6 +7,10 @@
 //!
 //! So a fresh runner does not replay the table's whole stream (every earlier run's and
 //! test's events): it sees what is written after [`Stream::open`] returns.
+//!
+//! As Lambda does, it drops the records the mapping's filter does not pass before it
+//! makes batches: the alerts' own writes (agendas, states, deliveries) and every other
+//! non-event item never reach the handler, and a batch holds up to 100 new events.
 
 use anyhow::Context;
 use aws_sdk_dynamodbstreams::Client;
@@ -18,8 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-/// Records per read, as the deployed event source's batch size.
-const BATCH: i32 = 100;
+/// Records per batch handed over, as the deployed event source's batch size.
+const BATCH: usize = 100;
+/// Records per read (the most GetRecords returns): filtered before they are batched.
+const READ: i32 = 1_000;
 /// How long an idle shard waits before it is read again (Lambda polls about four times
 /// a second).
 const IDLE: Duration = Duration::from_millis(100);
@@ -30,6 +36,7 @@ const AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub struct Stream {
     client: Client,
     arn: String,
+    filter: Filter,
     /// Shards being read, in the order they were found (a parent before its children).
     shards: Vec<Shard>,
     /// Shards read to their end, or closed before the runner started.
@@ -61,8 +68,8 @@ impl Stream {
     ///
     /// # Errors
     /// When the stream cannot be described or an open shard gives no iterator.
-    pub async fn open(client: Client, arn: String) -> anyhow::Result<Self> {
-        let mut stream = Self { client, arn, shards: Vec::new(), done: HashSet::new() };
+    pub async fn open(client: Client, arn: String, filter: Filter) -> anyhow::Result<Self> {
+        let mut stream = Self { client, arn, filter, shards: Vec::new(), done: HashSet::new() };
         for (id, open) in stream.list().await.map_err(anyhow::Error::msg).context("describing the table's stream")? {
             if !open {
                 stream.done.insert(id);
@@ -137,7 +144,7 @@ impl Stream {
         };
         // A failed read (an expired iterator, a refused call) asks for a new iterator at the
         // same position next time.
-        let page = match self.client.get_records().shard_iterator(it).limit(BATCH).send().await {
+        let page = match self.client.get_records().shard_iterator(it).limit(READ).send().await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = ?e, shard = %id, "stream read failed");
@@ -147,11 +154,14 @@ impl Stream {
         let records = page.records.unwrap_or_default();
         let last = records.last().and_then(|r| r.dynamodb.as_ref()?.sequence_number.clone());
         if let Some(last) = last {
-            let event = json!({"Records": records.iter().map(|r| record(r, &self.arn)).collect::<Vec<_>>()});
-            if let Some(failed) = handle(event).await {
-                tokio::time::sleep(AFTER_FAILURE).await;
-                self.shards[i].from = Position::At(failed);
-                return (false, true);
+            let passed: Vec<Value> =
+                records.iter().map(|r| record(r, &self.arn)).filter(|r| self.filter.passes(r)).collect();
+            for batch in passed.chunks(BATCH) {
+                if let Some(failed) = handle(json!({"Records": batch})).await {
+                    tokio::time::sleep(AFTER_FAILURE).await;
+                    self.shards[i].from = Position::At(failed);
+                    return (false, true);
+                }
             }
             self.shards[i].from = Position::After(last);
         }
@@ -212,6 +222,61 @@ where
         }
     }
 }
+/// An event source mapping's filter, as much of Lambda's pattern syntax as the template
+/// uses: a pattern's keys name fields of the record, its lists the values (strings, or
+/// `{"prefix": ...}`) a field may have; a record passes when any pattern matches it, or
+/// when there are none. Any other form is refused as the runner starts, so the runner
+/// never filters otherwise than Lambda without saying so.
+pub struct Filter(Vec<Value>);
+
+impl Filter {
+    /// `patterns`: a JSON list of pattern strings, as provision.py prints them.
+    ///
+    /// # Errors
+    /// Not such a list, or a pattern this filter does not understand.
+    pub fn parse(patterns: &str) -> anyhow::Result<Self> {
+        let patterns: Vec<String> = serde_json::from_str(patterns).context("a JSON list of patterns")?;
+        let patterns = patterns
+            .iter()
+            .map(|p| serde_json::from_str::<Value>(p).with_context(|| format!("pattern {p}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        patterns.iter().try_for_each(understood)?;
+        Ok(Self(patterns))
+    }
+
+    /// Whether `record` (in Lambda's JSON form) reaches the handler.
+    #[must_use]
+    pub fn passes(&self, record: &Value) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| matches(p, record))
+    }
+}
+
+fn understood(pattern: &Value) -> anyhow::Result<()> {
+    match pattern {
+        Value::Object(fields) if !fields.is_empty() => fields.values().try_for_each(understood),
+        Value::Array(values) if !values.is_empty() => values.iter().try_for_each(|v| match v {
+            Value::String(_) => Ok(()),
+            Value::Object(o) if o.len() == 1 && o.get("prefix").is_some_and(Value::is_string) => Ok(()),
+            other => Err(anyhow::anyhow!("a filter value the local runner does not apply: {other}")),
+        }),
+        other => Err(anyhow::anyhow!("a filter pattern the local runner does not apply: {other}")),
+    }
+}
+
+fn matches(pattern: &Value, field: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields.iter().all(|(k, p)| field.get(k).is_some_and(|f| matches(p, f))),
+        Value::Array(values) => field.as_str().is_some_and(|s| {
+            values.iter().any(|v| match v {
+                Value::String(exact) => exact == s,
+                Value::Object(o) => o.get("prefix").and_then(Value::as_str).is_some_and(|p| s.starts_with(p)),
+                _ => false,
+            })
+        }),
+        _ => false,
+    }
+}
+
 /// One record as Lambda's stream event carries it.
 fn record(r: &Record, arn: &str) -> Value {
     let d = r.dynamodb.as_ref();
@@ -249,5 +314,25 @@ fn value(v: &AttributeValue) -> Value {
         AttributeValue::Null(n) => json!({"NULL": n}),
         AttributeValue::Bool(b) => json!({"BOOL": b}),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_filter_passes_new_events_only_and_odd_patterns_are_refused() {
+        let pattern = r#"{"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "EV#"}]}}}}"#;
+        let filter = Filter::parse(&serde_json::to_string(&[pattern]).unwrap_or_default());
+        let filter = filter.unwrap_or_else(|e| panic!("{e:#}"));
+        let rec = |name: &str, pk: &str| json!({"eventName": name, "dynamodb": {"Keys": {"pk": {"S": pk}}}});
+        assert!(filter.passes(&rec("INSERT", "EV#acme#e1")));
+        assert!(!filter.passes(&rec("MODIFY", "EV#acme#e1")), "an archive's tombstone");
+        assert!(!filter.passes(&rec("INSERT", "AQ#acme")), "the alerts' own writes");
+        assert!(Filter::parse("[]").is_ok_and(|f| f.passes(&rec("REMOVE", "X"))), "no patterns: every record");
+        for odd in [r#"{"eventName": [{"anything-but": "X"}]}"#, r#"{"eventName": "INSERT"}"#, r#"{"a": []}"#] {
+            assert!(Filter::parse(&serde_json::to_string(&[odd]).unwrap_or_default()).is_err(), "{odd}");
+        }
     }
 }

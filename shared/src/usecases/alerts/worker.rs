@@ -23,8 +23,10 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::domain::webhook::delivery_id;
 use crate::ports::{
-    AlertAgenda, AlertRules, AlertState, Applied, Deliveries, Due, Matched, Notifier, RuleChange, StoreError,
+    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Bulk, Deliveries, Due, EventReader, Matched, Notifier,
+    RuleChange, StoreError,
 };
+use crate::usecases::alerts::intake::{WRITE_BATCH, entries};
 use crate::usecases::turns::TenantWork;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -46,6 +48,10 @@ const MAX_SUBJECT_CHARS: usize = 100;
 pub struct Worker {
     pub rules: Arc<dyn AlertRules>,
     pub agenda: Arc<dyn AlertAgenda>,
+    /// Where a bulk entry's events' entries go.
+    pub inbox: Arc<dyn AlertInbox>,
+    /// Where a bulk entry's events are read back from.
+    pub events: Arc<dyn EventReader>,
     pub state: Arc<dyn AlertState>,
     pub deliveries: Arc<dyn Deliveries>,
     pub notifier: Arc<dyn Notifier>,
@@ -62,15 +68,25 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// The worker on one store (rules, agenda, states, deliveries) and `notifier`.
-    pub fn on<S, N>(store: &Arc<S>, notifier: &Arc<N>, schedule: RetrySchedule, attempt_time: Duration) -> Self
+    /// The worker on one store (rules, agenda, states, deliveries), the events and
+    /// `notifier`.
+    pub fn on<S, E, N>(
+        store: &Arc<S>,
+        events: &Arc<E>,
+        notifier: &Arc<N>,
+        schedule: RetrySchedule,
+        attempt_time: Duration,
+    ) -> Self
     where
-        S: AlertRules + AlertAgenda + AlertState + Deliveries + 'static,
+        S: AlertRules + AlertAgenda + AlertInbox + AlertState + Deliveries + 'static,
+        E: EventReader + 'static,
         N: Notifier + 'static,
     {
         Self {
             rules: store.clone(),
             agenda: store.clone(),
+            inbox: store.clone(),
+            events: events.clone(),
             state: store.clone(),
             deliveries: store.clone(),
             notifier: notifier.clone(),
@@ -130,6 +146,7 @@ impl TenantWork for Worker {
                 }
                 match d {
                     Due::Matched(m) => self.apply(&mut slice, &m).await?,
+                    Due::Bulk(b) => self.unpack(&b).await?,
                     Due::Flush { rule_id, due } => self.flush(&mut slice, &rule_id, due).await?,
                     Due::Attempt { rule_id, delivery_id, due } => attempts.push((rule_id, delivery_id, due)),
                 }
@@ -148,6 +165,7 @@ impl TenantWork for Worker {
 fn entry_key(d: &Due) -> String {
     match d {
         Due::Matched(m) => format!("m\0{}\0{}", m.event.event.id, m.part),
+        Due::Bulk(b) => format!("b\0{}\0{}", b.events.first().map_or("", |(id, _)| id.as_str()), b.due.micros()),
         Due::Attempt { delivery_id, due, .. } => format!("a\0{delivery_id}\0{}", due.micros()),
         Due::Flush { rule_id, due } => format!("f\0{rule_id}\0{}", due.micros()),
     }
@@ -161,6 +179,27 @@ impl Worker {
         let s = self.state.state(slice.tenant, rule_id).await?;
         slice.states.insert(rule_id.to_owned(), s.clone());
         Ok(s)
+    }
+
+    /// Reads a bulk entry's events back and puts their entries on the agenda (due at
+    /// once: the slice's next page reads them), then takes the bulk entry off. An event
+    /// no longer online (archived since) is not judged.
+    async fn unpack(&self, bulk: &Bulk) -> Result<(), StoreError> {
+        let ids: Vec<&str> = bulk.events.iter().map(|(id, _)| id.as_str()).collect();
+        let found = self.events.fetch(&bulk.tenant, &ids).await?;
+        let mut matched = Vec::new();
+        for ((id, at), event) in bulk.events.iter().zip(found) {
+            let Some(event) = event else {
+                tracing::warn!(tenant = %bulk.tenant, event = %id, "a matched event is no longer online: not judged");
+                continue;
+            };
+            let rules: Vec<String> = at.iter().filter_map(|i| bulk.rules.get(usize::from(*i)).cloned()).collect();
+            matched.extend(entries(&event, &rules));
+        }
+        for chunk in matched.chunks(WRITE_BATCH) {
+            self.inbox.put(chunk).await?;
+        }
+        self.inbox.unpacked(bulk).await
     }
 
     /// Judges one matched event against the rules it matched (as they are now), and
