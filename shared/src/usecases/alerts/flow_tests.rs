@@ -57,7 +57,7 @@ fn world_with(limits: Limits) -> World {
     let served = Turns { kind: ALERTS, store: turns.clone(), queue: queue.clone(), hold: Duration::from_secs(60) };
     let intake = Intake::new(alerts.clone(), alerts.clone(), served.clone(), Duration::ZERO);
     let schedule = RetrySchedule::parse("1s,1s").unwrap_or_else(|e| panic!("{e}"));
-    let mut worker = Worker::on(&alerts, &store, &notifier, schedule, Duration::from_secs(1));
+    let mut worker = Worker::on(&alerts, &notifier, schedule, Duration::from_secs(1));
     worker.limits = limits;
     worker.pauses = Pauses { first_seconds: 1, max_seconds: 1 };
     World { store, alerts, notifier, queue, turns, rules, intake, worker, served }
