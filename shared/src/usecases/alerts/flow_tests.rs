@@ -251,6 +251,29 @@ async fn a_threshold_rule_notifies_once_per_burst() {
 }
 
 #[tokio::test]
+async fn thresholds_and_quiet_periods_run_on_arrival_never_on_the_clients_clock() {
+    let w = world();
+    create(&w, "t-a", r#", "threshold": {"count": 3, "window_minutes": 5}, "quiet_minutes": 10"#).await;
+    // Three events that arrive together but say they occurred days apart (an imported
+    // history): a burst by arrival, so the threshold is reached...
+    let now = Timestamp::now();
+    let told = |i: i64, id: &str| {
+        let value = with(
+            json!({"id": id, "action": "member.delete", "occurred_at": now.plus_seconds(-i * 86_400).to_string()}),
+        );
+        Event::validate(value, &tenant("t-a"), now).unwrap_or_else(|v| panic!("{v:?}")).stamp(now)
+    };
+    arrive(&w, vec![told(0, "e0"), told(3, "e1"), told(6, "e2")]).await;
+    serve_until(&w, 5, |w| settled(w, "t-a")).await;
+    assert_eq!(bodies(&w).len(), 1, "reached by arrival");
+    // ...and three more, which say they occurred a year before, arrive within the quiet
+    // period: nothing more is sent.
+    arrive(&w, (3..6).map(|i| told(365 + i, &format!("e{i}"))).collect()).await;
+    serve_until(&w, 5, |w| settled(w, "t-a")).await;
+    assert_eq!(bodies(&w).len(), 1, "quiet by arrival");
+}
+
+#[tokio::test]
 async fn a_failing_receiver_is_retried_on_the_schedule_then_dead_lettered() {
     let w = world();
     let rule = create(&w, "t-a", "").await;
