@@ -203,11 +203,20 @@ async fn the_agenda_holds_matched_events_attempts_and_flushes_in_time_order() {
 async fn the_largest_bulk_entry_fits_an_item_reads_back_whole_and_goes_once_unpacked() {
     let store = common::store(None).await;
     let t = new_tenant();
-    // A hundred events of a tenant with the most rules, each matching all of them, with
-    // the longest ids an event may have: what one stream batch of a flood hands over.
+    // A tenant with the most rules, its events the largest an event may be (text that
+    // does not compress), each matching every rule, as many as the stream packs in one.
     let rules: Vec<String> = (0..MAX_RULES_PER_TENANT).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let all: Vec<u16> = (0..u16::try_from(rules.len()).unwrap_or(u16::MAX)).collect();
-    let events = (0..audit::ports::EVENTS_PER_BULK).map(|i| (format!("{i:0>128}"), all.clone())).collect();
+    let big = |i: usize| {
+        let noise = || -> String { (0..30_000).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect() };
+        let value = json!({"id": format!("{i:0>128}"), "action": "auth.login", "actor": {"type": "member", "id": "u-1"},
+            "metadata": {"n": noise()},
+            "changes": [{"field": "f", "old": noise(), "new": null}]});
+        let event = Event::validate(value, &t, Timestamp::now()).unwrap_or_else(|v| panic!("{v:?}"));
+        (event.stamp(Timestamp::now()), all.clone())
+    };
+    let events: Vec<(StoredEvent, Vec<u16>)> = (0..3).map(big).collect();
+    assert!(events.iter().map(|(e, _)| e.doc.len() + 264).sum::<usize>() <= audit::ports::BULK_BYTES);
     let bulk = Bulk { tenant: t.clone(), due: Timestamp::now(), rules, events };
     // Put twice (a batch read again): one entry.
     store.put_bulks(&[bulk.clone(), bulk.clone()]).await.unwrap_or_else(|e| panic!("{e}"));

@@ -139,13 +139,12 @@ impl WorkerConfig {
         S: audit::ports::AlertRules
             + audit::ports::AlertAgenda
             + audit::ports::AlertInbox
-            + audit::ports::EventReader
             + audit::ports::AlertState
             + audit::ports::Deliveries
             + 'static,
         N: audit::ports::Notifier + 'static,
     {
-        let mut worker = Worker::on(store, store, notifier, self.schedule.clone(), self.outbound.timeout);
+        let mut worker = Worker::on(store, notifier, self.schedule.clone(), self.outbound.timeout);
         worker.limits = self.limits;
         worker.pauses = self.pauses;
         worker

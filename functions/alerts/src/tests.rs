@@ -92,9 +92,7 @@ async fn turn_messages_that_are_not_ours_are_dropped_and_a_held_turn_goes_back()
         hold: Duration::from_secs(60),
     };
     let schedule = RetrySchedule::parse("1s").unwrap_or_else(|e| panic!("{e}"));
-    let events = Arc::new(audit::memory::MemoryStore::default());
-    let notifier = Arc::new(MemoryNotifier::default());
-    let worker = Worker::on(&alerts, &events, &notifier, schedule, Duration::from_secs(1));
+    let worker = Worker::on(&alerts, &Arc::new(MemoryNotifier::default()), schedule, Duration::from_secs(1));
     turns.offer(&tenant("t-a")).await.unwrap_or_else(|e| panic!("{e}"));
     let turn = queue.receive().remove(0).body;
     // Another worker holds the turn.

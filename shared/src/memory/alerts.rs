@@ -160,7 +160,11 @@ impl AlertInbox for MemoryAlerts {
 }
 
 fn bulk_key(b: &Bulk) -> (TenantId, i64, Entry) {
-    (b.tenant.clone(), b.due.micros(), Entry::Bulk(b.events.first().map(|(id, _)| id.clone()).unwrap_or_default()))
+    (
+        b.tenant.clone(),
+        b.due.micros(),
+        Entry::Bulk(b.events.first().map(|(e, _)| e.event.id.clone()).unwrap_or_default()),
+    )
 }
 
 #[async_trait]

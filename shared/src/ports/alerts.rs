@@ -77,23 +77,24 @@ pub struct Matched {
     pub part: u8,
 }
 
-/// Most events one [`Bulk`] lists: their read back is one batched read.
-pub const EVENTS_PER_BULK: usize = crate::ports::FETCH_MAX;
+/// Most bytes of events (their canonical text) one [`Bulk`] carries, with room left for
+/// the rest under DynamoDB's 400 KB item (the text is stored compressed).
+pub const BULK_BYTES: usize = 256 * 1024;
 
-/// Many matched events of one tenant in one agenda entry, by id: what the stream hands
-/// over for a tenant with more matches in a batch than it writes one by one, so that
-/// what a tenant's flood costs the stream is a write per batch, not per match. The
-/// tenant's worker reads the events back and puts their entries on the agenda.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Many matched events of one tenant in one agenda entry: what the stream hands over for
+/// a tenant with more matches in a batch than it writes one by one, so that what a
+/// tenant's flood costs the stream is a write per bulk, not per 24 matched rules. The
+/// tenant's worker puts the events' own entries on the agenda in its turn.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bulk {
     pub tenant: TenantId,
-    /// When it is due: its first event's arrival.
+    /// When it is due: its earliest event's arrival.
     pub due: Timestamp,
     /// The rules its events matched, each once.
     pub rules: Vec<String>,
-    /// Its events' ids (at most [`EVENTS_PER_BULK`]), in the stream's order, each with
-    /// the indexes in `rules` of the rules it matched, in order.
-    pub events: Vec<(String, Vec<u16>)>,
+    /// Its events (at least one), in the stream's order, each with the indexes in `rules`
+    /// of the rules it matched, in order.
+    pub events: Vec<(StoredEvent, Vec<u16>)>,
 }
 
 /// Something due on a tenant's agenda.

@@ -19,7 +19,7 @@ pub mod tenants;
 pub mod turns;
 
 pub use alerts::{AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Deliveries, Due, Matched, Notifier};
-pub use alerts::{Bulk, EVENTS_PER_BULK, RULES_PER_MATCHED, RuleChange, RuleWriteError, SendError, StoredRule};
+pub use alerts::{BULK_BYTES, Bulk, RULES_PER_MATCHED, RuleChange, RuleWriteError, SendError, StoredRule};
 pub use blob::{BlobError, BlobStore, Condition, Listed, Upload};
 pub use catalogs::{CatalogRead, Catalogs};
 pub use clock::Clock;

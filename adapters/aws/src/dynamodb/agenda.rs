@@ -5,14 +5,16 @@
 //!
 //! A matched entry carries its event as the event item does (`d`, `h`, `ra`: read back by
 //! [`item::from_item`], hash checked) and the ids of the rules it matched (`r`). A bulk
-//! entry carries its rules' ids once (`r`), its events' ids (`e`) and, for each event,
-//! the indexes of the rules it matched (`x`, big-endian u16s).
+//! entry carries its rules' ids once (`r`) and its events (`e`, a list of maps, each
+//! with the event's `d`, `h`, `ra` and `x`: the indexes in `r` of the rules it matched,
+//! big-endian u16s).
 
 use crate::dynamodb::item::{self, attr as event_attr};
 use crate::dynamodb::values::{Item, b, key, n, s};
 use crate::dynamodb::{Table, doc, keys, store_error};
 use crate::retry::retry;
 use async_trait::async_trait;
+use audit::domain::event::StoredEvent;
 use audit::domain::tenant::TenantId;
 use audit::domain::timestamp::Timestamp;
 use audit::ports::{AlertAgenda, AlertInbox, Bulk, Due, Matched, StoreError};
@@ -20,9 +22,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 /// A matched entry's rule ids (L of S).
 const RULES: &str = "r";
-/// A bulk entry's event ids (L of S).
+/// A bulk entry's events (L of M).
 const EVENTS: &str = "e";
-/// A bulk entry's rule indexes, per event (L of B).
+/// A bulk entry's event's rule indexes (B).
 const INDEXES: &str = "x";
 
 /// The sort key of an agenda entry due at `due`: the time first, zero-padded so keys
@@ -39,6 +41,15 @@ pub(super) fn flush_key(tenant: &TenantId, due: Timestamp, rule_id: &str) -> Ite
     key(&keys::agenda_pk(tenant), &sort_key(due, &format!("F#{rule_id}")))
 }
 
+/// An event's attributes as its item has them, for an agenda entry to carry.
+fn event_attributes(event: &StoredEvent) -> Item {
+    Item::from([
+        (event_attr::DOC.into(), b(doc::encode(&event.doc))),
+        (event_attr::HASH.into(), b(hex::decode(&event.hash).unwrap_or_default())),
+        (event_attr::RECEIVED_AT.into(), n(event.received_at.micros())),
+    ])
+}
+
 pub(super) fn matched_key(m: &Matched) -> Item {
     let e = &m.event;
     key(&keys::agenda_pk(&e.event.tenant_id), &sort_key(e.received_at, &format!("M#{}#{}", e.event.id, m.part)))
@@ -46,24 +57,25 @@ pub(super) fn matched_key(m: &Matched) -> Item {
 
 fn matched_item(m: &Matched) -> Item {
     let mut item = matched_key(m);
-    item.insert(event_attr::DOC.into(), b(doc::encode(&m.event.doc)));
-    item.insert(event_attr::HASH.into(), b(hex::decode(&m.event.hash).unwrap_or_default()));
-    item.insert(event_attr::RECEIVED_AT.into(), n(m.event.received_at.micros()));
+    item.extend(event_attributes(&m.event));
     item.insert(RULES.into(), AttributeValue::L(m.rules.iter().map(|r| s(r)).collect()));
     item
 }
 
 pub(super) fn bulk_key(bulk: &Bulk) -> Item {
-    let first = bulk.events.first().map_or("", |(id, _)| id.as_str());
+    let first = bulk.events.first().map_or("", |(e, _)| e.event.id.as_str());
     key(&keys::agenda_pk(&bulk.tenant), &sort_key(bulk.due, &format!("B#{first}")))
 }
 
 fn bulk_item(bulk: &Bulk) -> Item {
     let mut item = bulk_key(bulk);
     item.insert(RULES.into(), AttributeValue::L(bulk.rules.iter().map(|r| s(r)).collect()));
-    item.insert(EVENTS.into(), AttributeValue::L(bulk.events.iter().map(|(id, _)| s(id)).collect()));
-    let indexes = bulk.events.iter().map(|(_, at)| b(at.iter().flat_map(|i| i.to_be_bytes()).collect()));
-    item.insert(INDEXES.into(), AttributeValue::L(indexes.collect()));
+    let events = bulk.events.iter().map(|(event, at)| {
+        let mut m = event_attributes(event);
+        m.insert(INDEXES.into(), b(at.iter().flat_map(|i| i.to_be_bytes()).collect()));
+        AttributeValue::M(m)
+    });
+    item.insert(EVENTS.into(), AttributeValue::L(events.collect()));
     item
 }
 
@@ -101,19 +113,23 @@ fn due_from_item(tenant: &TenantId, item: &Item) -> Result<Due, StoreError> {
         }
         "B" => {
             let rules = strings(item, RULES).ok_or_else(|| corrupt(sk, "rules"))?;
-            let ids = strings(item, EVENTS).ok_or_else(|| corrupt(sk, "events"))?;
-            let indexes = item.get(INDEXES).and_then(|v| v.as_l().ok()).ok_or_else(|| corrupt(sk, "indexes"))?;
-            if ids.len() != indexes.len() || ids.first().map(String::as_str) != Some(rest) {
-                return Err(corrupt(sk, "its events are not its key's"));
-            }
-            let mut events = Vec::with_capacity(ids.len());
-            for (id, at) in ids.into_iter().zip(indexes) {
-                let bytes = at.as_b().map_err(|_| corrupt(sk, "indexes"))?.as_ref();
+            let list = item.get(EVENTS).and_then(|v| v.as_l().ok()).ok_or_else(|| corrupt(sk, "events"))?;
+            let mut events = Vec::with_capacity(list.len());
+            for m in list {
+                let m = m.as_m().map_err(|_| corrupt(sk, "events"))?;
+                let event = item::from_item(m).map_err(|e| corrupt(sk, e))?;
+                let bytes = m.get(INDEXES).and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt(sk, "indexes"))?.as_ref();
                 let at: Vec<u16> = bytes.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
                 if bytes.len() % 2 != 0 || at.iter().any(|i| usize::from(*i) >= rules.len()) {
                     return Err(corrupt(sk, "indexes"));
                 }
-                events.push((id, at));
+                if event.event.tenant_id != *tenant {
+                    return Err(corrupt(sk, "an event of another tenant"));
+                }
+                events.push((event, at));
+            }
+            if events.first().map(|(e, _)| e.event.id.as_str()) != Some(rest) {
+                return Err(corrupt(sk, "its events are not its key's"));
             }
             Ok(Due::Bulk(Box::new(Bulk { tenant: tenant.clone(), due, rules, events })))
         }
@@ -224,17 +240,20 @@ mod tests {
         assert_eq!(back, Due::Matched(Box::new(m.clone())));
         let other = TenantId::parse("other").unwrap_or_else(|_| unreachable!());
         assert!(due_from_item(&other, &matched_item(&m)).is_err(), "an entry of another tenant is refused");
+        let second = Event::validate(with(json!({"id": "e2", "action": "a.b"})), &tenant, at(0));
+        let second = second.unwrap_or_else(|v| panic!("{v:?}")).stamp(at(2));
         let bulk = Bulk {
             tenant: tenant.clone(),
-            due: at(2),
+            due: at(1),
             rules: vec!["r1".into(), "r2".into()],
-            events: vec![("e1".into(), vec![1, 0]), ("e2".into(), vec![0])],
+            events: vec![(m.event.clone(), vec![1, 0]), (second, vec![0])],
         };
         let back = due_from_item(&tenant, &bulk_item(&bulk)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, Due::Bulk(Box::new(bulk.clone())));
-        let mut bad = bulk_item(&bulk);
-        bad.insert(INDEXES.into(), AttributeValue::L(vec![b(vec![0, 2]), b(vec![0])]));
-        assert!(due_from_item(&tenant, &bad).is_err(), "an index past the rules, or half of one, is refused");
+        assert!(due_from_item(&other, &bulk_item(&bulk)).is_err(), "a bulk of another tenant is refused");
+        let mut bad = bulk.clone();
+        bad.events[1].1 = vec![2];
+        assert!(due_from_item(&tenant, &bulk_item(&bad)).is_err(), "an index past the rules is refused");
         let back = due_from_item(&tenant, &attempt_key(&tenant, at(5), "r1", "msg_1"));
         assert_eq!(back.ok(), Some(Due::Attempt { rule_id: "r1".into(), delivery_id: "msg_1".into(), due: at(5) }));
     }

@@ -241,14 +241,6 @@ impl Table {
             attempt += 1;
         }
     }
-
-    pub(super) async fn get_one(&self, what: &str, key: Item) -> Result<Option<Item>, StoreError> {
-        let run = retry(&self.backoff, what, || {
-            self.client.get_item().table_name(&self.name).set_key(Some(key.clone())).consistent_read(true).send()
-        })
-        .await;
-        Ok(run.result.map_err(|e| store_error(&e))?.item)
-    }
 }
 
 #[async_trait]

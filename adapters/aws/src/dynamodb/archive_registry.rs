@@ -91,12 +91,8 @@ impl ArchiveRegistry for Table {
     }
 
     async fn state(&self, tenant: &TenantId) -> Result<ArchiveState, StoreError> {
-        let run = retry(&self.backoff, "GetItem archive state", || {
-            self.client.get_item().table_name(&self.name).set_key(Some(tenant_key(tenant))).consistent_read(true).send()
-        })
-        .await;
-        let out = run.result.map_err(|e| store_error(&e))?;
-        out.item().map_or(Ok(ArchiveState::default()), state_from_item)
+        let item = self.get_one("GetItem archive state", tenant_key(tenant)).await?;
+        item.as_ref().map_or(Ok(ArchiveState::default()), state_from_item)
     }
 
     async fn begin(&self, tenant: &TenantId, owner: &str, p: &Pending) -> Result<(), RegistryError> {

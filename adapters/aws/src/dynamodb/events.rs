@@ -194,17 +194,8 @@ impl EventWriter for Table {
 #[async_trait]
 impl EventReader for Table {
     async fn get(&self, tenant: &TenantId, id: &str) -> Result<Lookup, StoreError> {
-        let run = retry(&self.backoff, "GetItem event", || {
-            self.client
-                .get_item()
-                .table_name(&self.name)
-                .set_key(Some(event_key(tenant, id)))
-                .consistent_read(true)
-                .send()
-        })
-        .await;
-        let out = run.result.map_err(|e| store_error(&e))?;
-        let Some(found) = out.item() else { return Ok(Lookup::Absent) };
+        let item = self.get_one("GetItem event", event_key(tenant, id)).await?;
+        let Some(found) = item.as_ref() else { return Ok(Lookup::Absent) };
         let corrupt = |e: item::ItemError| altered(tenant, found, &e);
         match item::archived_at(found).map_err(corrupt)? {
             Some(at) => Ok(Lookup::Archived(at)),

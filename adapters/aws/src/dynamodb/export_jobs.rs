@@ -93,28 +93,6 @@ fn plan_from(text: &str) -> Option<Vec<Range>> {
     pairs.iter().map(|[f, t]| Some(Range { from: Timestamp::parse(f).ok()?, to: Timestamp::parse(t).ok()? })).collect()
 }
 
-impl Table {
-    /// One item of the tenant's export jobs partition, read consistently: a job's state or
-    /// the dispatch record just written must be seen.
-    async fn read_job_item(
-        &self,
-        what: &str,
-        tenant: &TenantId,
-        sk: &str,
-    ) -> Result<aws_sdk_dynamodb::operation::get_item::GetItemOutput, StoreError> {
-        let run = retry(&self.backoff, what, || {
-            self.client
-                .get_item()
-                .table_name(&self.name)
-                .set_key(Some(job_key(tenant, sk)))
-                .consistent_read(true)
-                .send()
-        })
-        .await;
-        run.result.map_err(|e| store_error(&e))
-    }
-}
-
 #[async_trait]
 impl ExportJobs for Table {
     async fn create(&self, job: &Job) -> Result<(), StoreError> {
@@ -132,8 +110,8 @@ impl ExportJobs for Table {
     }
 
     async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Job>, StoreError> {
-        let out = self.read_job_item("GetItem export job", tenant, id).await?;
-        Ok(out.item().and_then(|it| from_item(tenant, it)))
+        let item = self.get_one("GetItem export job", job_key(tenant, id)).await?;
+        Ok(item.and_then(|it| from_item(tenant, &it)))
     }
 
     async fn list(
@@ -173,11 +151,11 @@ impl ExportJobs for Table {
     }
 
     async fn dispatch(&self, tenant: &TenantId) -> Result<Dispatch, StoreError> {
-        let out = self.read_job_item("GetItem export dispatch", tenant, DISPATCH).await?;
-        Ok(out.item().map_or_else(Dispatch::default, |item| Dispatch {
-            active: read_times(item, "active"),
-            running: read_times(item, "running"),
-            version: get_n(item, "version").unwrap_or(0),
+        let item = self.get_one("GetItem export dispatch", job_key(tenant, DISPATCH)).await?;
+        Ok(item.map_or_else(Dispatch::default, |item| Dispatch {
+            active: read_times(&item, "active"),
+            running: read_times(&item, "running"),
+            version: get_n(&item, "version").unwrap_or(0),
         }))
     }
 

@@ -199,6 +199,17 @@ where
     if classify(err) == Class::Permanent { StoreError::Refused(text) } else { StoreError::Unavailable(text) }
 }
 
+impl Table {
+    /// One item, read consistently (what was just written must be seen), retried.
+    pub(super) async fn get_one(&self, what: &str, key: Item) -> Result<Option<Item>, StoreError> {
+        let run = retry(&self.backoff, what, || {
+            self.client.get_item().table_name(&self.name).set_key(Some(key.clone())).consistent_read(true).send()
+        })
+        .await;
+        Ok(run.result.map_err(|e| store_error(&e))?.item)
+    }
+}
+
 #[async_trait]
 impl Health for Table {
     async fn ping(&self) -> Result<(), StoreError> {

@@ -57,7 +57,7 @@ fn world_with(limits: Limits) -> World {
     let served = Turns { kind: ALERTS, store: turns.clone(), queue: queue.clone(), hold: Duration::from_secs(60) };
     let intake = Intake::new(alerts.clone(), alerts.clone(), served.clone(), Duration::ZERO);
     let schedule = RetrySchedule::parse("1s,1s").unwrap_or_else(|e| panic!("{e}"));
-    let mut worker = Worker::on(&alerts, &store, &notifier, schedule, Duration::from_secs(1));
+    let mut worker = Worker::on(&alerts, &notifier, schedule, Duration::from_secs(1));
     worker.limits = limits;
     worker.pauses = Pauses { first_seconds: 1, max_seconds: 1 };
     World { store, alerts, notifier, queue, turns, rules, intake, worker, served }
@@ -248,6 +248,29 @@ async fn a_threshold_rule_notifies_once_per_burst() {
     let bodies = bodies(&w);
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["data"]["count"], 5);
+}
+
+#[tokio::test]
+async fn thresholds_and_quiet_periods_run_on_arrival_never_on_the_clients_clock() {
+    let w = world();
+    create(&w, "t-a", r#", "threshold": {"count": 3, "window_minutes": 5}, "quiet_minutes": 10"#).await;
+    // Three events that arrive together but say they occurred days apart (an imported
+    // history): a burst by arrival, so the threshold is reached...
+    let now = Timestamp::now();
+    let told = |i: i64, id: &str| {
+        let value = with(
+            json!({"id": id, "action": "member.delete", "occurred_at": now.plus_seconds(-i * 86_400).to_string()}),
+        );
+        Event::validate(value, &tenant("t-a"), now).unwrap_or_else(|v| panic!("{v:?}")).stamp(now)
+    };
+    arrive(&w, vec![told(0, "e0"), told(3, "e1"), told(6, "e2")]).await;
+    serve_until(&w, 5, |w| settled(w, "t-a")).await;
+    assert_eq!(bodies(&w).len(), 1, "reached by arrival");
+    // ...and three more, which say they occurred a year before, arrive within the quiet
+    // period: nothing more is sent.
+    arrive(&w, (3..6).map(|i| told(365 + i, &format!("e{i}"))).collect()).await;
+    serve_until(&w, 5, |w| settled(w, "t-a")).await;
+    assert_eq!(bodies(&w).len(), 1, "quiet by arrival");
 }
 
 #[tokio::test]

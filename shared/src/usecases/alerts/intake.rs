@@ -5,7 +5,7 @@
 //! Per record: one match against cached rules (microseconds; an event that matches no
 //! rule costs nothing more). Per batch: each tenant's matches written as entries of the
 //! tenant's agenda, up to [`INLINE_ENTRIES`] of them, beyond that as bulk entries (a
-//! write per hundred events, whatever their rules), and one note per tenant with matches
+//! write per [`BULK_BYTES`] of events, whatever their rules), and one note per tenant with matches
 //! that gives it a turn ([`crate::usecases::turns`]). Unpacking bulk entries, judging the
 //! matches, moving rule states and delivering are the tenant's worker's
 //! ([`super::worker`]), which serves tenants in turns.
@@ -14,7 +14,7 @@ use crate::domain::alert::Rule;
 use crate::domain::alerting::matching;
 use crate::domain::event::StoredEvent;
 use crate::domain::tenant::TenantId;
-use crate::ports::{AlertInbox, AlertRules, Bulk, EVENTS_PER_BULK, Matched, RULES_PER_MATCHED, StoreError};
+use crate::ports::{AlertInbox, AlertRules, BULK_BYTES, Bulk, Matched, RULES_PER_MATCHED, StoreError};
 use crate::usecases::counts::ActionCounts;
 use crate::usecases::intake::{Record, in_order};
 use crate::usecases::turns::{TurnError, Turns};
@@ -163,7 +163,7 @@ pub fn entries(event: &StoredEvent, rules: &[String]) -> Vec<Matched> {
 }
 
 /// Each tenant's matches as entries, or, when they would make more than
-/// [`INLINE_ENTRIES`], as bulk entries of at most [`EVENTS_PER_BULK`] events.
+/// [`INLINE_ENTRIES`], as bulk entries of at most [`BULK_BYTES`] of events each.
 fn pack(matches: Vec<Match>) -> (Vec<Matched>, Vec<Bulk>) {
     let mut by_tenant: BTreeMap<TenantId, Vec<Match>> = BTreeMap::new();
     for m in matches {
@@ -174,32 +174,48 @@ fn pack(matches: Vec<Match>) -> (Vec<Matched>, Vec<Bulk>) {
         let count: usize = matches.iter().map(|(_, rules)| rules.len().div_ceil(RULES_PER_MATCHED)).sum();
         if count <= INLINE_ENTRIES {
             matched.extend(matches.iter().flat_map(|(event, rules)| entries(event, rules)));
-        } else {
-            bulks.extend(matches.chunks(EVENTS_PER_BULK).map(|chunk| bulk(&tenant, chunk)));
+            continue;
+        }
+        let mut part: Vec<Match> = Vec::new();
+        let mut bytes = 0;
+        for m in matches {
+            // An event's text, its rules' indexes and its id and hash, as stored at most.
+            let size = m.0.doc.len() + 2 * m.1.len() + m.0.event.id.len() + 64;
+            if !part.is_empty() && bytes + size > BULK_BYTES {
+                bulks.push(bulk(&tenant, std::mem::take(&mut part)));
+                bytes = 0;
+            }
+            bytes += size;
+            part.push(m);
+        }
+        if !part.is_empty() {
+            bulks.push(bulk(&tenant, part));
         }
     }
     (matched, bulks)
 }
 
-/// One bulk entry of `matches` (not empty): each rule named once, events by id.
-fn bulk(tenant: &TenantId, matches: &[Match]) -> Bulk {
+/// One bulk entry of `matches` (not empty): each rule named once.
+fn bulk(tenant: &TenantId, matches: Vec<Match>) -> Bulk {
     let mut rules: Vec<String> = Vec::new();
-    let mut index: HashMap<&str, u16> = HashMap::new();
-    let mut events = Vec::with_capacity(matches.len());
-    for (event, ids) in matches {
-        let at = ids
-            .iter()
-            .map(|id| {
-                *index.entry(id.as_str()).or_insert_with(|| {
-                    rules.push(id.clone());
-                    // A tenant has at most MAX_RULES_PER_TENANT rules.
-                    u16::try_from(rules.len() - 1).unwrap_or(u16::MAX)
-                })
-            })
-            .collect();
-        events.push((event.event.id.clone(), at));
-    }
+    let mut index: HashMap<String, u16> = HashMap::new();
     let due = matches.iter().map(|(e, _)| e.received_at).min().unwrap_or_else(crate::domain::timestamp::Timestamp::now);
+    let events = matches
+        .into_iter()
+        .map(|(event, ids)| {
+            let at = ids
+                .into_iter()
+                .map(|id| {
+                    *index.entry(id).or_insert_with_key(|id| {
+                        rules.push(id.clone());
+                        // A tenant has at most MAX_RULES_PER_TENANT rules.
+                        u16::try_from(rules.len() - 1).unwrap_or(u16::MAX)
+                    })
+                })
+                .collect();
+            (event, at)
+        })
+        .collect();
     Bulk { tenant: tenant.clone(), due, rules, events }
 }
 
@@ -234,22 +250,27 @@ mod tests {
             matched.iter().map(|m| (m.event.event.id.as_str(), m.part)).collect::<Vec<_>>(),
             [("q1", 0), ("q2", 0), ("q2", 1)]
         );
-        // The flood's 750 entries are two writes, and read back they are the same matches.
-        assert_eq!(bulks.len(), 2);
-        assert_eq!(bulks[0].events.len(), EVENTS_PER_BULK);
+        // The flood's 750 entries are one write, and read back they are the same matches.
+        assert_eq!(bulks.len(), 1);
         let back: Vec<Match> = bulks
             .iter()
             .flat_map(|b| {
-                b.events.iter().map(|(id, at)| {
-                    let event = flood.iter().find(|(e, _)| &e.event.id == id).map(|(e, _)| e.clone());
-                    let rules = at.iter().map(|i| b.rules[usize::from(*i)].clone()).collect();
-                    (event.unwrap_or_else(|| panic!("{id} is not the flood's")), rules)
-                })
+                b.events
+                    .iter()
+                    .map(|(event, at)| (event.clone(), at.iter().map(|i| b.rules[usize::from(*i)].clone()).collect()))
             })
             .collect();
         assert_eq!(back, flood);
         assert_eq!(bulks[0].rules.len(), 100, "each rule is named once");
         assert_eq!(bulks[0].due, flood[0].0.received_at);
+        // Events of the most bytes an event may have fill bulks of BULK_BYTES at most.
+        let big = |i: usize| {
+            let mut e = event("flood", &format!("b{i}"));
+            e.doc = "x".repeat(crate::domain::event::MAX_EVENT_BYTES);
+            (e, rules(100))
+        };
+        let (_, bulks) = pack((0..20).map(big).collect());
+        assert_eq!(bulks.iter().map(|b| b.events.len()).collect::<Vec<_>>(), [3, 3, 3, 3, 3, 3, 2]);
     }
 
     #[test]

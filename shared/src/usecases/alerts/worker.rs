@@ -23,8 +23,8 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::domain::webhook::delivery_id;
 use crate::ports::{
-    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Bulk, Deliveries, Due, EventReader, Matched, Notifier,
-    RuleChange, StoreError,
+    AlertAgenda, AlertInbox, AlertRules, AlertState, Applied, Bulk, Deliveries, Due, Matched, Notifier, RuleChange,
+    StoreError,
 };
 use crate::usecases::alerts::intake::{WRITE_BATCH, entries};
 use crate::usecases::turns::TenantWork;
@@ -50,8 +50,6 @@ pub struct Worker {
     pub agenda: Arc<dyn AlertAgenda>,
     /// Where a bulk entry's events' entries go.
     pub inbox: Arc<dyn AlertInbox>,
-    /// Where a bulk entry's events are read back from.
-    pub events: Arc<dyn EventReader>,
     pub state: Arc<dyn AlertState>,
     pub deliveries: Arc<dyn Deliveries>,
     pub notifier: Arc<dyn Notifier>,
@@ -68,25 +66,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// The worker on one store (rules, agenda, states, deliveries), the events and
-    /// `notifier`.
-    pub fn on<S, E, N>(
-        store: &Arc<S>,
-        events: &Arc<E>,
-        notifier: &Arc<N>,
-        schedule: RetrySchedule,
-        attempt_time: Duration,
-    ) -> Self
+    /// The worker on one store (rules, agenda, states, deliveries) and `notifier`.
+    pub fn on<S, N>(store: &Arc<S>, notifier: &Arc<N>, schedule: RetrySchedule, attempt_time: Duration) -> Self
     where
         S: AlertRules + AlertAgenda + AlertInbox + AlertState + Deliveries + 'static,
-        E: EventReader + 'static,
         N: Notifier + 'static,
     {
         Self {
             rules: store.clone(),
             agenda: store.clone(),
             inbox: store.clone(),
-            events: events.clone(),
             state: store.clone(),
             deliveries: store.clone(),
             notifier: notifier.clone(),
@@ -165,7 +154,7 @@ impl TenantWork for Worker {
 fn entry_key(d: &Due) -> String {
     match d {
         Due::Matched(m) => format!("m\0{}\0{}", m.event.event.id, m.part),
-        Due::Bulk(b) => format!("b\0{}\0{}", b.events.first().map_or("", |(id, _)| id.as_str()), b.due.micros()),
+        Due::Bulk(b) => format!("b\0{}\0{}", b.events.first().map_or("", |(e, _)| e.event.id.as_str()), b.due.micros()),
         Due::Attempt { delivery_id, due, .. } => format!("a\0{delivery_id}\0{}", due.micros()),
         Due::Flush { rule_id, due } => format!("f\0{rule_id}\0{}", due.micros()),
     }
@@ -181,21 +170,17 @@ impl Worker {
         Ok(s)
     }
 
-    /// Reads a bulk entry's events back and puts their entries on the agenda (due at
-    /// once: the slice's next page reads them), then takes the bulk entry off. An event
-    /// no longer online (archived since) is not judged.
+    /// Puts a bulk entry's events' own entries on the agenda (due at once: the slice's
+    /// next page reads them), then takes the bulk entry off.
     async fn unpack(&self, bulk: &Bulk) -> Result<(), StoreError> {
-        let ids: Vec<&str> = bulk.events.iter().map(|(id, _)| id.as_str()).collect();
-        let found = self.events.fetch(&bulk.tenant, &ids).await?;
-        let mut matched = Vec::new();
-        for ((id, at), event) in bulk.events.iter().zip(found) {
-            let Some(event) = event else {
-                tracing::warn!(tenant = %bulk.tenant, event = %id, "a matched event is no longer online: not judged");
-                continue;
-            };
-            let rules: Vec<String> = at.iter().filter_map(|i| bulk.rules.get(usize::from(*i)).cloned()).collect();
-            matched.extend(entries(&event, &rules));
-        }
+        let matched: Vec<Matched> = bulk
+            .events
+            .iter()
+            .flat_map(|(event, at)| {
+                let rules: Vec<String> = at.iter().filter_map(|i| bulk.rules.get(usize::from(*i)).cloned()).collect();
+                entries(event, &rules)
+            })
+            .collect();
         for chunk in matched.chunks(WRITE_BATCH) {
             self.inbox.put(chunk).await?;
         }
