@@ -190,6 +190,17 @@ reference_design() {
   fi
 }
 
+# bench_inputs: prints where ../shared/bench is (the event generator, the reference
+# scripts); in a git worktree, `shared` sits beside the main checkout (as
+# tests/python/conftest.py finds it).
+bench_inputs() {
+  if [ -d "$ROOT/../shared/bench" ]; then
+    echo "$ROOT/../shared/bench"
+  else
+    echo "$(cd "$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)/../.." && pwd)/shared/bench"
+  fi
+}
+
 # bench_profile: the build benchmarks use, PROFILE (release, the default; dev for the
 # suite's smoke runs, tests/bench/smoke.sh), and BIN, where its binaries land.
 bench_profile() {

@@ -9,7 +9,7 @@ cd "$ROOT"
 bench_profile
 ensure_tools
 cargo build --profile "$PROFILE" --quiet -p audit-cli --bin auditlog
-BENCH="$ROOT/../shared/bench"
+BENCH=$(bench_inputs)
 WORK=$(mktemp -d "$LOCAL/convert.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 RUNS=${RUNS:-3}

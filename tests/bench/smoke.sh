@@ -20,6 +20,7 @@ declare -A ARGS=(
   [cold_start.sh]="1"
   [convert.sh]="300"
   [convert_csv.sh]="300"
+  [export_large.sh]="2000 2"
   [cost.sh]="HEAD"
   [ingest_e2e.sh]="--events 300 --runs 1"
   [neighbours.sh]="--seconds 4 --rules 3 --batches 1"
