@@ -191,24 +191,44 @@ def test_the_archive_verifies_to_its_signed_checkpoint_and_a_rewrite_of_bucket_a
     keys = verifier.load_keys(stack["keys"])
     assert verifier.verify_archive(root, tenant, keys) == []
     assert auditlog("verify", "--tenant", tenant, check=False).returncode == 0
+    manifests = os.path.join(root, "manifests", f"tenant={tenant}")
+    revisions = os.path.join(manifests, "revisions")
+    path = os.path.join(revisions, sorted(os.listdir(revisions))[-1])
+    original = open(path, "rb").read()
+    manifest = json.loads(original)
+    day = os.path.join(manifests, f"date={manifest['date']}.json")
+
+    # The bucket alone: a day's current manifest (what exports and queries read) that is
+    # not its latest signed revision, and a revision past the newest checkpoint.
+    with open(day, "wb") as f:
+        f.write(original + b" ")
+    assert any("not the day's latest signed revision" in p for p in verifier.verify_archive(root, tenant, keys))
+    with open(day, "wb") as f:
+        f.write(original)
+    beyond = os.path.join(revisions, f"{manifest['seq'] + 1:010}.json")
+    shutil.copy(path, beyond)
+    assert any("past the newest signed checkpoint" in p for p in verifier.verify_archive(root, tenant, keys))
+    os.remove(beyond)
 
     # Whoever can write the bucket and the table rewrites the chain consistently: a
-    # revision changed, the registry's head moved to its new hash.
-    revisions = os.path.join(root, "manifests", f"tenant={tenant}", "revisions")
-    path = os.path.join(revisions, sorted(os.listdir(revisions))[-1])
-    manifest = json.loads(open(path, "rb").read())
+    # revision changed, the registry's head moved to its new hash, the head's checkpoint
+    # removed.
     manifest["created_at"] = "2020-01-01T00:00:00.000000Z"
     rewritten = json.dumps(manifest, indent=2).encode() + b"\n"
-    with open(path, "wb") as f:
-        f.write(rewritten)
-    day = os.path.join(root, "manifests", f"tenant={tenant}", f"date={manifest['date']}.json")
-    with open(day, "wb") as f:
-        f.write(rewritten)
+    for target in (path, day):
+        with open(target, "wb") as f:
+            f.write(rewritten)
+    os.remove(os.path.join(manifests, "checkpoints", f"{manifest['seq']:010}.json"))
     table = boto3.resource("dynamodb").Table(os.environ["AUDIT_TABLE"])
     table.update_item(Key={"pk": "TENANTS", "sk": tenant}, UpdateExpression="SET archive_head = :h",
                       ExpressionAttributeValues={":h": hashlib.sha256(rewritten).hexdigest()})
+    # The next archive run must not sign the forged head: it does not descend from what
+    # was signed before.
+    run = auditlog("archive", "--tenant", tenant, check=False)
+    assert run.returncode == 1 and "signed" in run.stdout, run.stdout + run.stderr
+    assert not os.path.exists(os.path.join(manifests, "checkpoints", f"{manifest['seq']:010}.json"))
     found = verifier.verify_archive(root, tenant, keys)
-    assert any("checkpoint" in p for p in found), found
+    assert any("checkpoint" in p or "signed" in p for p in found), found
     run = auditlog("verify", "--tenant", tenant, check=False)
     assert run.returncode == 1 and "checkpoint" in run.stdout, run.stdout + run.stderr
 

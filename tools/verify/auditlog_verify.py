@@ -11,17 +11,18 @@ downloaded export: its `manifest.json` and its files, under the names the manife
 `ROOT` is the archive bucket: a local copy (a folder) or `s3://bucket` (pyarrow's S3
 filesystem, with the usual AWS credentials; `?endpoint_override=...` for another endpoint).
 
-Exit status 0 when everything holds; 1 with one line per problem otherwise.
+Exit status 0 when everything holds; 1 with one line per problem otherwise. What was
+checked (the export's request, the signed head) is printed on standard error. Files are
+read as streams: memory stays bounded whatever their size.
 """
 import argparse
 import base64
 import csv
 import hashlib
-import io
 import json
 import os
 import sys
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -53,10 +54,29 @@ JSON_COLUMNS = {"changes", "metadata"}
 TIME_COLUMNS = {"occurred_at", "received_at"}
 # Rows decoded at once from a Parquet file: memory stays bounded whatever its size.
 BATCH_ROWS = 1024
+# Bytes hashed at once.
+CHUNK = 1 << 20
 
 
 def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(stream):
+    """(bytes, hex SHA-256) of what the stream holds, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def instant(text):
+    """An RFC 3339 time as an aware datetime, or None when it is not one."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- keys and signatures
@@ -131,22 +151,29 @@ def event_of_row(row):
 
 
 def parquet_rows(opened):
-    """(occurred_at text, id, event, claimed hash) for every row, batch by batch."""
+    """(occurred_at text, id, event, claimed hash) for every row, batch by batch (`opened`:
+    a path or a file opened for random access)."""
     for batch in pq.ParquetFile(opened).iter_batches(batch_size=BATCH_ROWS):
         for row in batch.to_pylist():
             event = event_of_row(row)
             yield event["occurred_at"], event["id"], event, row.get("hash")
 
 
-def jsonl_rows(data):
-    for line in data.decode("utf-8").splitlines():
-        if line:
-            event = json.loads(line)
-            yield event.get("occurred_at"), event.get("id"), event, event.get("hash")
+def jsonl_rows(path):
+    # Lines end at "\n" only: a string may hold U+2028 and the like unescaped.
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                event = json.loads(line)
+                yield event.get("occurred_at"), event.get("id"), event, event.get("hash")
 
 
-def csv_rows(data):
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+def csv_rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        yield from csv_records(csv.DictReader(f))
+
+
+def csv_records(reader):
     for record in reader:
         # CSV cells are guarded for spreadsheets (a leading ' before = + - @): the hash
         # cannot be recomputed from them, so only the count and the order are checked.
@@ -156,14 +183,21 @@ def csv_rows(data):
 # ---------------------------------------------------------------- an export
 
 
-def check_rows(name, rows, problems, previous):
-    """Counts the rows, checks every row's hash (when the format has the whole event) and
-    the order, newest first across files; returns (rows, first, last, previous key)."""
+def check_rows(name, rows, problems, previous, scope):
+    """Counts the rows, checks every row's hash, tenant and time against the request (when
+    the format has the whole event) and the order, newest first across files; returns
+    (rows, first, last, previous key)."""
     count, first, last = 0, None, None
+    tenant, start, end = scope
     for at, row_id, event, claimed in rows:
         count += 1
         if event is not None and event_hash(event) != claimed:
             problems.append(f"{name}: row {count} ({row_id}) does not hash to its hash: it was changed")
+        if event is not None and event.get("tenant_id", tenant) != tenant:
+            problems.append(f"{name}: row {count} ({row_id}) is of tenant {event.get('tenant_id')}, not {tenant}")
+        when = instant(at)
+        if when is None or start and when < start or end and when >= end:
+            problems.append(f"{name}: row {count} ({row_id}) occurred at {at}, outside the range asked for")
         key = (at or "", row_id or "")
         if previous is not None and key >= previous:
             problems.append(f"{name}: row {count} ({row_id}) is out of order (rows are newest first)")
@@ -173,32 +207,47 @@ def check_rows(name, rows, problems, previous):
     return count, first, last, previous
 
 
-def verify_export(folder, keys):
+def verify_export(folder, keys, allow_truncated=False):
     problems = []
     with open(f"{folder}/manifest.json", "rb") as f:
         manifest = json.load(f)
     why = signature_problem(manifest, MANIFEST_LABEL, keys)
     if why:
         problems.append(f"manifest.json: {why}")
-    export_format = manifest.get("request", {}).get("format")
-    reader = {"csv": csv_rows, "jsonl": jsonl_rows}.get(export_format)
+    request = manifest.get("request", {})
+    export_format = request.get("format")
+    reader = {"csv": csv_rows, "jsonl": jsonl_rows, "parquet": parquet_rows}.get(export_format)
+    if reader is None:
+        return problems + [f"manifest.json: unknown format {export_format!r}"]
+    print(
+        f"export {manifest.get('export_id')} of tenant {manifest.get('tenant_id')}: {export_format}, "
+        f"from {request.get('from')} to {request.get('to')}, filters {json.dumps(request.get('filters'))}, "
+        f"{manifest.get('rows')} rows, completed {manifest.get('completed_at')}",
+        file=sys.stderr,
+    )
+    if manifest.get("truncated") and not allow_truncated:
+        problems.append(
+            "manifest.json: the export is truncated (the operator's row guard): it holds only the most "
+            "recent rows of the range (--allow-truncated to check it anyway)"
+        )
+    scope = (manifest.get("tenant_id"), instant(request.get("from")), instant(request.get("to")))
     files = manifest.get("files", [])
     listed = {f["name"] for f in files}
     previous = None
     total = 0
     for entry in files:
         name = entry["name"]
+        path = f"{folder}/{name}"
         try:
-            with open(f"{folder}/{name}", "rb") as f:
-                data = f.read()
+            with open(path, "rb") as f:
+                size, digest = file_digest(f)
         except FileNotFoundError:
             problems.append(f"{name}: missing")
             continue
-        if len(data) != entry["bytes"] or sha256_hex(data) != entry["sha256"]:
+        if size != entry["bytes"] or digest != entry["sha256"]:
             problems.append(f"{name}: its bytes are not the ones the manifest lists (a changed, swapped or cut file)")
-        rows = parquet_rows(io.BytesIO(data)) if export_format == "parquet" else reader(data)
         try:
-            count, first, last, previous = check_rows(name, rows, problems, previous)
+            count, first, last, previous = check_rows(name, reader(path), problems, previous, scope)
         except Exception as e:  # an unreadable file is a finding, not a crash
             problems.append(f"{name}: unreadable as {export_format}: {e}")
             continue
@@ -257,6 +306,14 @@ def verify_archive(root, tenant, keys):
     if signed is None:
         return problems + ["no validly signed checkpoint: nothing to check the chain against"]
     head = signed["seq"]
+    print(f"tenant {tenant}: chain checked up to seq {head}, signed at {signed.get('created_at')}", file=sys.stderr)
+    for name in listing(fs, f"{manifests}/revisions"):
+        seq = name.removesuffix(".json")
+        if seq.isdigit() and int(seq) > head:
+            problems.append(
+                f"revision {int(seq)}: past the newest signed checkpoint (seq {head}): unsigned "
+                "(an archive run in flight: check again in a minute; else written without the key)"
+            )
     revisions = {}
     for seq in range(1, head + 1):
         try:
@@ -274,24 +331,37 @@ def verify_archive(root, tenant, keys):
     if revisions.get(head, (None,))[0] != signed["head"]:
         problems.append(f"revision {head}: does not hash to the head checkpoint {head:010}.json signs (rewritten)")
     latest = {}
-    for seq, (_, m) in sorted(revisions.items()):
-        latest[m["date"]] = m
+    for seq, (digest, m) in sorted(revisions.items()):
+        latest[m["date"]] = (digest, m)
+    # What exports and queries read: each day's current manifest, the day's latest revision.
+    for name in listing(fs, manifests):
+        date = name.removeprefix("date=").removesuffix(".json")
+        if name == f"date={date}.json" and date not in latest:
+            problems.append(f"{name}: a day manifest no signed revision names")
     rows = 0
-    for date, m in sorted(latest.items()):
+    for date, (digest, m) in sorted(latest.items()):
+        try:
+            current = read(fs, f"{manifests}/date={date}.json")
+        except FileNotFoundError:
+            current = None
+        if current is None or sha256_hex(current) != digest:
+            problems.append(f"date={date}.json: not the day's latest signed revision (seq {m.get('seq')})")
         for part in m.get("parts", []):
             path = f"{base}/events/tenant={tenant}/date={date}/{part['name']}"
             try:
-                data = read(fs, path)
+                with fs.open_input_stream(path) as stream:
+                    size, part_digest = file_digest(stream)
             except FileNotFoundError:
                 problems.append(f"{date}/{part['name']}: missing")
                 continue
-            if len(data) != part["bytes"] or sha256_hex(data) != part["sha256"]:
+            if size != part["bytes"] or part_digest != part["sha256"]:
                 problems.append(f"{date}/{part['name']}: its bytes are not the ones its manifest lists")
             count = 0
-            for _, row_id, event, claimed in parquet_rows(io.BytesIO(data)):
-                count += 1
-                if event_hash(event) != claimed:
-                    problems.append(f"{date}/{part['name']}: row {row_id} does not hash to its hash")
+            with fs.open_input_file(path) as opened:
+                for _, row_id, event, claimed in parquet_rows(opened):
+                    count += 1
+                    if event_hash(event) != claimed:
+                        problems.append(f"{date}/{part['name']}: row {row_id} does not hash to its hash")
             rows += count
             if count != part["rows"]:
                 problems.append(f"{date}/{part['name']}: {count} rows, its manifest lists {part['rows']}")
@@ -304,6 +374,7 @@ def main(argv=None):
     e = sub.add_parser("export", help="a downloaded export: manifest.json and its files")
     e.add_argument("folder")
     e.add_argument("--keys", required=True, help="a saved GET /v1/keys answer")
+    e.add_argument("--allow-truncated", action="store_true", help="check an export the row guard cut")
     a = sub.add_parser("archive", help="a tenant's archive, up to its latest signed checkpoint")
     a.add_argument("root", help="a folder holding the bucket's objects, or s3://bucket")
     a.add_argument("--tenant", required=True)
@@ -311,7 +382,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     keys = load_keys(args.keys)
     if args.what == "export":
-        problems = verify_export(args.folder, keys)
+        problems = verify_export(args.folder, keys, args.allow_truncated)
     else:
         problems = verify_archive(args.root, args.tenant, keys)
     for p in problems:

@@ -30,9 +30,10 @@ use crate::domain::tenant::TenantId;
 use crate::domain::timestamp::Timestamp;
 use crate::formats::parquet_read::{self, FooterError};
 use crate::formats::parquet_write::PartWriter;
+use crate::formats::signature;
 use crate::ports::clock::SystemClock;
 use crate::ports::{ArchiveRegistry, BlobError, BlobStore, Clock, Condition, EventArchiver, EventIndex, EventReader};
-use crate::ports::{Moved, RegistryError, SignError, Signer, StoreError, TenantRegistry, Tenants};
+use crate::ports::{KeyDirectory, Moved, RegistryError, SignError, Signer, StoreError, TenantRegistry, Tenants};
 use crate::usecases::files::{Scratch, hash_file};
 use crate::usecases::merge::{Events, Fetch, IndexRead};
 use serde::Serialize;
@@ -151,6 +152,8 @@ pub struct ArchiveStores {
     pub bucket: Arc<dyn BlobStore>,
     /// Signs each new head into a checkpoint.
     pub signer: Arc<dyn Signer>,
+    /// The public keys the head found at a run's start must be signed with.
+    pub keys: Arc<dyn KeyDirectory>,
 }
 
 impl ArchiveStores {
@@ -160,7 +163,7 @@ impl ArchiveStores {
     where
         S: Tenants + TenantRegistry + ArchiveRegistry + EventIndex + EventReader + EventArchiver + 'static,
         B: BlobStore + 'static,
-        K: Signer + 'static,
+        K: Signer + KeyDirectory + 'static,
     {
         Self {
             tenants: store.clone(),
@@ -171,6 +174,7 @@ impl ArchiveStores {
             archiver: store.clone(),
             bucket: bucket.clone(),
             signer: signer.clone(),
+            keys: signer.clone(),
         }
     }
 }
@@ -310,6 +314,9 @@ impl Archiver {
         let state = self.stores.registry.state(tenant).await?;
         let mut pace = Pace::of(state.commit_micros_per_row);
         let mut head = state.head;
+        if let Some(h) = &head {
+            self.vouch(tenant, h, state.pending.as_ref()).await?;
+        }
         if let Some(p) = state.pending {
             if let Some(done) = self.resume(tenant, &p, head.as_ref()).await? {
                 head = Some(ChainHead { seq: done.seq, sha256: p.manifest.clone() });
@@ -733,6 +740,58 @@ impl Archiver {
 
     /// Signs `head` unless it has a checkpoint: one a crash between the head's move and
     /// its checkpoint left unsigned, or the head of an archive older than checkpoints.
+    /// Whether the head the registry names may be built on and signed: the archive signs
+    /// only what descends from what it signed before, so a chain rewritten in the bucket
+    /// and the table together (its checkpoints removed) is refused, not vouched for. The
+    /// head must be signed, or be the step in flight whose checkpoint a crash kept from
+    /// being written, on top of a signed head (or first of its chain).
+    ///
+    /// # Errors
+    /// [`ArchiveError::Verification`] when it may not.
+    async fn vouch(&self, tenant: &TenantId, head: &ChainHead, pending: Option<&Pending>) -> Result<(), ArchiveError> {
+        let t = tenant.as_str();
+        let keys = self.stores.keys.keys().await?;
+        let refuse = |why: String| {
+            Err(ArchiveError::Verification(format!(
+                "the head (seq {}) {why}: not signing or building on it; run auditlog verify",
+                head.seq
+            )))
+        };
+        let signed = |seq: u64| {
+            let keys = &keys;
+            async move {
+                let Some((bytes, _)) = self.stores.bucket.get_bytes(&manifest::checkpoint_key(t, seq)).await? else {
+                    return Ok::<_, ArchiveError>(None);
+                };
+                let checkpoint = serde_json::from_slice::<Checkpoint>(&bytes).ok().filter(|c| {
+                    c.tenant_id == t
+                        && c.seq == seq
+                        && signature::verify(keys, &c.message(), c.signature.as_ref()).is_ok()
+                });
+                Ok(Some(checkpoint.map(|c| c.head)))
+            }
+        };
+        match signed(head.seq).await? {
+            Some(Some(h)) if h == head.sha256 => return Ok(()),
+            Some(Some(_)) => return refuse("is not the revision its checkpoint signs".into()),
+            Some(None) => return refuse("has a checkpoint that does not verify".into()),
+            None => {}
+        }
+        if !pending.is_some_and(|p| p.phase == Phase::Tombstone && p.seq == head.seq && p.manifest == head.sha256) {
+            return refuse("is not signed".into());
+        }
+        let Some(previous) = head.seq.checked_sub(1).filter(|s| *s > 0) else { return Ok(()) };
+        let Some(Some(previous_head)) = signed(previous).await? else {
+            return refuse(format!("follows seq {previous}, which is not signed"));
+        };
+        let revision = self.stores.bucket.get_bytes(&manifest::revision_key(t, head.seq)).await?;
+        let linked = revision.is_some_and(|(bytes, _)| {
+            manifest::hash(&bytes) == head.sha256
+                && serde_json::from_slice::<Manifest>(&bytes).is_ok_and(|m| m.prev.as_ref() == Some(&previous_head))
+        });
+        if linked { Ok(()) } else { refuse(format!("does not follow the signed seq {previous}")) }
+    }
+
     async fn ensure_checkpoint(&self, tenant: &TenantId, head: &ChainHead) -> Result<(), ArchiveError> {
         let key = manifest::checkpoint_key(tenant.as_str(), head.seq);
         if self.stores.bucket.get_bytes(&key).await?.is_none() {

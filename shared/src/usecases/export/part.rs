@@ -65,6 +65,7 @@ impl Exporter {
         let Some(mut part) = self.jobs.claim_part(tenant, id, index, range, Timestamp::now()).await? else {
             // Done (its message came again), or another run has it.
             self.release_slot(job, holder).await;
+            self.queue_next_if_lost(job, index).await?;
             return self.finish_if_complete(job).await;
         };
         let ended = self.write_part(job, &mut part, deadline).await;
@@ -94,6 +95,23 @@ impl Exporter {
             Ok(PartEnd::Lost) => Ok(None),
             Err(e) => self.fail(job, &e).await,
         }
+    }
+
+    /// Under the guard each part queues the next: a run killed between saving its part
+    /// done and queueing the next leaves nothing queued. Its message comes back and finds
+    /// the part done; the next is queued again then, unless it is done (a repeat is
+    /// harmless: a part is claimed once).
+    async fn queue_next_if_lost(&self, job: &Job, index: u32) -> Result<(), StoreError> {
+        let next = index + 1;
+        if self.max_rows == 0 || job.plan.as_ref().is_none_or(|p| (next as usize) >= p.len()) {
+            return Ok(());
+        }
+        let parts = self.jobs.parts(&job.tenant, &job.id).await?;
+        let done = |i: u32| parts.iter().find(|p| p.index == i).filter(|p| p.status == PartStatus::Done);
+        if done(index).is_some_and(|p| !p.truncated) && done(next).is_none() {
+            self.send(&job.tenant, &job.id, Some(next), 0).await?;
+        }
+        Ok(())
     }
 
     /// Writes the part's files from its cursor until its range is written, the deadline

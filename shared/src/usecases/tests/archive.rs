@@ -684,6 +684,15 @@ async fn a_chain_rewritten_in_bucket_and_table_together_is_caught_by_its_signed_
     // And a checkpoint removed leaves the head unsigned.
     a.bucket.remove(&key);
     assert_eq!(a.kinds(&t).await, vec!["checkpoint"]);
+    // The next archive run does not vouch for the forged head (signing it, or a revision
+    // on top of it): the tenant fails, nothing is written, its new day stays online.
+    load(&a.store, &t, &day_events("c", 298, 5)).await;
+    let report = a.run(&t, 100).await;
+    assert!(report.committed.is_empty(), "{:?}", report.committed);
+    assert!(report.failures.iter().any(|f| f.error.contains("is not signed")), "{:?}", report.failures);
+    assert!(a.bucket.bytes(&key).is_none(), "the forged head was signed");
+    assert!(a.bucket.bytes(&manifest::revision_key("cp", 3)).is_none());
+    assert_eq!(a.store.events(&t).len(), 5);
 }
 
 #[tokio::test]

@@ -227,6 +227,24 @@ async fn an_export_killed_at_any_call_of_any_phase_finishes_with_every_row_exact
 }
 
 #[tokio::test]
+async fn under_the_row_guard_an_export_killed_between_two_parts_still_finishes() {
+    // With the guard each part queues the next after saving itself done; killed at that
+    // send, the part's own message comes back and must queue the next again.
+    for pass in 0..2 {
+        let x = Parts::new().await;
+        let id = x.request().await;
+        let mut exporter = x.exporter();
+        exporter.max_rows = 1_000_000;
+        x.queue.faults.add(Fault::after("send", pass).crash().times(1));
+        assert_eq!(x.drain(&exporter).await, 1, "send after {pass}: the worker was not killed once");
+        let view = x.view(&id).await;
+        assert_eq!(view["status"], "succeeded", "killed at send after {pass}: {view}");
+        assert_eq!(view["truncated"], false);
+        x.assert_whole(&id).await;
+    }
+}
+
+#[tokio::test]
 async fn a_part_whose_invocation_nears_its_deadline_pauses_and_carries_on_in_the_next() {
     let x = Parts::new().await;
     let id = x.request().await;
