@@ -109,6 +109,17 @@ def test_a_whole_download_verifies_from_the_command_line(stack, fmt):
     assert (run.returncode, run.stdout) == (0, ""), run.stdout + run.stderr
 
 
+def test_a_truncated_export_is_refused_unless_the_auditor_allows_it(stack, tmp_path):
+    with local_app.audit_local("verifier-guard-audit-local.log", AUDIT_EXPORT_MAX_ROWS="50") as base:
+        job = download(base, stack["tenant"], "jsonl", str(tmp_path / "cut"))
+    assert (job["truncated"], job["rows"]) == (True, 50), job
+    args = [sys.executable, VERIFY, "export", str(tmp_path / "cut"), "--keys", stack["keys"]]
+    run = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert run.returncode == 1 and "truncated" in run.stdout, run.stdout + run.stderr
+    run = subprocess.run([*args, "--allow-truncated"], capture_output=True, text=True, check=False)
+    assert (run.returncode, run.stdout) == (0, ""), run.stdout + run.stderr
+
+
 def rewrite_lines(path, change):
     lines = path.read_bytes().split(b"\n")
     path.write_bytes(b"\n".join(change(lines)))
