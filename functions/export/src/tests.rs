@@ -125,7 +125,7 @@ async fn an_export_is_checked_logged_queued_run_and_downloadable() {
     assert_eq!(job["progress"], json!({"parts": 1, "parts_done": 1, "rows": 2}));
     let name = format!("audit-export-{id}-00000-000.jsonl");
     assert_eq!(job["files"][0]["name"].as_str(), Some(name.as_str()));
-    let file = s.files.bytes(&format!("exports/acme/{id}/a1/{name}")).unwrap_or_default();
+    let file = s.files.bytes(&format!("exports/acme/{id}/a1/00000-000.jsonl")).unwrap_or_default();
     let lines: Vec<Value> =
         String::from_utf8_lossy(&file).lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
     assert_eq!(

@@ -218,10 +218,14 @@ pub fn folder(tenant: &str, id: &str) -> String {
     format!("exports/{tenant}/{id}/")
 }
 
-/// The object key of a file written by claim `attempt`.
+/// The object key of a file written by claim `attempt`: short (the download's name comes
+/// from the manifest and the link's Content-Disposition), because the local stack's
+/// s3s-fs keeps a multipart upload's state in one file named after the base64 of bucket
+/// and key, which must fit the file system's 255 bytes (it does for tenant ids of up to
+/// 48 characters; S3 itself takes keys of 1,024).
 #[must_use]
-pub fn file_key(tenant: &str, id: &str, attempt: u32, name: &str) -> String {
-    format!("{}a{attempt}/{name}", folder(tenant, id))
+pub fn file_key(tenant: &str, id: &str, attempt: u32, part: u32, n: usize, extension: &str) -> String {
+    format!("{}a{attempt}/{part:05}-{n:03}.{extension}", folder(tenant, id))
 }
 
 /// The object key of the job's signed manifest.

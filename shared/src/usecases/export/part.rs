@@ -132,7 +132,7 @@ impl Exporter {
             }
             let n = part.files.len();
             let name = export_part::file_name(id, part.index, n, job.format.as_str());
-            let key = export_part::file_key(tenant.as_str(), id, part.attempt, &name);
+            let key = export_part::file_key(tenant.as_str(), id, part.attempt, part.index, n, job.format.as_str());
             let left = budget.map(|b| b.saturating_sub(part.rows()));
             let Some((file, end)) = self.write_file(job, part, &name, &key, deadline, left).await? else {
                 return Ok(PartEnd::Done);
