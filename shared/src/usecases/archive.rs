@@ -314,17 +314,20 @@ impl Archiver {
         let state = self.stores.registry.state(tenant).await?;
         let mut pace = Pace::of(state.commit_micros_per_row);
         let mut head = state.head;
+        // Whether the head is known to have its checkpoint (read once, by the vouching).
+        let mut signed = false;
         if let Some(h) = &head {
-            self.vouch(tenant, h, state.pending.as_ref()).await?;
+            signed = self.vouch(tenant, h, state.pending.as_ref()).await?;
         }
         if let Some(p) = state.pending {
             if let Some(done) = self.resume(tenant, &p, head.as_ref()).await? {
                 head = Some(ChainHead { seq: done.seq, sha256: p.manifest.clone() });
+                signed = false;
                 report.committed.push(done);
             }
             report.resumed += 1;
         }
-        if let Some(h) = &head {
+        if let Some(h) = head.as_ref().filter(|_| !signed) {
             self.ensure_checkpoint(tenant, h).await?;
         }
         // Days done in this run are not visited again: an index can still list items this
@@ -748,7 +751,14 @@ impl Archiver {
     ///
     /// # Errors
     /// [`ArchiveError::Verification`] when it may not.
-    async fn vouch(&self, tenant: &TenantId, head: &ChainHead, pending: Option<&Pending>) -> Result<(), ArchiveError> {
+    /// `true` when the head has its checkpoint already, `false` when it is the step in
+    /// flight, yet to be signed.
+    async fn vouch(
+        &self,
+        tenant: &TenantId,
+        head: &ChainHead,
+        pending: Option<&Pending>,
+    ) -> Result<bool, ArchiveError> {
         let t = tenant.as_str();
         let keys = self.stores.keys.keys().await?;
         let refuse = |why: String| {
@@ -772,7 +782,7 @@ impl Archiver {
             }
         };
         match signed(head.seq).await? {
-            Some(Some(h)) if h == head.sha256 => return Ok(()),
+            Some(Some(h)) if h == head.sha256 => return Ok(true),
             Some(Some(_)) => return refuse("is not the revision its checkpoint signs".into()),
             Some(None) => return refuse("has a checkpoint that does not verify".into()),
             None => {}
@@ -780,7 +790,7 @@ impl Archiver {
         if !pending.is_some_and(|p| p.phase == Phase::Tombstone && p.seq == head.seq && p.manifest == head.sha256) {
             return refuse("is not signed".into());
         }
-        let Some(previous) = head.seq.checked_sub(1).filter(|s| *s > 0) else { return Ok(()) };
+        let Some(previous) = head.seq.checked_sub(1).filter(|s| *s > 0) else { return Ok(false) };
         let Some(Some(previous_head)) = signed(previous).await? else {
             return refuse(format!("follows seq {previous}, which is not signed"));
         };
@@ -789,7 +799,7 @@ impl Archiver {
             manifest::hash(&bytes) == head.sha256
                 && serde_json::from_slice::<Manifest>(&bytes).is_ok_and(|m| m.prev.as_ref() == Some(&previous_head))
         });
-        if linked { Ok(()) } else { refuse(format!("does not follow the signed seq {previous}")) }
+        if linked { Ok(false) } else { refuse(format!("does not follow the signed seq {previous}")) }
     }
 
     async fn ensure_checkpoint(&self, tenant: &TenantId, head: &ChainHead) -> Result<(), ArchiveError> {
