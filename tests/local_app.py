@@ -62,3 +62,7 @@ def audit_local(log_name, **settings):
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+            # moto finishes a stopped runner's long polls of the queues (2 s) as if someone
+            # still waited: a message sent meanwhile (the next runner's export) would be
+            # taken and hidden for the queue's visibility timeout.
+            time.sleep(3)
